@@ -1,0 +1,71 @@
+# django-orders — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DB ?= postgres
+PYTEST_ARGS ?=
+DEMO_DIR := example_project
+DEMO_DB := $(DEMO_DIR)/db.sqlite3
+
+.PHONY: help demo test lint format tox tox-newest pkg migrations-check clean services
+
+help:
+	@echo "make demo   - run the example project on SQLite at http://127.0.0.1:8000 (relay included)"
+	@echo "make test   - run the whole test suite on PostgreSQL (DB=sqlite for SQLite)"
+	@echo "make lint   - ruff, ruff format --check, mypy"
+	@echo "make tox    - the Django x Python matrix"
+	@echo "make pkg    - build sdist + wheel and run twine check --strict"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml requirements/test.txt requirements/lint.txt requirements/demo.txt
+	$(BIN)/python -m pip install --quiet -e . -r requirements/test.txt -r requirements/lint.txt -r requirements/demo.txt build twine tox
+	touch $@
+
+$(VENV)/.installed-demo: $(BIN)/python pyproject.toml requirements/demo.txt
+	$(BIN)/python -m pip install --quiet -e . -r requirements/demo.txt
+	touch $@
+
+demo: $(VENV)/.installed-demo
+	@bash scripts/demo.sh "$(BIN)/python"
+
+services:
+	@bash scripts/ensure-services.sh $(if $(filter sqlite,$(DB)),,postgres) $(SERVICES)
+
+test: $(VENV)/.installed-dev
+	@bash scripts/ensure-services.sh $(if $(filter sqlite,$(DB)),,postgres) rabbitmq redis
+	DB=$(DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrations-check: $(VENV)/.installed-dev
+	DB=sqlite DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/django-admin makemigrations --check --dry-run django_orders
+
+pkg: $(VENV)/.installed-dev
+	rm -rf dist build
+	$(BIN)/python -m build --quiet
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_wheel.py dist/*.whl
+
+# tox finds the interpreters pyenv installed (3.11, 3.12, 3.13) when they are on offer.
+PYENV_PYTHONS := $(shell command -v pyenv >/dev/null && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[123]\.[0-9]+$$' | paste -sd: -)
+TOX := $(if $(PYENV_PYTHONS),PYENV_VERSION=$(PYENV_PYTHONS)) $(BIN)/tox
+
+tox: $(VENV)/.installed-dev
+	$(TOX) run-parallel
+
+tox-newest: $(VENV)/.installed-dev
+	$(TOX) run -e py313-django61
+
+clean:
+	rm -rf $(VENV) .tox build dist *.egg-info .mypy_cache .ruff_cache $(DEMO_DB)*

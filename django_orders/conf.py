@@ -1,0 +1,137 @@
+"""The ``DJANGO_ORDERS`` setting, read through one object with documented defaults.
+
+Modelled on ``rest_framework.settings``: values are looked up lazily and cached per
+attribute, dotted paths are imported on first use with an error that names the setting,
+and the cache is dropped on Django's ``setting_changed`` signal so ``override_settings``
+works in tests. Nothing is copied into module constants at import time.
+
+Usage::
+
+    from django_orders.conf import orders_settings
+    orders_settings.PAGE_SIZE
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+SETTING_NAME = "DJANGO_ORDERS"
+
+DEFAULTS: dict[str, Any] = {
+    # Tenancy
+    "TENANT_HEADER": "X-Tenant-Id",
+    "TENANT_ID_PATTERN": r"^[A-Za-z0-9._-]{1,64}$",
+    "TENANT_EXEMPT_PATHS": ["/schema/", "/docs/", "/admin/"],
+    "TENANT_RESOLVER": "django_orders.tenancy.header_tenant_resolver",
+    "TENANT_ACCESS_CHECK": None,
+    # Idempotency and conditional requests
+    "IDEMPOTENCY_KEY_REQUIRED": True,
+    "IDEMPOTENCY_TTL": dt.timedelta(hours=1),
+    "REQUIRE_IF_MATCH": True,
+    # Resources
+    "DEFAULT_CURRENCY": "USD",
+    "PAGE_SIZE": 20,
+    "MAX_PAGE_SIZE": 100,
+    "MAX_BODY_BYTES": 65536,
+    # Events and the outbox relay
+    "EVENT_SOURCE": "/django-orders",
+    "OUTBOX_PUBLISHER": "django_orders.publishers.LoggingPublisher",
+    "OUTBOX_PUBLISHER_OPTIONS": {},
+    "OUTBOX_BATCH_SIZE": 100,
+    "OUTBOX_POLL_INTERVAL": 1.0,
+    "OUTBOX_MAX_ATTEMPTS": 10,
+    "OUTBOX_RETENTION": dt.timedelta(days=7),
+    "OUTBOX_LEASE": dt.timedelta(seconds=30),
+    "OUTBOX_BACKOFF_MAX": dt.timedelta(minutes=5),
+    "OUTBOX_DEAD_BLOCKS_ORDER": True,
+}
+
+# Settings whose value is a dotted path, imported on first access.
+IMPORT_STRINGS = frozenset({"TENANT_RESOLVER", "TENANT_ACCESS_CHECK", "OUTBOX_PUBLISHER"})
+
+# Settings given as a duration: a timedelta or a number of seconds.
+DURATIONS = frozenset(
+    {"IDEMPOTENCY_TTL", "OUTBOX_RETENTION", "OUTBOX_LEASE", "OUTBOX_BACKOFF_MAX"}
+)
+
+# Keys that once existed, with what to do instead. Using one is a system check error.
+REMOVED_SETTINGS: dict[str, str] = {}
+
+
+def import_from_string(value: str, setting_name: str) -> Any:
+    """Import a dotted path, naming the setting in the error if it fails."""
+    try:
+        return import_string(value)
+    except ImportError as exc:
+        raise ImportError(
+            f"Could not import {value!r} for setting {SETTING_NAME}[{setting_name!r}]: "
+            f"{exc.__class__.__name__}: {exc}."
+        ) from exc
+
+
+def to_timedelta(value: Any, setting_name: str) -> dt.timedelta:
+    """Accept a ``timedelta`` or a number of seconds."""
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return dt.timedelta(seconds=value)
+    raise ImproperlyConfigured(
+        f"{SETTING_NAME}[{setting_name!r}] must be a datetime.timedelta or a number of "
+        f"seconds, not {value!r}."
+    )
+
+
+class OrdersSettings:
+    """Attribute access to ``settings.DJANGO_ORDERS`` with defaults.
+
+    Each attribute is resolved on first access and cached; :meth:`reload` drops the cache.
+    """
+
+    def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
+        self.defaults = dict(defaults if defaults is not None else DEFAULTS)
+        self._cached: set[str] = set()
+
+    @property
+    def user_settings(self) -> Mapping[str, Any]:
+        """The host's ``DJANGO_ORDERS`` dict (empty when unset)."""
+        value = getattr(settings, SETTING_NAME, None)
+        return value if isinstance(value, Mapping) else {}
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr not in self.defaults:
+            raise AttributeError(f"Invalid django-orders setting: {attr!r}")
+        value = self.user_settings.get(attr, self.defaults[attr])
+        if attr in IMPORT_STRINGS and isinstance(value, str):
+            value = import_from_string(value, attr)
+        elif attr in DURATIONS:
+            value = to_timedelta(value, attr)
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def raw(self, attr: str) -> Any:
+        """The configured value without imports or conversion (for system checks)."""
+        return self.user_settings.get(attr, self.defaults[attr])
+
+    def reload(self) -> None:
+        """Forget every cached value; the next access reads the settings again."""
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+
+
+orders_settings = OrdersSettings(DEFAULTS)
+
+
+@receiver(setting_changed)
+def _reload_orders_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        orders_settings.reload()

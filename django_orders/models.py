@@ -1,0 +1,196 @@
+"""The package's tables: orders, idempotency keys and the transactional outbox.
+
+Index and constraint names are explicit and stable (they appear in migrations and in
+``EXPLAIN`` output). Tenant-facing indexes and unique constraints lead with ``tenant_id``;
+the outbox's delivery indexes serve the relay, which works across tenants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from django_orders.ids import uuid7
+
+TENANT_ID_MAX_LENGTH = 64
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    """RFC 3339 UTC timestamp with microseconds, ``Z`` suffix (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Order(models.Model):
+    """An order of one tenant. ``version`` grows by exactly 1 on every change."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        CONFIRMED = "confirmed", "Confirmed"
+        CLOSED = "closed", "Closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    tenant_id = models.CharField(max_length=TENANT_ID_MAX_LENGTH)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    version = models.PositiveIntegerField(default=1)
+    total_cents = models.BigIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Set in Python, not by the database, so the stored row, the response and the event
+    # snapshot carry the very same instant (microseconds included: cursors depend on it).
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "django_orders_order"
+        ordering = ("-created_at", "-id")
+        indexes = (
+            # The keyset walk: WHERE tenant_id = %s AND (created_at, id) < (%s, %s)
+            # ORDER BY created_at DESC, id DESC, read backwards.
+            models.Index(fields=("tenant_id", "created_at", "id"),
+                         name="orders_order_tenant_keyset"),
+            # The same walk with a status filter.
+            models.Index(fields=("tenant_id", "status", "created_at", "id"),
+                         name="orders_order_status_keyset"),
+        )
+        constraints = (
+            models.CheckConstraint(condition=Q(version__gte=1), name="orders_order_version_gte_1"),
+            models.CheckConstraint(
+                condition=Q(total_cents__isnull=True) | Q(total_cents__gte=0),
+                name="orders_order_total_cents_gte_0",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=("draft", "confirmed", "closed")),
+                name="orders_order_status_valid",
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.id} ({self.status}, v{self.version})"
+
+    @property
+    def etag(self) -> str:
+        """The strong entity-tag of this version, quoted as RFC 9110 writes it."""
+        return f'"{self.version}"'
+
+    def to_dict(self) -> dict[str, Any]:
+        """The order as the API and the events show it (CONTRACT §3)."""
+        return {
+            "id": str(self.id),
+            "tenantId": self.tenant_id,
+            "status": self.status,
+            "version": self.version,
+            "totalCents": self.total_cents,
+            "currency": self.currency,
+            "metadata": self.metadata,
+            "createdAt": rfc3339(self.created_at),
+            "updatedAt": rfc3339(self.updated_at),
+            "confirmedAt": rfc3339(self.confirmed_at),
+            "closedAt": rfc3339(self.closed_at),
+        }
+
+
+class IdempotencyKey(models.Model):
+    """A remembered ``Idempotency-Key`` and the response it produced.
+
+    The row is inserted in the same transaction as the work it guards and holds the unique
+    (tenant, key) slot: a concurrent request with the same key waits on that row and then
+    sees the committed response (or, if the first rolled back, takes the slot itself).
+    Only successful (2xx) responses are ever committed.
+    """
+
+    class State(models.TextChoices):
+        PROCESSING = "processing", "Processing"
+        COMPLETED = "completed", "Completed"
+
+    id = models.BigAutoField(primary_key=True)
+    tenant_id = models.CharField(max_length=TENANT_ID_MAX_LENGTH)
+    key = models.CharField(max_length=IDEMPOTENCY_KEY_MAX_LENGTH)
+    method = models.CharField(max_length=10)
+    path = models.TextField()
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request, hex.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PROCESSING)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.TextField(blank=True, default="")
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "django_orders_idempotency_key"
+        constraints = (
+            models.UniqueConstraint(fields=("tenant_id", "key"),
+                                    name="orders_idempotency_key_unique"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.key}"
+
+
+class OutboxEvent(models.Model):
+    """An event written in the same transaction as the change it describes.
+
+    ``id`` is the CloudEvents ``id``: stable across redeliveries, consumers dedupe on it.
+    The delivery fields belong to the relay: ``attempts`` is counted at claim time,
+    ``lease_token`` / ``leased_until`` fence a claim, ``available_at`` carries the backoff.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PUBLISHED = "published", "Published"
+        DEAD = "dead", "Dead"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    tenant_id = models.CharField(max_length=TENANT_ID_MAX_LENGTH)
+    aggregate_type = models.CharField(max_length=64)
+    aggregate_id = models.UUIDField()
+    aggregate_version = models.PositiveIntegerField()
+    type = models.CharField(max_length=128)
+    payload = models.JSONField(help_text="The CloudEvents data: the order right after the change.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    available_at = models.DateTimeField(default=timezone.now)
+    lease_token = models.UUIDField(null=True, blank=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "django_orders_outbox_event"
+        ordering = ("created_at", "id")
+        constraints = (
+            models.UniqueConstraint(
+                fields=("tenant_id", "aggregate_type", "aggregate_id", "aggregate_version"),
+                name="orders_outbox_aggregate_version_unique",
+            ),
+        )
+        indexes = (
+            # What the relay claims: pending rows by due time.
+            models.Index(fields=("available_at", "id"), condition=Q(status="pending"),
+                         name="orders_outbox_pending"),
+            # "Is there an earlier unfinished event of this aggregate?" (per-order order).
+            models.Index(fields=("aggregate_id", "aggregate_version"),
+                         condition=~Q(status="published"),
+                         name="orders_outbox_unfinished"),
+            # Retention purge of published events.
+            models.Index(fields=("published_at",), condition=Q(status="published"),
+                         name="orders_outbox_published"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.aggregate_id} v{self.aggregate_version} ({self.status})"
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return self.id

@@ -1,0 +1,136 @@
+"""RFC 9457 problem details: the one shape every error of the package takes.
+
+``{"type": "about:blank", "title": ..., "status": ..., "detail": ..., "code": ...}`` with
+``Content-Type: application/problem+json``. ``code`` is the stable, machine-readable member
+clients branch on; ``title`` is the HTTP reason phrase, as RFC 9457 §4.2.1 advises for
+``about:blank``.
+
+:func:`exception_handler` is used by the package's own views only (they override
+``get_exception_handler``), so the host's global ``EXCEPTION_HANDLER`` is left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from django.http import Http404, HttpResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+logger = logging.getLogger("django_orders")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class Problem(exceptions.APIException):
+    """An error answered as problem+json with a stable ``code``.
+
+    Extra keyword arguments become extension members of the body (``currentVersion``, …);
+    ``headers`` are set on the response (``ETag``, ``Retry-After``, …).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail=detail, code=code)
+        self.status_code = status
+        self.problem_code = code
+        self.problem_detail = detail
+        self.headers = dict(headers or {})
+        self.extensions = extensions
+
+    def body(self) -> dict[str, Any]:
+        return problem_body(self.status_code, self.problem_code, self.problem_detail,
+                            **self.extensions)
+
+
+def problem_body(status: int, code: str, detail: str, **extensions: Any) -> dict[str, Any]:
+    """The problem+json document for ``status`` and ``code``."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:  # pragma: no cover - every status we use is a known one
+        title = "Error"
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    body.update(extensions)
+    return body
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> HttpResponse:
+    """A plain Django response carrying a problem (for middleware and non-DRF views)."""
+    response = HttpResponse(
+        json.dumps(problem_body(status, code, detail, **extensions)),
+        status=status,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _from_drf(exc: exceptions.APIException) -> Problem:
+    """Translate DRF's own exceptions into problems with our codes."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        return Problem(400, "validation_error", "The request body is not valid.", errors=errors)
+    if isinstance(exc, exceptions.ParseError):
+        return Problem(400, "invalid_json", str(exc.detail))
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return Problem(415, "unsupported_media_type", str(exc.detail))
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return Problem(405, "method_not_allowed", str(exc.detail))
+    if isinstance(exc, exceptions.NotAcceptable):
+        return Problem(406, "not_acceptable", str(exc.detail))
+    if isinstance(exc, exceptions.NotFound):
+        return Problem(404, "not_found", "Not found.")
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        return Problem(exc.status_code, "not_authenticated", str(exc.detail), headers=headers)
+    if isinstance(exc, exceptions.Throttled):
+        if exc.wait is not None:
+            headers["Retry-After"] = str(int(exc.wait) + (exc.wait % 1 > 0))
+        return Problem(429, "throttled", str(exc.detail), headers=headers)
+    if isinstance(exc, exceptions.PermissionDenied):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else "permission_denied"
+        return Problem(403, str(code), str(exc.detail))
+    code = exc.get_codes()
+    return Problem(exc.status_code, code if isinstance(code, str) else "error", str(exc.detail))
+
+
+def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
+    """DRF exception handler for the package's views: every error is problem+json."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a real server error: let Django report it
+    problem = exc if isinstance(exc, Problem) else _from_drf(exc)
+    response = Response(problem.body(), status=problem.status_code,
+                        content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in problem.headers.items():
+        response[name] = value
+    return response

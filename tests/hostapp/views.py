@@ -1,0 +1,27 @@
+"""Views of a pretend host project: some tenant-scoped, some not."""
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from django_orders.tenancy import TenantScopedMixin, get_current_tenant, tenant_scoped
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    """A host endpoint that knows nothing of tenants."""
+    return JsonResponse({"ok": True, "tenant": get_current_tenant()})
+
+
+@tenant_scoped
+def scoped_function(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"tenant": get_current_tenant(), "attr": request.tenant_id})
+
+
+class ScopedAPIView(TenantScopedMixin, APIView):
+    def get(self, request):  # type: ignore[no-untyped-def]
+        return Response({"tenant": self.tenant_id, "current": get_current_tenant()})
+
+
+class PlainAPIView(APIView):
+    def get(self, request):  # type: ignore[no-untyped-def]
+        return Response({"tenant": get_current_tenant()})

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from tests.hostapp import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("health", views.health),
+    path("host/scoped-function", views.scoped_function),
+    path("host/scoped-api", views.ScopedAPIView.as_view()),
+    path("host/plain-api", views.PlainAPIView.as_view()),
+    path("", include("django_orders.urls")),
+]
