@@ -24,14 +24,16 @@ if os.environ.get("DB", "postgres") == "sqlite":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(BASE_DIR / "test.sqlite3"),
+            "NAME": os.environ.get("ORDERS_SQLITE_PATH", str(BASE_DIR / "test.sqlite3")),
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
             # A file, not :memory:, so threads and subprocesses see the same database.
-            "TEST": {"NAME": str(BASE_DIR / "test_db.sqlite3")},
+            "TEST": {
+                "NAME": os.environ.get("ORDERS_SQLITE_TEST_PATH", str(BASE_DIR / "test_db.sqlite3"))
+            },
         }
     }
 else:
