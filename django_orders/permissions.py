@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework.permissions import BasePermission
 
+from django_orders.problems import Problem
 from django_orders.tenancy import check_tenant_access
 
 
@@ -22,4 +23,8 @@ class TenantAccessPermission(BasePermission):
     code = "tenant_forbidden"
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        return check_tenant_access(request, getattr(request, "tenant_id", None))
+        if check_tenant_access(request, getattr(request, "tenant_id", None)):
+            return True
+        # Raised here rather than returning False: DRF would turn a refusal of an
+        # unauthenticated caller into 401, and the contract says a tenant refusal is 403.
+        raise Problem(403, self.code, self.message)

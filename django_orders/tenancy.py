@@ -130,6 +130,18 @@ class TenantScopedMixin:
         request.tenant_id = request._request.tenant_id
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
 
+    def handle_exception(self, exc: Exception) -> Any:
+        # The package's problems (tenant_forbidden, …) are problem+json even on a host view
+        # whose global DRF exception handler renders errors differently.
+        if isinstance(exc, Problem):
+            from django_orders.problems import exception_handler
+
+            response = exception_handler(exc, {"view": self})
+            if response is not None:
+                response.exception = True
+                return response
+        return super().handle_exception(exc)  # type: ignore[misc]
+
     def get_permissions(self) -> list[Any]:
         from django_orders.permissions import TenantAccessPermission
 

@@ -7,10 +7,12 @@ from typing import Any
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from django_orders import problems
 from django_orders.models import Order
+from django_orders.permissions import TenantAccessPermission
 from django_orders.tenancy import TenantScopedMixin
 
 
@@ -26,6 +28,19 @@ class OrdersAPIView(TenantScopedMixin, APIView):
 
     def get_exception_handler(self) -> Any:
         return problems.exception_handler
+
+    # DRF binds these class attributes when the module is imported; reading the host's
+    # settings at request time instead means a later change (override_settings in the
+    # host's tests, say) is honoured too.
+    def get_authenticators(self) -> list[Any]:
+        return [auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+
+    def get_permissions(self) -> list[Any]:
+        permissions = [permission() for permission in api_settings.DEFAULT_PERMISSION_CLASSES]
+        return [*permissions, TenantAccessPermission()]
+
+    def get_throttles(self) -> list[Any]:
+        return [throttle() for throttle in api_settings.DEFAULT_THROTTLE_CLASSES]
 
 
 class OrderCollectionView(OrdersAPIView):

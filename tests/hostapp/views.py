@@ -19,6 +19,8 @@ def scoped_function(request: HttpRequest) -> JsonResponse:
 
 class ScopedAPIView(TenantScopedMixin, APIView):
     def get(self, request):  # type: ignore[no-untyped-def]
+        if "boom" in request.query_params:
+            raise RuntimeError("a host view that fails")
         return Response({"tenant": self.tenant_id, "current": get_current_tenant()})
 
 

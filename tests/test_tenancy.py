@@ -1,0 +1,215 @@
+"""CONTRACT §2, tenancy: every rule, through real requests."""
+
+import threading
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+
+from django_orders.tenancy import get_current_tenant
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == PROBLEM
+    body = response.json()
+    assert body["code"] == code
+    assert body["status"] == status
+    assert body["type"] == "about:blank"
+    assert body["title"] and body["detail"]
+
+
+@pytest.fixture
+def client() -> Client:
+    return Client()
+
+
+# -- which views are tenant-scoped ------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/orders", "/orders/", "/host/scoped-function", "/host/scoped-api"])
+def test_scoped_views_need_the_header(client: Client, path: str) -> None:
+    assert_problem(client.get(path), 400, "missing_tenant")
+
+
+@pytest.mark.parametrize("path", ["/health", "/host/plain-api"])
+def test_host_views_that_are_not_scoped_answer_without_the_header(client: Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.json()["tenant"] is None
+
+
+@pytest.mark.django_db
+def test_host_admin_is_untouched(client: Client) -> None:
+    assert client.get("/admin/login/").status_code == 200
+
+
+def test_unknown_url_is_still_the_hosts_404(client: Client) -> None:
+    assert client.get("/nowhere").status_code == 404
+
+
+# -- the header ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_missing_or_empty_header(client: Client, value: str | None) -> None:
+    headers = {} if value is None else {"X-Tenant-Id": value}
+    assert_problem(client.get("/host/scoped-api", headers=headers), 400, "missing_tenant")
+
+
+@pytest.mark.parametrize(
+    "value", ["a" * 65, "shop 1", "shop/1", "shöp", "shop:1", "shop\t1", "'shop'", "shop%201"]
+)
+def test_invalid_tenant(client: Client, value: str) -> None:
+    response = client.get("/host/scoped-api", headers={"X-Tenant-Id": value})
+    assert_problem(response, 400, "invalid_tenant")
+
+
+@pytest.mark.parametrize("value", ["a", "a" * 64, "Shop-1", "shop.eu_2", "0", "-._"])
+def test_valid_tenant(client: Client, value: str) -> None:
+    response = client.get("/host/scoped-api", headers={"X-Tenant-Id": value})
+    assert response.status_code == 200
+    assert response.json() == {"tenant": value, "current": value}
+
+
+def test_non_ascii_header_bytes_are_invalid_not_a_crash(client: Client) -> None:
+    # WSGI carries header bytes as latin-1; a UTF-8 tenant arrives mangled: reject, no 5xx.
+    response = client.get("/host/scoped-api", HTTP_X_TENANT_ID="t\u00e9nant".encode().decode("latin-1"))
+    assert_problem(response, 400, "invalid_tenant")
+
+
+@override_settings(DJANGO_ORDERS={"TENANT_HEADER": "X-Shop"})
+def test_header_name_is_configurable(client: Client) -> None:
+    assert_problem(client.get("/host/scoped-api", headers={"X-Tenant-Id": "a"}), 400, "missing_tenant")
+    assert client.get("/host/scoped-api", headers={"X-Shop": "a"}).json()["tenant"] == "a"
+
+
+@override_settings(DJANGO_ORDERS={"TENANT_ID_PATTERN": r"^t-[0-9]+$"})
+def test_pattern_is_configurable(client: Client) -> None:
+    assert_problem(client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop"}), 400,
+                   "invalid_tenant")
+    assert client.get("/host/scoped-api", headers={"X-Tenant-Id": "t-7"}).status_code == 200
+
+
+# -- exempt paths and the resolver hook --------------------------------------------------
+
+
+def test_exempt_paths_need_no_tenant_even_when_scoped(client: Client) -> None:
+    response = client.get("/docs/scoped-api")
+    assert response.status_code == 200
+    assert response.json() == {"tenant": None, "current": None}
+
+
+@override_settings(DJANGO_ORDERS={"TENANT_EXEMPT_PATHS": ["/host/"]})
+def test_exempt_paths_are_configurable(client: Client) -> None:
+    assert client.get("/host/scoped-api").status_code == 200
+    assert_problem(client.get("/docs/scoped-api"), 400, "missing_tenant")
+
+
+@override_settings(DJANGO_ORDERS={"TENANT_RESOLVER": "tests.hooks.query_param_resolver"})
+def test_resolver_hook(client: Client) -> None:
+    assert client.get("/host/scoped-api?tenant=acme").json()["tenant"] == "acme"
+    assert_problem(client.get("/host/scoped-api", headers={"X-Tenant-Id": "acme"}), 400,
+                   "missing_tenant")
+    assert_problem(client.get("/host/scoped-api?tenant=a b"), 400, "invalid_tenant")
+
+
+# -- the access hook -------------------------------------------------------------------
+
+
+@override_settings(DJANGO_ORDERS={"TENANT_ACCESS_CHECK": "tests.hooks.allow_shop_1"})
+@pytest.mark.parametrize("path", ["/host/scoped-api", "/host/scoped-function"])
+def test_access_hook_refusal_is_403(client: Client, path: str) -> None:
+    assert client.get(path, headers={"X-Tenant-Id": "shop-1"}).status_code == 200
+    assert_problem(client.get(path, headers={"X-Tenant-Id": "shop-2"}), 403, "tenant_forbidden")
+
+
+@pytest.mark.django_db
+@override_settings(DJANGO_ORDERS={"TENANT_ACCESS_CHECK": "tests.hooks.allow_shop_1"})
+def test_access_hook_guards_the_package_views(client: Client) -> None:
+    assert_problem(client.get("/orders", headers={"X-Tenant-Id": "shop-2"}), 403,
+                   "tenant_forbidden")
+
+
+@pytest.mark.django_db
+@override_settings(DJANGO_ORDERS={"TENANT_ACCESS_CHECK": "tests.hooks.staff_only"})
+def test_access_hook_sees_the_drf_token_user(client: Client) -> None:
+    staff = User.objects.create_user("staff", is_staff=True)
+    token = Token.objects.create(user=staff)
+    ok = client.get("/host/scoped-api",
+                    headers={"X-Tenant-Id": "shop-1", "Authorization": f"Token {token.key}"})
+    assert ok.status_code == 200
+    # Anonymous: refused with 403 tenant_forbidden (not DRF's 401 for anonymous refusals).
+    assert_problem(client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop-1"}), 403,
+                   "tenant_forbidden")
+
+
+@pytest.mark.django_db
+@override_settings(REST_FRAMEWORK={
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+})
+def test_package_views_honour_the_hosts_drf_permissions(client: Client) -> None:
+    response = client.get("/orders", headers={"X-Tenant-Id": "shop-1"})
+    assert_problem(response, 401, "not_authenticated")
+    user = User.objects.create_user("u")
+    token = Token.objects.create(user=user)
+    response = client.get("/orders", headers={"X-Tenant-Id": "shop-1",
+                                              "Authorization": f"Token {token.key}"})
+    assert response.status_code == 200
+
+
+# -- no leaks, no queries ---------------------------------------------------------------
+
+
+def test_tenant_does_not_leak_into_the_next_request_on_the_same_thread(client: Client) -> None:
+    assert client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop-1"}).status_code == 200
+    assert get_current_tenant() is None
+    assert client.get("/health").json()["tenant"] is None
+    assert client.get("/host/plain-api").json()["tenant"] is None
+
+
+def test_tenant_is_reset_even_when_the_view_fails(client: Client) -> None:
+    client.raise_request_exception = False
+    client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop-1"}, data={"boom": "1"})
+    assert get_current_tenant() is None
+
+
+def test_concurrent_requests_on_threads_see_only_their_own_tenant() -> None:
+    barrier = threading.Barrier(8)
+    seen: dict[str, object] = {}
+
+    def call(tenant: str) -> None:
+        barrier.wait(timeout=10)
+        seen[tenant] = Client().get("/host/scoped-api", headers={"X-Tenant-Id": tenant}).json()
+
+    threads = [threading.Thread(target=call, args=(f"t{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert seen == {f"t{i}": {"tenant": f"t{i}", "current": f"t{i}"} for i in range(8)}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("headers", [{}, {"X-Tenant-Id": "bad tenant"}, {"X-Tenant-Id": "shop-1"}])
+def test_tenant_middleware_makes_no_query(client: Client, headers: dict) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        client.get("/host/scoped-api", headers=headers)
+    assert len(queries) == 0
+
+
+def test_mixin_resolves_the_tenant_even_without_the_middleware(client: Client) -> None:
+    from django.conf import settings
+
+    middleware = [m for m in settings.MIDDLEWARE if "TenantMiddleware" not in m]
+    with override_settings(MIDDLEWARE=middleware):
+        assert_problem(client.get("/host/scoped-api"), 400, "missing_tenant")
+        response = client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop-1"})
+        assert response.json()["tenant"] == "shop-1"
