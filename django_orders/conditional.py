@@ -1,0 +1,148 @@
+"""Conditional requests: ``ETag``, ``If-Match`` and ``If-None-Match`` (RFC 9110 §13).
+
+The entity-tag of a resource is its ``version`` as a strong tag: version 3 is ``"3"``.
+
+- :func:`evaluate_if_match` guards an unsafe request (optimistic locking): 428 when the
+  header is missing and required, 400 when it cannot be parsed, 412 when no tag matches.
+  It compares in Python; the write that follows must still check the version atomically
+  (``UPDATE … WHERE version = %s``) so that two requests holding the same tag cannot both
+  succeed.
+- :func:`if_none_match_matches` tells a ``GET`` handler to answer 304 Not Modified.
+
+Both are plain functions of a header value and a version, usable from any view::
+
+    from django_orders.conditional import etag, evaluate_if_match
+
+    evaluate_if_match(request.headers.get("If-Match"), obj.version)
+    ...
+    response["ETag"] = etag(obj.version)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from django_orders.problems import Problem
+
+__all__ = [
+    "EntityTag",
+    "etag",
+    "evaluate_if_match",
+    "if_none_match_matches",
+    "parse_entity_tags",
+]
+
+# RFC 9110 §8.8.3:
+#   entity-tag = [ weak ] opaque-tag        weak = %s"W/"
+#   opaque-tag = DQUOTE *etagc DQUOTE       etagc = %x21 / %x23-7E / obs-text
+# obs-text (%x80-FF) arrives from WSGI as the Latin-1 characters U+0080-U+00FF. Besides the
+# RFC form we accept bare digits (``3``), which older clients of this API send; they stand
+# for the strong tag ``"3"``. Note that a comma is a valid etagc: lists cannot be split on
+# commas, they are scanned element by element.
+_ELEMENT = re.compile(r'(?P<weak>W/)?"(?P<opaque>[\x21\x23-\x7e\x80-\xff]*)"|(?P<bare>[0-9]+)')
+_OWS = " \t"  # RFC 9110 §5.6.3: OWS = *( SP / HTAB )
+
+
+class EntityTag(NamedTuple):
+    """One parsed entity-tag: its opaque value (without quotes) and whether it is weak."""
+
+    opaque: str
+    weak: bool = False
+
+
+def etag(version: int) -> str:
+    """The strong entity-tag of ``version``, quoted as RFC 9110 writes it: ``'"3"'``."""
+    return f'"{version}"'
+
+
+def parse_entity_tags(value: str) -> list[EntityTag] | None:
+    """Parse a ``#entity-tag`` list (RFC 9110 §5.6.1); ``None`` if it is malformed.
+
+    ``*`` is not an entity-tag and is left to the callers. Empty list elements are
+    skipped, as §5.6.1.2 requires of recipients. A list with no element at all (an empty
+    header) parses as ``[]``.
+    """
+    tags: list[EntityTag] = []
+    pos, end = 0, len(value)
+    while True:
+        pos = _skip_ows(value, pos)
+        if pos == end:
+            return tags
+        if value[pos] == ",":  # an empty element
+            pos += 1
+            continue
+        element = _ELEMENT.match(value, pos)
+        if element is None:
+            return None
+        if element["bare"] is not None:
+            tags.append(EntityTag(element["bare"]))
+        else:
+            tags.append(EntityTag(element["opaque"], weak=element["weak"] is not None))
+        pos = _skip_ows(value, element.end())
+        if pos == end:
+            return tags
+        if value[pos] != ",":
+            return None
+        pos += 1
+
+
+def _skip_ows(value: str, pos: int) -> int:
+    while pos < len(value) and value[pos] in _OWS:
+        pos += 1
+    return pos
+
+
+def evaluate_if_match(
+    header_value: str | None, current_version: int, *, required: bool = True
+) -> None:
+    """Evaluate ``If-Match`` against the resource's current version; raise if it fails.
+
+    - missing: 428 ``precondition_required`` when ``required`` (RFC 6585 §3), else pass;
+    - ``*``: passes, the resource exists (RFC 9110 §13.1.1);
+    - not a valid list of entity-tags (or bare digits): 400 ``invalid_if_match``;
+    - no tag matches by *strong* comparison (RFC 9110 §8.8.3.2; weak tags never match):
+      412 ``version_mismatch`` with ``currentVersion`` and the current ``ETag``.
+    """
+    if header_value is None:
+        if required:
+            raise Problem(
+                428,
+                "precondition_required",
+                'This request requires an If-Match header with the current ETag, e.g. "1".',
+            )
+        return
+    if header_value.strip(_OWS) == "*":
+        return
+    tags = parse_entity_tags(header_value)
+    if not tags:
+        raise Problem(
+            400,
+            "invalid_if_match",
+            'The If-Match header is not a list of entity-tags such as "3".',
+        )
+    current = str(current_version)
+    if any(not tag.weak and tag.opaque == current for tag in tags):
+        return
+    raise Problem(
+        412,
+        "version_mismatch",
+        f"The resource has changed: its current version is {current_version}.",
+        headers={"ETag": etag(current_version)},
+        currentVersion=current_version,
+    )
+
+
+def if_none_match_matches(header_value: str | None, current_version: int) -> bool:
+    """Whether ``If-None-Match`` matches the current version (then answer 304 to a GET).
+
+    Uses weak comparison (RFC 9110 §13.1.2): ``"3"``, ``W/"3"``, a list containing either,
+    or ``*``. A missing or malformed header never matches: the server may ignore it and
+    answer normally.
+    """
+    if header_value is None:
+        return False
+    if header_value.strip(_OWS) == "*":
+        return True
+    current = str(current_version)
+    return any(tag.opaque == current for tag in parse_entity_tags(header_value) or ())
