@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",  # wiring edit 1 of 3
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally, no CDN needed
     "django_orders",  # wiring edit 1 of 3
 ]
 
@@ -100,6 +101,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "django-orders example",
     "DESCRIPTION": "Multi-tenant orders: idempotent create, If-Match, keyset pagination.",
     "VERSION": "0.1.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 DJANGO_ORDERS = {
