@@ -49,14 +49,21 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     errors: list[Any] = []
     for key in user:
         if key in REMOVED_SETTINGS:
-            errors.append(Error(f"{SETTING_NAME}[{key!r}] was removed.",
-                                hint=REMOVED_SETTINGS[key], id="django_orders.E006"))
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] was removed.",
+                    hint=REMOVED_SETTINGS[key],
+                    id="django_orders.E006",
+                )
+            )
         elif key not in DEFAULTS:
-            errors.append(Error(
-                f"{SETTING_NAME} has an unknown key {key!r}.",
-                hint="See docs/reference/settings.md for the valid keys.",
-                id="django_orders.E001",
-            ))
+            errors.append(
+                Error(
+                    f"{SETTING_NAME} has an unknown key {key!r}.",
+                    hint="See docs/reference/settings.md for the valid keys.",
+                    id="django_orders.E001",
+                )
+            )
 
     def value(key: str) -> Any:
         return user.get(key, DEFAULTS[key])
@@ -74,21 +81,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         try:
             re.compile(pattern)
         except (re.error, TypeError) as exc:
-            errors.append(Error(
-                f"{SETTING_NAME}['TENANT_ID_PATTERN'] is not a valid regular expression: {exc}.",
-                id="django_orders.E003",
-            ))
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}['TENANT_ID_PATTERN'] is not a valid regular expression: "
+                    f"{exc}.",
+                    id="django_orders.E003",
+                )
+            )
 
     page_size, max_page_size = value("PAGE_SIZE"), value("MAX_PAGE_SIZE")
     if not _is_int(max_page_size) or max_page_size < 1:
-        errors.append(Error(f"{SETTING_NAME}['MAX_PAGE_SIZE'] must be an integer ≥ 1.",
-                            id="django_orders.E004"))
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['MAX_PAGE_SIZE'] must be an integer ≥ 1.", id="django_orders.E004"
+            )
+        )
     elif not _is_int(page_size) or not 1 <= page_size <= max_page_size:
-        errors.append(Error(
-            f"{SETTING_NAME}['PAGE_SIZE'] must be an integer from 1 to MAX_PAGE_SIZE "
-            f"({max_page_size}).",
-            id="django_orders.E004",
-        ))
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['PAGE_SIZE'] must be an integer from 1 to MAX_PAGE_SIZE "
+                f"({max_page_size}).",
+                id="django_orders.E004",
+            )
+        )
 
     for key in sorted(DURATIONS):
         try:
@@ -97,17 +112,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(Error(str(exc), id="django_orders.E007"))
         else:
             if duration.total_seconds() <= 0:
-                errors.append(Error(f"{SETTING_NAME}[{key!r}] must be positive.",
-                                    id="django_orders.E007"))
+                errors.append(
+                    Error(f"{SETTING_NAME}[{key!r}] must be positive.", id="django_orders.E007")
+                )
 
     for key in ("OUTBOX_BATCH_SIZE", "OUTBOX_MAX_ATTEMPTS", "MAX_BODY_BYTES"):
         if not _is_int(value(key)) or value(key) < 1:
-            errors.append(Error(f"{SETTING_NAME}[{key!r}] must be an integer ≥ 1.",
-                                id="django_orders.E008"))
+            errors.append(
+                Error(f"{SETTING_NAME}[{key!r}] must be an integer ≥ 1.", id="django_orders.E008")
+            )
     poll = value("OUTBOX_POLL_INTERVAL")
     if not isinstance(poll, int | float) or isinstance(poll, bool) or poll <= 0:
-        errors.append(Error(f"{SETTING_NAME}['OUTBOX_POLL_INTERVAL'] must be a positive number "
-                            "of seconds.", id="django_orders.E008"))
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['OUTBOX_POLL_INTERVAL'] must be a positive number of seconds.",
+                id="django_orders.E008",
+            )
+        )
     return errors
 
 
@@ -115,11 +136,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if MIDDLEWARE_PATH in getattr(settings, "MIDDLEWARE", []):
         return []
-    return [Error(
-        f"{MIDDLEWARE_PATH!r} is not in MIDDLEWARE.",
-        hint="Add it so tenant-scoped views resolve the tenant and reset it after each request.",
-        id="django_orders.E005",
-    )]
+    return [
+        Error(
+            f"{MIDDLEWARE_PATH!r} is not in MIDDLEWARE.",
+            hint="Add it so tenant-scoped views resolve the tenant and reset it after each "
+            "request.",
+            id="django_orders.E005",
+        )
+    ]
 
 
 @register(Tags.security, deploy=True)
@@ -127,13 +151,15 @@ def check_tenant_access_configured(app_configs: Any = None, **kwargs: Any) -> li
     user = _user_settings() or {}
     if settings.DEBUG or user.get("TENANT_ACCESS_CHECK"):
         return []
-    return [Warning(
-        "No TENANT_ACCESS_CHECK is configured: any caller can act for any tenant by "
-        "sending the tenant header.",
-        hint=f"Set {SETTING_NAME}['TENANT_ACCESS_CHECK'] to a callable(request, tenant_id) "
-        "-> bool, or make sure a gateway in front of the API sets the header.",
-        id="django_orders.W001",
-    )]
+    return [
+        Warning(
+            "No TENANT_ACCESS_CHECK is configured: any caller can act for any tenant by "
+            "sending the tenant header.",
+            hint=f"Set {SETTING_NAME}['TENANT_ACCESS_CHECK'] to a callable(request, tenant_id) "
+            "-> bool, or make sure a gateway in front of the API sets the header.",
+            id="django_orders.W001",
+        )
+    ]
 
 
 def _is_int(value: Any) -> bool:

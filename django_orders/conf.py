@@ -58,9 +58,7 @@ DEFAULTS: dict[str, Any] = {
 IMPORT_STRINGS = frozenset({"TENANT_RESOLVER", "TENANT_ACCESS_CHECK", "OUTBOX_PUBLISHER"})
 
 # Settings given as a duration: a timedelta or a number of seconds.
-DURATIONS = frozenset(
-    {"IDEMPOTENCY_TTL", "OUTBOX_RETENTION", "OUTBOX_LEASE", "OUTBOX_BACKOFF_MAX"}
-)
+DURATIONS = frozenset({"IDEMPOTENCY_TTL", "OUTBOX_RETENTION", "OUTBOX_LEASE", "OUTBOX_BACKOFF_MAX"})
 
 # Keys that once existed, with what to do instead. Using one is a system check error.
 REMOVED_SETTINGS: dict[str, str] = {}

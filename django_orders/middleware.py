@@ -42,5 +42,4 @@ class TenantMiddleware:
         problem = activate_tenant(request)
         if problem is None:
             return None
-        return problem_response(problem.status_code, problem.problem_code,
-                                problem.problem_detail)
+        return problem_response(problem.status_code, problem.problem_code, problem.problem_detail)

@@ -56,11 +56,14 @@ class Order(models.Model):
         indexes = (
             # The keyset walk: WHERE tenant_id = %s AND (created_at, id) < (%s, %s)
             # ORDER BY created_at DESC, id DESC, read backwards.
-            models.Index(fields=("tenant_id", "created_at", "id"),
-                         name="orders_order_tenant_keyset"),
+            models.Index(
+                fields=("tenant_id", "created_at", "id"), name="orders_order_tenant_keyset"
+            ),
             # The same walk with a status filter.
-            models.Index(fields=("tenant_id", "status", "created_at", "id"),
-                         name="orders_order_status_keyset"),
+            models.Index(
+                fields=("tenant_id", "status", "created_at", "id"),
+                name="orders_order_status_keyset",
+            ),
         )
         constraints = (
             models.CheckConstraint(condition=Q(version__gte=1), name="orders_order_version_gte_1"),
@@ -128,8 +131,9 @@ class IdempotencyKey(models.Model):
     class Meta:
         db_table = "django_orders_idempotency_key"
         constraints = (
-            models.UniqueConstraint(fields=("tenant_id", "key"),
-                                    name="orders_idempotency_key_unique"),
+            models.UniqueConstraint(
+                fields=("tenant_id", "key"), name="orders_idempotency_key_unique"
+            ),
         )
 
     def __str__(self) -> str:
@@ -177,15 +181,23 @@ class OutboxEvent(models.Model):
         )
         indexes = (
             # What the relay claims: pending rows by due time.
-            models.Index(fields=("available_at", "id"), condition=Q(status="pending"),
-                         name="orders_outbox_pending"),
+            models.Index(
+                fields=("available_at", "id"),
+                condition=Q(status="pending"),
+                name="orders_outbox_pending",
+            ),
             # "Is there an earlier unfinished event of this aggregate?" (per-order order).
-            models.Index(fields=("aggregate_id", "aggregate_version"),
-                         condition=~Q(status="published"),
-                         name="orders_outbox_unfinished"),
+            models.Index(
+                fields=("aggregate_id", "aggregate_version"),
+                condition=~Q(status="published"),
+                name="orders_outbox_unfinished",
+            ),
             # Retention purge of published events.
-            models.Index(fields=("published_at",), condition=Q(status="published"),
-                         name="orders_outbox_published"),
+            models.Index(
+                fields=("published_at",),
+                condition=Q(status="published"),
+                name="orders_outbox_published",
+            ),
         )
 
     def __str__(self) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -50,8 +51,9 @@ class Problem(exceptions.APIException):
         self.extensions = extensions
 
     def body(self) -> dict[str, Any]:
-        return problem_body(self.status_code, self.problem_code, self.problem_detail,
-                            **self.extensions)
+        return problem_body(
+            self.status_code, self.problem_code, self.problem_detail, **self.extensions
+        )
 
 
 def problem_body(status: int, code: str, detail: str, **extensions: Any) -> dict[str, Any]:
@@ -112,8 +114,9 @@ def _from_drf(exc: exceptions.APIException) -> Problem:
             headers["WWW-Authenticate"] = auth_header
         return Problem(exc.status_code, "not_authenticated", str(exc.detail), headers=headers)
     if isinstance(exc, exceptions.Throttled):
-        if exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait) + (exc.wait % 1 > 0))
+        wait = getattr(exc, "wait", None)
+        if wait is not None:
+            headers["Retry-After"] = str(math.ceil(wait))
         return Problem(429, "throttled", str(exc.detail), headers=headers)
     if isinstance(exc, exceptions.PermissionDenied):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else "permission_denied"
@@ -129,8 +132,9 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
     if not isinstance(exc, exceptions.APIException):
         return None  # a real server error: let Django report it
     problem = exc if isinstance(exc, Problem) else _from_drf(exc)
-    response = Response(problem.body(), status=problem.status_code,
-                        content_type=PROBLEM_CONTENT_TYPE)
+    response = Response(
+        problem.body(), status=problem.status_code, content_type=PROBLEM_CONTENT_TYPE
+    )
     for name, value in problem.headers.items():
         response[name] = value
     return response

@@ -75,8 +75,13 @@ def confirm_order(order: Order, *, total_cents: int) -> Order:
     order.status = Order.Status.CONFIRMED
     order.total_cents = total_cents
     order.confirmed_at = now
-    return _save_transition(order, now, events.ORDER_CONFIRMED, signals.order_confirmed,
-                            extra_fields=("total_cents", "confirmed_at"))
+    return _save_transition(
+        order,
+        now,
+        events.ORDER_CONFIRMED,
+        signals.order_confirmed,
+        extra_fields=("total_cents", "confirmed_at"),
+    )
 
 
 def close_order(order: Order) -> Order:
@@ -86,8 +91,9 @@ def close_order(order: Order) -> Order:
     now = timezone.now()
     order.status = Order.Status.CLOSED
     order.closed_at = now
-    return _save_transition(order, now, events.ORDER_CLOSED, signals.order_closed,
-                            extra_fields=("closed_at",))
+    return _save_transition(
+        order, now, events.ORDER_CLOSED, signals.order_closed, extra_fields=("closed_at",)
+    )
 
 
 def _save_transition(

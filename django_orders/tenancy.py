@@ -48,12 +48,14 @@ def resolve_tenant(request: HttpRequest) -> str:
     tenant = orders_settings.TENANT_RESOLVER(request)
     if not tenant:
         raise Problem(
-            400, "missing_tenant",
+            400,
+            "missing_tenant",
             f"The {orders_settings.TENANT_HEADER} header is required.",
         )
     if not isinstance(tenant, str) or not _compiled_pattern().fullmatch(tenant):
         raise Problem(
-            400, "invalid_tenant",
+            400,
+            "invalid_tenant",
             f"The {orders_settings.TENANT_HEADER} header is not a valid tenant id.",
         )
     return tenant
@@ -164,11 +166,11 @@ def tenant_scoped(view: ViewT) -> ViewT:
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         problem = activate_tenant(request)
         if problem is not None:
-            return problem_response(problem.status_code, problem.problem_code,
-                                    problem.problem_detail)
+            return problem_response(
+                problem.status_code, problem.problem_code, problem.problem_detail
+            )
         if not check_tenant_access(request, getattr(request, "tenant_id", None)):
-            return problem_response(403, "tenant_forbidden",
-                                    "You may not act for this tenant.")
+            return problem_response(403, "tenant_forbidden", "You may not act for this tenant.")
         return view(request, *args, **kwargs)
 
     wrapper.tenant_scoped = True  # type: ignore[attr-defined]

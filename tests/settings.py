@@ -7,6 +7,7 @@ and skipped on SQLite.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -20,6 +21,7 @@ TIME_ZONE = "UTC"
 ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+DATABASES: dict[str, Any]
 if os.environ.get("DB", "postgres") == "sqlite":
     DATABASES = {
         "default": {

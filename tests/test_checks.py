@@ -47,8 +47,14 @@ def test_e003_invalid_tenant_pattern() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{"PAGE_SIZE": 0}, {"PAGE_SIZE": 101}, {"MAX_PAGE_SIZE": 0}, {"PAGE_SIZE": "20"},
-     {"PAGE_SIZE": 50, "MAX_PAGE_SIZE": 10}, {"PAGE_SIZE": True}],
+    [
+        {"PAGE_SIZE": 0},
+        {"PAGE_SIZE": 101},
+        {"MAX_PAGE_SIZE": 0},
+        {"PAGE_SIZE": "20"},
+        {"PAGE_SIZE": 50, "MAX_PAGE_SIZE": 10},
+        {"PAGE_SIZE": True},
+    ],
 )
 def test_e004_page_sizes_out_of_range(value: dict) -> None:
     with override_settings(DJANGO_ORDERS=value):
@@ -78,8 +84,12 @@ def test_e006_removed_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{"IDEMPOTENCY_TTL": "1h"}, {"OUTBOX_LEASE": 0}, {"OUTBOX_RETENTION": dt.timedelta(0)},
-     {"OUTBOX_BACKOFF_MAX": -1}],
+    [
+        {"IDEMPOTENCY_TTL": "1h"},
+        {"OUTBOX_LEASE": 0},
+        {"OUTBOX_RETENTION": dt.timedelta(0)},
+        {"OUTBOX_BACKOFF_MAX": -1},
+    ],
 )
 def test_e007_bad_duration(value: dict) -> None:
     with override_settings(DJANGO_ORDERS=value):
@@ -88,8 +98,13 @@ def test_e007_bad_duration(value: dict) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{"OUTBOX_BATCH_SIZE": 0}, {"OUTBOX_MAX_ATTEMPTS": "3"}, {"MAX_BODY_BYTES": -5},
-     {"OUTBOX_POLL_INTERVAL": 0}, {"OUTBOX_POLL_INTERVAL": "1"}],
+    [
+        {"OUTBOX_BATCH_SIZE": 0},
+        {"OUTBOX_MAX_ATTEMPTS": "3"},
+        {"MAX_BODY_BYTES": -5},
+        {"OUTBOX_POLL_INTERVAL": 0},
+        {"OUTBOX_POLL_INTERVAL": "1"},
+    ],
 )
 def test_e008_bad_numbers(value: dict) -> None:
     with override_settings(DJANGO_ORDERS=value):

@@ -18,7 +18,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.TENANT_RESOLVER is header_tenant_resolver
     assert settings.TENANT_ACCESS_CHECK is None
     assert settings.IDEMPOTENCY_KEY_REQUIRED is True
-    assert settings.IDEMPOTENCY_TTL == dt.timedelta(hours=1)
+    assert dt.timedelta(hours=1) == settings.IDEMPOTENCY_TTL
     assert settings.REQUIRE_IF_MATCH is True
     assert settings.DEFAULT_CURRENCY == "USD"
     assert (settings.PAGE_SIZE, settings.MAX_PAGE_SIZE) == (20, 100)
@@ -28,9 +28,9 @@ def test_defaults_match_the_contract() -> None:
     assert settings.OUTBOX_BATCH_SIZE == 100
     assert settings.OUTBOX_POLL_INTERVAL == 1.0
     assert settings.OUTBOX_MAX_ATTEMPTS == 10
-    assert settings.OUTBOX_RETENTION == dt.timedelta(days=7)
-    assert settings.OUTBOX_LEASE == dt.timedelta(seconds=30)
-    assert settings.OUTBOX_BACKOFF_MAX == dt.timedelta(minutes=5)
+    assert dt.timedelta(days=7) == settings.OUTBOX_RETENTION
+    assert dt.timedelta(seconds=30) == settings.OUTBOX_LEASE
+    assert dt.timedelta(minutes=5) == settings.OUTBOX_BACKOFF_MAX
     assert settings.MAX_BODY_BYTES == 65536
 
 
@@ -52,12 +52,15 @@ def test_unrelated_setting_change_keeps_the_cache() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(90, dt.timedelta(seconds=90)), (1.5, dt.timedelta(seconds=1.5)),
-     (dt.timedelta(minutes=2), dt.timedelta(minutes=2))],
+    [
+        (90, dt.timedelta(seconds=90)),
+        (1.5, dt.timedelta(seconds=1.5)),
+        (dt.timedelta(minutes=2), dt.timedelta(minutes=2)),
+    ],
 )
 def test_durations_accept_seconds_or_timedelta(value: object, expected: dt.timedelta) -> None:
     with override_settings(DJANGO_ORDERS={"IDEMPOTENCY_TTL": value}):
-        assert orders_settings.IDEMPOTENCY_TTL == expected
+        assert expected == orders_settings.IDEMPOTENCY_TTL
 
 
 def test_dotted_paths_are_imported_lazily() -> None:

@@ -21,7 +21,8 @@ def assert_problem(response, status: int, code: str) -> None:  # type: ignore[no
     assert body["code"] == code
     assert body["status"] == status
     assert body["type"] == "about:blank"
-    assert body["title"] and body["detail"]
+    assert body["title"]
+    assert body["detail"]
 
 
 @pytest.fixture
@@ -33,13 +34,17 @@ def client() -> Client:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", ["/orders", "/orders/", "/host/scoped-function", "/host/scoped-api"])
+@pytest.mark.parametrize(
+    "path", ["/orders", "/orders/", "/host/scoped-function", "/host/scoped-api"]
+)
 def test_scoped_views_need_the_header(client: Client, path: str) -> None:
     assert_problem(client.get(path), 400, "missing_tenant")
 
 
 @pytest.mark.parametrize("path", ["/health", "/host/plain-api"])
-def test_host_views_that_are_not_scoped_answer_without_the_header(client: Client, path: str) -> None:
+def test_host_views_that_are_not_scoped_answer_without_the_header(
+    client: Client, path: str
+) -> None:
     response = client.get(path)
     assert response.status_code == 200
     assert response.json()["tenant"] is None
@@ -80,20 +85,25 @@ def test_valid_tenant(client: Client, value: str) -> None:
 
 def test_non_ascii_header_bytes_are_invalid_not_a_crash(client: Client) -> None:
     # WSGI carries header bytes as latin-1; a UTF-8 tenant arrives mangled: reject, no 5xx.
-    response = client.get("/host/scoped-api", HTTP_X_TENANT_ID="t\u00e9nant".encode().decode("latin-1"))
+    response = client.get(
+        "/host/scoped-api", HTTP_X_TENANT_ID="t\u00e9nant".encode().decode("latin-1")
+    )
     assert_problem(response, 400, "invalid_tenant")
 
 
 @override_settings(DJANGO_ORDERS={"TENANT_HEADER": "X-Shop"})
 def test_header_name_is_configurable(client: Client) -> None:
-    assert_problem(client.get("/host/scoped-api", headers={"X-Tenant-Id": "a"}), 400, "missing_tenant")
+    assert_problem(
+        client.get("/host/scoped-api", headers={"X-Tenant-Id": "a"}), 400, "missing_tenant"
+    )
     assert client.get("/host/scoped-api", headers={"X-Shop": "a"}).json()["tenant"] == "a"
 
 
 @override_settings(DJANGO_ORDERS={"TENANT_ID_PATTERN": r"^t-[0-9]+$"})
 def test_pattern_is_configurable(client: Client) -> None:
-    assert_problem(client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop"}), 400,
-                   "invalid_tenant")
+    assert_problem(
+        client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop"}), 400, "invalid_tenant"
+    )
     assert client.get("/host/scoped-api", headers={"X-Tenant-Id": "t-7"}).status_code == 200
 
 
@@ -115,8 +125,9 @@ def test_exempt_paths_are_configurable(client: Client) -> None:
 @override_settings(DJANGO_ORDERS={"TENANT_RESOLVER": "tests.hooks.query_param_resolver"})
 def test_resolver_hook(client: Client) -> None:
     assert client.get("/host/scoped-api?tenant=acme").json()["tenant"] == "acme"
-    assert_problem(client.get("/host/scoped-api", headers={"X-Tenant-Id": "acme"}), 400,
-                   "missing_tenant")
+    assert_problem(
+        client.get("/host/scoped-api", headers={"X-Tenant-Id": "acme"}), 400, "missing_tenant"
+    )
     assert_problem(client.get("/host/scoped-api?tenant=a b"), 400, "invalid_tenant")
 
 
@@ -133,8 +144,9 @@ def test_access_hook_refusal_is_403(client: Client, path: str) -> None:
 @pytest.mark.django_db
 @override_settings(DJANGO_ORDERS={"TENANT_ACCESS_CHECK": "tests.hooks.allow_shop_1"})
 def test_access_hook_guards_the_package_views(client: Client) -> None:
-    assert_problem(client.get("/orders", headers={"X-Tenant-Id": "shop-2"}), 403,
-                   "tenant_forbidden")
+    assert_problem(
+        client.get("/orders", headers={"X-Tenant-Id": "shop-2"}), 403, "tenant_forbidden"
+    )
 
 
 @pytest.mark.django_db
@@ -142,26 +154,31 @@ def test_access_hook_guards_the_package_views(client: Client) -> None:
 def test_access_hook_sees_the_drf_token_user(client: Client) -> None:
     staff = User.objects.create_user("staff", is_staff=True)
     token = Token.objects.create(user=staff)
-    ok = client.get("/host/scoped-api",
-                    headers={"X-Tenant-Id": "shop-1", "Authorization": f"Token {token.key}"})
+    ok = client.get(
+        "/host/scoped-api", headers={"X-Tenant-Id": "shop-1", "Authorization": f"Token {token.key}"}
+    )
     assert ok.status_code == 200
     # Anonymous: refused with 403 tenant_forbidden (not DRF's 401 for anonymous refusals).
-    assert_problem(client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop-1"}), 403,
-                   "tenant_forbidden")
+    assert_problem(
+        client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop-1"}), 403, "tenant_forbidden"
+    )
 
 
 @pytest.mark.django_db
-@override_settings(REST_FRAMEWORK={
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-})
+@override_settings(
+    REST_FRAMEWORK={
+        "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+        "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    }
+)
 def test_package_views_honour_the_hosts_drf_permissions(client: Client) -> None:
     response = client.get("/orders", headers={"X-Tenant-Id": "shop-1"})
     assert_problem(response, 401, "not_authenticated")
     user = User.objects.create_user("u")
     token = Token.objects.create(user=user)
-    response = client.get("/orders", headers={"X-Tenant-Id": "shop-1",
-                                              "Authorization": f"Token {token.key}"})
+    response = client.get(
+        "/orders", headers={"X-Tenant-Id": "shop-1", "Authorization": f"Token {token.key}"}
+    )
     assert response.status_code == 200
 
 

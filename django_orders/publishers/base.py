@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
 
 
 class PublishError(Exception):
     """A publish failed. ``permanent`` errors park the event as dead at once;
     ``retry_after`` (seconds) is a hint from the receiver for the next attempt."""
 
-    def __init__(self, message: str, *, permanent: bool = False,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
@@ -48,3 +53,17 @@ class Publisher:
 
     def close(self) -> None:
         """Release connections; called when the relay stops."""
+
+
+def import_driver(module: str, extra: str) -> ModuleType:
+    """Import a publisher's driver, or say which extra installs it.
+
+    Called when a publisher is created, never at import time, so importing
+    ``django_orders.publishers`` needs no driver at all.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"This publisher needs the {module!r} package: install django-orders[{extra}]."
+        ) from exc
