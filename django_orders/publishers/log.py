@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
+from django_orders.cloudevents import serialize
 from django_orders.publishers.base import Publisher
 
 logger = logging.getLogger("django_orders.events")
@@ -15,4 +15,6 @@ class LoggingPublisher(Publisher):
     """Logs each CloudEvent as one JSON line. Needs nothing; handy in development."""
 
     def publish(self, event: dict[str, Any]) -> None:
-        logger.info(json.dumps(event, separators=(",", ":"), sort_keys=True))
+        # The very bytes the other publishers send, so a logged line is what a consumer
+        # of the webhook or a broker would receive.
+        logger.info(serialize(event).decode("utf-8"))

@@ -1,0 +1,452 @@
+"""CONTRACT §5/§7: the webhook publisher against a real local HTTP/1.1 server.
+
+The receiver is ``http.server.ThreadingHTTPServer`` on loopback with keep-alive; each
+test sets how it answers. Signatures are checked by the independent verifier in
+``tests/standard_webhooks_verifier.py``, written from the Standard Webhooks spec.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from django_orders import services
+from django_orders.cloudevents import serialize, to_cloudevent
+from django_orders.models import OutboxEvent
+from django_orders.publishers import PublishError, WebhookPublisher
+from django_orders.publishers.webhook import parse_retry_after, sign, signing_key
+from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.standard_webhooks_verifier import Verifier, WebhookVerificationError
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class Receiver(ThreadingHTTPServer):
+    """A webhook receiver that records requests, counts connections and in-flight requests."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.received: list[Received] = []
+        self.connections = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.release = threading.Event()  # wakes handlers told to hang
+        self.answer: Callable[[Received], Answer] = lambda request: (204, {}, b"")
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/hooks/orders"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timeout tests) is expected; keep the output clean."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    timeout = 10  # an idle keep-alive connection ends eventually
+    server: Receiver
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        with self.server.lock:
+            self.server.received.append(request)
+            self.server.in_flight += 1
+            self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
+        try:
+            status, headers, payload = self.server.answer(request)
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def make_publisher(receiver: Receiver) -> Iterator[Callable[..., WebhookPublisher]]:
+    made: list[WebhookPublisher] = []
+
+    def make(**options: Any) -> WebhookPublisher:
+        options.setdefault("url", receiver.url)
+        options.setdefault("secret", SECRET)
+        publisher = WebhookPublisher(**options)
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        publisher.close()
+
+
+def answer_with(status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Any:
+    return lambda request: (status, headers or {}, body)
+
+
+# --- what goes over the wire -------------------------------------------------------------
+
+
+def test_posts_the_cloudevent_in_structured_mode(receiver: Receiver, make_publisher: Any) -> None:
+    event = sample_cloudevent(total_cents=990, metadata={"note": "Grüße"})
+
+    assert make_publisher().publish_batch([event]) == [None]
+
+    (request,) = receiver.received
+    assert request.path == "/hooks/orders"
+    assert request.headers["content-type"] == "application/cloudevents+json"
+    assert request.body == serialize(event)
+    assert json.loads(request.body) == event
+    assert request.headers["user-agent"].startswith("django-orders/")
+
+
+def test_standard_webhooks_headers(receiver: Receiver, make_publisher: Any) -> None:
+    event = sample_cloudevent()
+    before = int(time.time())
+
+    make_publisher().publish_batch([event])
+
+    headers = receiver.received[0].headers
+    assert headers["webhook-id"] == event["id"]
+    assert before <= int(headers["webhook-timestamp"]) <= int(time.time())
+    assert headers["webhook-signature"].startswith("v1,")
+
+
+def test_signature_verifies_with_an_independent_verifier(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    events = sample_batch(5)
+    make_publisher().publish_batch(events)
+
+    verifier = Verifier(SECRET)
+    for request in receiver.received:
+        assert verifier.verify(request.body, request.headers) in events
+
+
+def test_a_plain_text_secret_is_used_as_its_utf8_bytes(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    make_publisher(secret="söme shared secret").publish_batch([sample_cloudevent()])
+
+    request = receiver.received[0]
+    Verifier("söme shared secret".encode()).verify(request.body, request.headers)
+    with pytest.raises(WebhookVerificationError):
+        Verifier(SECRET).verify(request.body, request.headers)
+
+
+def test_a_tampered_body_fails_verification(receiver: Receiver, make_publisher: Any) -> None:
+    make_publisher().publish_batch([sample_cloudevent()])
+    request = receiver.received[0]
+
+    with pytest.raises(WebhookVerificationError):
+        Verifier(SECRET).verify(request.body.replace(b"shop-1", b"shop-2"), request.headers)
+
+
+def test_several_secrets_sign_with_each_for_key_rotation(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    old = "whsec_" + base64.b64encode(b"the old key, 24 bytes lon").decode()
+    make_publisher(secret=[SECRET, old]).publish_batch([sample_cloudevent()])
+
+    request = receiver.received[0]
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    Verifier(SECRET).verify(request.body, request.headers)
+    Verifier(old).verify(request.body, request.headers)
+
+
+def test_the_spec_test_vector() -> None:
+    # From the Standard Webhooks reference libraries' test suite (test_sign_function).
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    msg_id = "msg_p5jXN8AQM9LWM0D4loKWxJek"
+    timestamp = 1614265330
+    body = b'{"test": 2432232314}'
+    expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+    assert sign([signing_key(secret)], msg_id, timestamp, body) == expected
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": expected,
+    }
+    assert Verifier(secret).verify(body, headers, now=timestamp) == {"test": 2432232314}
+    with pytest.raises(WebhookVerificationError):  # replayed 6 minutes later
+        Verifier(secret).verify(body, headers, now=timestamp + 360)
+
+
+@pytest.mark.django_db
+def test_an_outbox_event_is_delivered_and_redelivered_with_the_same_id(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    order = services.create_order("shop-7", total_cents=100)
+    row = OutboxEvent.objects.get(aggregate_id=order.id)
+    publisher = make_publisher()
+
+    publisher.publish_batch([to_cloudevent(row)])
+    publisher.publish_batch([to_cloudevent(row)])
+
+    first, second = receiver.received
+    assert first.headers["webhook-id"] == second.headers["webhook-id"] == str(row.id)
+    assert first.body == second.body
+    payload = Verifier(SECRET).verify(second.body, second.headers)
+    assert payload["tenantid"] == "shop-7"
+    assert payload["data"]["id"] == str(order.id)
+
+
+# --- outcomes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204, 299])
+def test_any_2xx_is_success(status: int, receiver: Receiver, make_publisher: Any) -> None:
+    receiver.answer = answer_with(status)
+    assert make_publisher().publish_batch([sample_cloudevent()]) == [None]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 410, 413, 415, 422])
+def test_a_4xx_is_permanent(status: int, receiver: Receiver, make_publisher: Any) -> None:
+    receiver.answer = answer_with(status, body=b'{"error": "no such hook"}')
+
+    (error,) = make_publisher().publish_batch([sample_cloudevent()])
+
+    assert isinstance(error, PublishError)
+    assert error.permanent
+    assert str(status) in str(error)
+    assert "no such hook" in str(error)
+
+
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+def test_try_again_later_answers_are_retryable_with_retry_after(
+    status: int, receiver: Receiver, make_publisher: Any
+) -> None:
+    receiver.answer = answer_with(status, {"Retry-After": "7"})
+
+    (error,) = make_publisher().publish_batch([sample_cloudevent()])
+
+    assert isinstance(error, PublishError)
+    assert not error.permanent
+    assert error.retry_after == 7.0
+
+
+def test_retry_after_as_an_http_date(receiver: Receiver, make_publisher: Any) -> None:
+    import datetime as dt
+
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=120)
+    receiver.answer = answer_with(503, {"Retry-After": format_datetime(when, usegmt=True)})
+
+    (error,) = make_publisher().publish_batch([sample_cloudevent()])
+
+    assert error is not None
+    assert error.retry_after is not None
+    assert 100 <= error.retry_after <= 121
+
+
+def test_no_retry_after_header_gives_no_hint(receiver: Receiver, make_publisher: Any) -> None:
+    receiver.answer = answer_with(500)
+    (error,) = make_publisher().publish_batch([sample_cloudevent()])
+    assert error is not None
+    assert error.retry_after is None
+
+
+def test_a_redirect_is_not_followed_and_is_retryable(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    receiver.answer = answer_with(301, {"Location": "http://127.0.0.1:1/elsewhere"})
+
+    (error,) = make_publisher().publish_batch([sample_cloudevent()])
+
+    assert error is not None
+    assert not error.permanent
+    assert "redirects are not followed" in str(error)
+    assert len(receiver.received) == 1
+
+
+def test_a_timeout_is_retryable(receiver: Receiver, make_publisher: Any) -> None:
+    def hang(request: Received) -> Answer:
+        receiver.release.wait(5)
+        return 204, {}, b""
+
+    receiver.answer = hang
+    publisher = make_publisher(timeout=0.2)
+
+    started = time.monotonic()
+    (error,) = publisher.publish_batch([sample_cloudevent()])
+
+    assert time.monotonic() - started < 2
+    assert error is not None
+    assert not error.permanent
+    assert "timed out" in str(error)
+    receiver.release.set()
+
+
+def test_a_refused_connection_is_retryable(make_publisher: Any) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    (error,) = make_publisher(url=f"http://127.0.0.1:{port}/").publish_batch([sample_cloudevent()])
+
+    assert error is not None
+    assert not error.permanent
+    assert "ConnectError" in str(error)
+
+
+def test_the_receiver_recovering_is_seen_on_the_next_batch(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    publisher = make_publisher()
+    event = sample_cloudevent()
+    receiver.answer = answer_with(503)
+    assert publisher.publish_batch([event])[0] is not None
+    receiver.answer = answer_with(200)
+    assert publisher.publish_batch([event]) == [None]
+
+
+# --- connections and concurrency ---------------------------------------------------------
+
+
+def test_connections_are_kept_alive_across_requests_and_batches(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    publisher = make_publisher(max_concurrency=1)
+    for _ in range(5):
+        assert publisher.publish_batch(sample_batch(10)) == [None] * 10
+
+    assert len(receiver.received) == 50
+    assert receiver.connections == 1
+
+
+def test_a_concurrent_batch_reuses_a_bounded_set_of_connections(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    publisher = make_publisher(max_concurrency=4)
+    for _ in range(5):
+        assert publisher.publish_batch(sample_batch(40)) == [None] * 40
+
+    assert len(receiver.received) == 200
+    assert receiver.connections <= 4
+    assert receiver.max_in_flight <= 4
+
+
+def test_a_batch_is_sent_concurrently(receiver: Receiver, make_publisher: Any) -> None:
+    def slow(request: Received) -> Answer:
+        time.sleep(0.05)
+        return 204, {}, b""
+
+    receiver.answer = slow
+    assert make_publisher(max_concurrency=8).publish_batch(sample_batch(16)) == [None] * 16
+    assert receiver.max_in_flight > 1
+
+
+def test_results_come_back_in_input_order(receiver: Receiver, make_publisher: Any) -> None:
+    events = sample_batch(30)
+    refused = {e["id"] for e in events[::3]}
+
+    def answer(request: Received) -> Answer:
+        time.sleep(0.001 * (hash(request.headers["webhook-id"]) % 5))
+        return (404 if request.headers["webhook-id"] in refused else 200), {}, b""
+
+    receiver.answer = answer
+    results = make_publisher(max_concurrency=8).publish_batch(events)
+
+    assert [e["id"] in refused for e in events] == [r is not None for r in results]
+    assert all(r.permanent for r in results if r is not None)
+
+
+def test_publish_raises_what_publish_batch_returns(receiver: Receiver, make_publisher: Any) -> None:
+    receiver.answer = answer_with(410)
+    with pytest.raises(PublishError) as excinfo:
+        make_publisher().publish(sample_cloudevent())
+    assert excinfo.value.permanent
+
+
+def test_an_empty_batch_sends_nothing(receiver: Receiver, make_publisher: Any) -> None:
+    assert make_publisher().publish_batch([]) == []
+    assert receiver.received == []
+
+
+# --- configuration -----------------------------------------------------------------------
+
+
+def test_a_malformed_whsec_secret_is_a_configuration_error() -> None:
+    with pytest.raises(ImproperlyConfigured, match="base64"):
+        WebhookPublisher(url="http://127.0.0.1/", secret="whsec_not base64!")
+
+
+@pytest.mark.parametrize("secret", ["", []])
+def test_an_empty_secret_is_a_configuration_error(secret: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match="secret"):
+        WebhookPublisher(url="http://127.0.0.1/", secret=secret)
+
+
+def test_without_httpx_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(ImproperlyConfigured, match=r"django-orders\[webhook\]"):
+        WebhookPublisher(url="http://127.0.0.1/", secret=SECRET)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0.0),
+        ("120", 120.0),
+        (" 5 ", 5.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 60.0),
+        ("Wed, 21 Oct 2015 07:26:00 GMT", 0.0),  # in the past: now
+        ("-3", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    now = 1445412420.0  # Wed, 21 Oct 2015 07:27:00 GMT
+    assert parse_retry_after(value, now=now) == expected
