@@ -11,4 +11,12 @@ app_name = "django_orders"
 
 urlpatterns = [
     re_path(r"^orders/?$", views.OrderCollectionView.as_view(), name="order-list"),
+    # Any segment, not only a UUID: a malformed id answers 404 not_found problem+json
+    # from the view, like a missing order, instead of Django's HTML 404.
+    re_path(r"^orders/(?P<order_id>[^/]+)/?$", views.OrderDetailView.as_view(),
+            name="order-detail"),
+    re_path(r"^orders/(?P<order_id>[^/]+)/confirm/?$", views.OrderConfirmView.as_view(),
+            name="order-confirm"),
+    re_path(r"^orders/(?P<order_id>[^/]+)/close/?$", views.OrderCloseView.as_view(),
+            name="order-close"),
 ]

@@ -1,18 +1,35 @@
-"""HTTP views of the orders API: they translate HTTP to the domain calls and back."""
+"""HTTP views of the orders API: they translate HTTP to the domain calls and back.
+
+The rules live in :mod:`django_orders.services`; idempotency in
+:mod:`django_orders.idempotency`; ``ETag`` / ``If-Match`` in :mod:`django_orders.conditional`.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.db import router, transaction
+from django.urls import NoReverseMatch, reverse
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from django_orders import problems
+from django_orders import problems, services
+from django_orders.conditional import etag, evaluate_if_match, if_none_match_matches
+from django_orders.conf import orders_settings
+from django_orders.idempotency import IdempotencyMixin
 from django_orders.models import Order
+from django_orders.parsers import OrdersJSONParser
 from django_orders.permissions import TenantAccessPermission
+from django_orders.problems import Problem
+from django_orders.serializers import (
+    OrderCloseSerializer,
+    OrderConfirmSerializer,
+    OrderCreateSerializer,
+)
 from django_orders.tenancy import TenantScopedMixin
 
 
@@ -25,6 +42,7 @@ class OrdersAPIView(TenantScopedMixin, APIView):
     """
 
     renderer_classes = (JSONRenderer,)
+    parser_classes = (OrdersJSONParser,)
 
     def get_exception_handler(self) -> Any:
         return problems.exception_handler
@@ -43,9 +61,124 @@ class OrdersAPIView(TenantScopedMixin, APIView):
         return [throttle() for throttle in api_settings.DEFAULT_THROTTLE_CLASSES]
 
 
-class OrderCollectionView(OrdersAPIView):
+class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
     """``GET /orders`` (keyset-paginated list) and ``POST /orders`` (idempotent create)."""
+
+    def post(self, request: Request) -> Response:
+        """Create a draft order: 201, ``Location``, ``ETag: "1"`` (CONTRACT §4.1)."""
+        serializer = OrderCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        order = services.create_order(self.tenant_id or "", **serializer.validated_data)
+        location = request.build_absolute_uri(order_url(request, "order-detail", order))
+        return order_response(order, status=201, headers={"Location": location})
 
     def get(self, request: Request) -> Response:
         orders = Order.objects.filter(tenant_id=self.tenant_id)[:20]
         return Response({"items": [o.to_dict() for o in orders], "nextCursor": None})
+
+class OrderDetailView(OrdersAPIView):
+    """``GET /orders/{id}``: the order with its ``ETag``; 304 on a matching ``If-None-Match``."""
+
+    def get(self, request: Request, order_id: str) -> Response:
+        pk = parse_order_id(order_id)
+        try:
+            order = Order.objects.get(tenant_id=self.tenant_id, pk=pk)
+        except Order.DoesNotExist:
+            raise not_found() from None
+        if if_none_match_matches(request.headers.get("If-None-Match"), order.version):
+            # RFC 9110 §15.4.5: no body, but the ETag the 200 would have carried.
+            return Response(status=304, headers={"ETag": etag(order.version)})
+        return order_response(order)
+
+
+class OrderTransitionView(IdempotencyMixin, OrdersAPIView):
+    """Base of confirm and close, in the order of checks of CONTRACT §4.2.
+
+    Tenant (400) and access (403) run in ``initial()``, then the idempotency key and the
+    body's JSON; the handler then locks the order (404), evaluates ``If-Match`` (428, 400,
+    412), validates the body (400) and asks the domain layer for the transition (409).
+    The whole runs in the mixin's transaction, so the lock holds until commit: of N
+    concurrent requests with the same ``If-Match`` exactly one succeeds.
+    """
+
+    idempotency_key_required = False
+
+    def transition(
+        self, request: Request, order_id: str, serializer_class: Any, apply: Any
+    ) -> Response:
+        pk = parse_order_id(order_id)
+        using = router.db_for_write(Order)
+        with transaction.atomic(using=using, savepoint=False):
+            try:
+                order = services.get_order_for_update(self.tenant_id or "", pk)
+            except Order.DoesNotExist:
+                raise not_found() from None
+            evaluate_if_match(
+                request.headers.get("If-Match"),
+                order.version,
+                required=orders_settings.REQUIRE_IF_MATCH,
+            )
+            serializer = serializer_class(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            try:
+                apply(order, serializer.validated_data)
+            except services.InvalidTransition as exc:
+                raise Problem(
+                    409, "invalid_transition", str(exc), currentStatus=exc.order.status
+                ) from None
+        return order_response(order)
+
+
+class OrderConfirmView(OrderTransitionView):
+    """``PATCH /orders/{id}/confirm``: draft → confirmed, setting ``totalCents``."""
+
+    def patch(self, request: Request, order_id: str) -> Response:
+        return self.transition(
+            request,
+            order_id,
+            OrderConfirmSerializer,
+            lambda order, data: services.confirm_order(order, total_cents=data["total_cents"]),
+        )
+
+
+class OrderCloseView(OrderTransitionView):
+    """``POST /orders/{id}/close``: confirmed → closed, with its ``order.closed`` event."""
+
+    def post(self, request: Request, order_id: str) -> Response:
+        return self.transition(
+            request,
+            order_id,
+            OrderCloseSerializer,
+            lambda order, data: services.close_order(order),
+        )
+
+
+def parse_order_id(value: str) -> uuid.UUID:
+    """The order id of the URL, or 404: a malformed id is just another missing order."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found() from None
+
+
+def not_found() -> Problem:
+    return Problem(404, "not_found", "No such order.")
+
+
+def order_url(request: Request, name: str, order: Order) -> str:
+    """The path of ``order``'s route ``name`` under wherever the host mounted the URLs."""
+    match = request.resolver_match
+    namespace = match.namespace if match is not None and match.namespace else "django_orders"
+    try:
+        return reverse(f"{namespace}:{name}", kwargs={"order_id": str(order.id)})
+    except NoReverseMatch:  # pragma: no cover - mounted under another instance namespace
+        return reverse(f"django_orders:{name}", kwargs={"order_id": str(order.id)})
+
+
+def order_response(
+    order: Order, *, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """The order as JSON (CONTRACT §3) with its ``ETag``."""
+    return Response(
+        order.to_dict(), status=status, headers={"ETag": etag(order.version), **(headers or {})}
+    )

@@ -1,0 +1,313 @@
+"""``Idempotency-Key`` for unsafe requests (IETF draft "The Idempotency-Key HTTP Header
+Field"; CONTRACT §4.1), as a mixin for any DRF ``APIView``.
+
+How it works, in one database transaction per request:
+
+1. After DRF's own checks (authentication, the tenant permission, throttles), the key's
+   syntax is checked and the body parsed (400 / 413 / 415 come before the key is looked at).
+2. The request's fingerprint is computed: SHA-256 of the method, the path without its
+   trailing slash or query, and the body as canonical JSON.
+3. A transaction is opened and ONE statement claims the (tenant, key) slot::
+
+       INSERT … ON CONFLICT (tenant_id, key) DO UPDATE SET … WHERE expires_at <= now
+       RETURNING id
+
+   A new or expired key returns its row id: the view runs in the same transaction and the
+   response (2xx only) is stored in the row before commit. A live key returns nothing: the
+   stored response is replayed (same fingerprint) or the request refused with 422
+   ``idempotency_key_reused``. While another request holds the slot uncommitted, the
+   statement waits for it (a unique-index wait), then sees its committed row, or takes the
+   slot if it rolled back: a second side effect is impossible, whatever the timing. If the
+   host's ``lock_timeout`` ends the wait first, the answer is 409 ``idempotency_key_in_use``
+   with ``Retry-After``.
+4. A non-2xx answer or an exception rolls the transaction back: no key, no side effect, so
+   the client fixes the request and retries with the same key.
+
+Works under ``ATOMIC_REQUESTS = True`` (the transaction is then a savepoint of the request's)
+on PostgreSQL and on SQLite ≥ 3.35 (``RETURNING``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import OperationalError, connections, router, transaction
+from django.http import HttpResponse, HttpResponseBase
+from django.utils import timezone
+from rest_framework.request import Request
+
+from django_orders.conf import orders_settings
+from django_orders.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyKey
+from django_orders.problems import Problem
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Response headers stored with the key and replayed (CONTRACT §4.1).
+STORED_HEADERS = ("Location", "ETag", "Content-Type")
+RETRY_AFTER_SECONDS = 1
+
+# SQLSTATE 55P03 lock_not_available: PostgreSQL's lock_timeout ended the wait.
+_LOCK_NOT_AVAILABLE = "55P03"
+
+
+def parse_key(value: str) -> str:
+    """The key from the header's value: a bare token or an RFC 8941 sf-string.
+
+    Raises a 400 ``invalid_idempotency_key`` problem for an empty key, one longer than
+    255 characters, a malformed sf-string, or anything but printable ASCII.
+    """
+    if value.startswith('"'):
+        value = _unquote_sf_string(value)
+    if not value:
+        raise _invalid_key("The Idempotency-Key header is empty.")
+    if len(value) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise _invalid_key(
+            f"The Idempotency-Key is longer than {IDEMPOTENCY_KEY_MAX_LENGTH} characters."
+        )
+    if not all(" " <= char <= "~" for char in value):
+        raise _invalid_key("The Idempotency-Key must be printable ASCII.")
+    return value
+
+
+def _unquote_sf_string(value: str) -> str:
+    # RFC 8941 §3.3.3: DQUOTE *( unescaped / "\" ( DQUOTE / "\" ) ) DQUOTE
+    if len(value) < 2 or not value.endswith('"'):
+        raise _invalid_key("The Idempotency-Key is an unterminated string.")
+    chars: list[str] = []
+    inner = iter(value[1:-1])
+    for char in inner:
+        if char == "\\":
+            escaped = next(inner, "")
+            if escaped not in ('"', "\\"):
+                raise _invalid_key("The Idempotency-Key has an invalid escape.")
+            chars.append(escaped)
+        elif char == '"':
+            raise _invalid_key("The Idempotency-Key has an unescaped quote.")
+        else:
+            chars.append(char)
+    return "".join(chars)
+
+
+def _invalid_key(detail: str) -> Problem:
+    return Problem(400, "invalid_idempotency_key", detail)
+
+
+def request_fingerprint(method: str, path: str, data: Any) -> str:
+    """SHA-256 (hex) of the method, the path without trailing slash, and the body.
+
+    The body is canonical JSON (sorted keys, no whitespace), so ``{"a":1,"b":2}`` and
+    ``{ "b": 2, "a": 1 }`` are the same request; so are ``/orders`` and ``/orders/``.
+    """
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    material = "\n".join((method.upper(), path.rstrip("/"), body))
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass
+class _Claim:
+    """The key slot this request holds in the open transaction."""
+
+    record_id: int
+    using: str
+
+
+class _Replay(Exception):
+    """Raised from ``initial()`` to answer with a stored response."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        self.response = response
+
+
+class IdempotencyMixin:
+    """Make a DRF view's unsafe methods honour ``Idempotency-Key`` (CONTRACT §4.1).
+
+    Put it first in the bases: ``class MyView(IdempotencyMixin, TenantScopedMixin,
+    APIView)``. Every unsafe request the view handles runs in one database transaction
+    that is rolled back unless the answer is 2xx; the handler may use ``select_for_update``
+    and rely on it. Keys are scoped by tenant (``request.tenant_id``, set by the tenant
+    middleware). ``idempotency_key_required`` is ``None`` to follow the
+    ``IDEMPOTENCY_KEY_REQUIRED`` setting, or a boolean.
+    """
+
+    idempotency_key_required: bool | None = None
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # The transaction opened in initial() must outlive finalize_response(), where the
+        # response is stored: the stack closes it once DRF's dispatch is done.
+        with contextlib.ExitStack() as stack:
+            self._idempotency_stack = stack
+            self._idempotency_claim: _Claim | None = None
+            self._idempotency_using: str | None = None
+            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if not self._handles_idempotently(request):
+            return
+        key = self._idempotency_key(request)
+        data = request.data  # parse now: 400 / 413 / 415 before the key is looked at
+        using = router.db_for_write(IdempotencyKey)
+        self._idempotency_stack.enter_context(transaction.atomic(using=using))
+        self._idempotency_using = using
+        if key is None:
+            return
+        tenant_id = getattr(request, "tenant_id", None) or ""
+        fingerprint = request_fingerprint(request.method or "", request.path, data)
+        record_id = self._claim_key(using, tenant_id, key, request, fingerprint)
+        if record_id is not None:
+            self._idempotency_claim = _Claim(record_id, using)
+            return
+        self._replay_or_refuse(using, tenant_id, key, fingerprint)
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, _Replay):
+            return exc.response
+        return super().handle_exception(exc)  # type: ignore[misc]
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(  # type: ignore[misc]
+            request, response, *args, **kwargs
+        )
+        using = self._idempotency_using
+        if using is None:
+            return response
+        if not 200 <= response.status_code < 300:
+            # Nothing of a refused request remains: no key, no side effect.
+            transaction.set_rollback(True, using=using)
+        elif self._idempotency_claim is not None:
+            self._store_response(self._idempotency_claim, response)
+        return response
+
+    # Internals ---------------------------------------------------------------------------
+
+    def _handles_idempotently(self, request: Request) -> bool:
+        method = (request.method or "").upper()
+        if method not in UNSAFE_METHODS:
+            return False
+        # A method the view lacks gets its 405, not a key check.
+        name = method.lower()
+        return name in self.http_method_names and hasattr(self, name)  # type: ignore[attr-defined]
+
+    def _idempotency_key(self, request: Request) -> str | None:
+        value = request.headers.get(HEADER)
+        if value is None:
+            required = self.idempotency_key_required
+            if required is None:
+                required = orders_settings.IDEMPOTENCY_KEY_REQUIRED
+            if required:
+                raise Problem(400, "missing_idempotency_key", f"The {HEADER} header is required.")
+            return None
+        return parse_key(value.strip())
+
+    def _claim_key(
+        self, using: str, tenant_id: str, key: str, request: Request, fingerprint: str
+    ) -> int | None:
+        connection = connections[using]
+        qn = connection.ops.quote_name
+        now = timezone.now()
+        expires_at = now + orders_settings.IDEMPOTENCY_TTL
+        table = qn(IdempotencyKey._meta.db_table)
+        columns = (
+            "tenant_id",
+            "key",
+            "method",
+            "path",
+            "fingerprint",
+            "state",
+            "response_status",
+            "response_body",
+            "response_headers",
+            "created_at",
+            "expires_at",
+        )
+        updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in columns)
+        sql = (
+            f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) "
+            f"ON CONFLICT ({qn('tenant_id')}, {qn('key')}) DO UPDATE SET {updates} "
+            f"WHERE {table}.{qn('expires_at')} <= %s RETURNING {qn('id')}"
+        )
+        adapt = connection.ops.adapt_datetimefield_value
+        params = [
+            tenant_id,
+            key,
+            request.method,
+            request.path,
+            fingerprint,
+            IdempotencyKey.State.PROCESSING,
+            None,
+            "",
+            "{}",
+            adapt(now),
+            adapt(expires_at),
+            adapt(now),
+        ]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+        except OperationalError as exc:
+            if _is_lock_timeout(exc):
+                raise _in_use() from exc
+            raise
+        return None if row is None else int(row[0])
+
+    def _replay_or_refuse(self, using: str, tenant_id: str, key: str, fingerprint: str) -> None:
+        record = (
+            IdempotencyKey.objects.using(using)
+            .filter(tenant_id=tenant_id, key=key)
+            .only("fingerprint", "state", "response_status", "response_body", "response_headers")
+            .first()
+        )
+        if record is None or record.state != IdempotencyKey.State.COMPLETED:
+            raise _in_use()  # pragma: no cover - only a committed, completed row is visible
+        if record.fingerprint != fingerprint:
+            raise Problem(
+                422,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used for a different request.",
+            )
+        headers = dict(record.response_headers)
+        response = HttpResponse(
+            record.response_body,
+            status=record.response_status or 200,
+            content_type=headers.pop("Content-Type", "application/json"),
+        )
+        for name, value in headers.items():
+            response[name] = value
+        response[REPLAYED_HEADER] = "true"
+        raise _Replay(response)
+
+    def _store_response(self, claim: _Claim, response: Any) -> None:
+        if hasattr(response, "render"):
+            response.render()
+        headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
+        IdempotencyKey.objects.using(claim.using).filter(pk=claim.record_id).update(
+            state=IdempotencyKey.State.COMPLETED,
+            response_status=response.status_code,
+            response_body=response.content.decode(response.charset or "utf-8"),
+            response_headers=headers,
+        )
+
+
+def _in_use() -> Problem:
+    return Problem(
+        409,
+        "idempotency_key_in_use",
+        "A request with this Idempotency-Key is still being processed; retry later.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+    if code == _LOCK_NOT_AVAILABLE:
+        return True
+    # SQLite: the busy timeout ran out while another writer held the database.
+    return "database is locked" in str(exc)

@@ -1,0 +1,132 @@
+"""Input validation of the orders API (CONTRACT §3).
+
+The serializers validate request bodies only; the JSON an order is shown as comes from
+:meth:`Order.to_dict`, the same document the events carry. They are strict where DRF is
+lenient: ``"12"``, ``12.0`` and ``true`` are not integers, ``123`` is not a string, and a
+field the endpoint does not take (unknown, or one of the order's read-only fields) is a
+400 ``validation_error`` rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+MAX_TOTAL_CENTS = 2**63 - 1  # a PostgreSQL bigint
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+CURRENCY_PATTERN = re.compile(r"\A[A-Z]{3}\Z")  # ISO 4217 alphabetic code
+
+# Members of the order document (CONTRACT §3) that a client can never set.
+READ_ONLY_FIELDS = frozenset(
+    {"id", "tenantId", "status", "version", "createdAt", "updatedAt", "confirmedAt", "closedAt"}
+)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that must be a JSON integer: no strings, floats or booleans."""
+
+    default_error_messages = {"invalid": "A valid integer is required."}
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A string that must be a JSON string (DRF would turn ``123`` into ``"123"``).
+
+    DRF's ``CharField`` already refuses NUL characters, which PostgreSQL's ``jsonb`` and
+    ``text`` cannot hold.
+    """
+
+    default_error_messages = {"invalid": "Not a valid string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class MetadataField(serializers.DictField):
+    """``metadata``: string → string, ≤ 50 keys, key 1-40 chars, value ≤ 500, no NUL."""
+
+    default_error_messages = {
+        "too_many_keys": f"At most {MAX_METADATA_KEYS} keys are allowed.",
+        "invalid_key": f"Keys must be 1 to {MAX_METADATA_KEY_LENGTH} characters without NUL.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        child = StrictCharField(
+            max_length=MAX_METADATA_VALUE_LENGTH, allow_blank=True, trim_whitespace=False
+        )
+        super().__init__(child=child, **kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        if isinstance(data, Mapping):
+            if len(data) > MAX_METADATA_KEYS:
+                self.fail("too_many_keys")
+            for key in data:
+                if (
+                    not isinstance(key, str)
+                    or not 1 <= len(key) <= MAX_METADATA_KEY_LENGTH
+                    or "\x00" in key
+                ):
+                    self.fail("invalid_key")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer):
+    """A serializer that refuses members it does not declare.
+
+    Read-only members of the order get "This field is read-only.", anything else
+    "Unknown field.", each under its own name in ``errors``.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            errors = {}
+            for name in data:
+                if name in self.fields:
+                    continue
+                message = (
+                    "This field is read-only." if name in READ_ONLY_FIELDS else "Unknown field."
+                )
+                errors[str(name)] = [message]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class OrderCreateSerializer(StrictSerializer):
+    """Body of ``POST /orders``: every member optional."""
+
+    totalCents = StrictIntegerField(  # the wire name
+        source="total_cents", min_value=0, max_value=MAX_TOTAL_CENTS, required=False
+    )
+    currency = StrictCharField(required=False, trim_whitespace=False)
+    metadata = MetadataField(required=False)
+
+    def validate_currency(self, value: str) -> str:
+        if not CURRENCY_PATTERN.match(value):
+            raise serializers.ValidationError(
+                "Must be an ISO 4217 code: three uppercase letters (e.g. USD)."
+            )
+        return value
+
+
+class OrderConfirmSerializer(StrictSerializer):
+    """Body of ``PATCH /orders/{id}/confirm``: ``totalCents`` is required."""
+
+    totalCents = StrictIntegerField(  # the wire name
+        source="total_cents", min_value=0, max_value=MAX_TOTAL_CENTS
+    )
+
+
+class OrderCloseSerializer(StrictSerializer):
+    """Body of ``POST /orders/{id}/close``: empty (``{}`` or no body)."""

@@ -1,0 +1,335 @@
+"""CONTRACT §4.1: ``Idempotency-Key`` on create, confirm and close."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_save
+from django.test import override_settings
+from django.utils import timezone
+
+from django_orders.idempotency import parse_key, request_fingerprint
+from django_orders.models import IdempotencyKey, Order, OutboxEvent
+from tests.orders_api import OrdersClient, assert_problem
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api() -> OrdersClient:
+    return OrdersClient()
+
+
+# -- the key's syntax ---------------------------------------------------------------------
+
+
+def test_a_create_without_a_key_is_400_missing_idempotency_key(api: OrdersClient) -> None:
+    assert_problem(api.call("POST", "/orders", {}), 400, "missing_idempotency_key")
+    assert not Order.objects.exists()
+
+
+@override_settings(DJANGO_ORDERS={"IDEMPOTENCY_KEY_REQUIRED": False})
+def test_the_key_can_be_made_optional(api: OrdersClient) -> None:
+    assert api.call("POST", "/orders", {}).status_code == 201
+    assert api.call("POST", "/orders", {}).status_code == 201
+    assert Order.objects.count() == 2
+    assert not IdempotencyKey.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "   ",
+        "k" * 256,
+        '"' + "k" * 256 + '"',
+        "ключ",
+        "caf\xe9",
+        "a\x01b",
+        '""',
+        '"abc',
+        '"a\\bc"',
+        '"a"b"',
+    ],
+)
+def test_invalid_keys_are_400_invalid_idempotency_key(api: OrdersClient, key: str) -> None:
+    assert_problem(api.create({}, key=key), 400, "invalid_idempotency_key")
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ("abc", "abc"),
+        ('"abc"', "abc"),
+        ('"a\\"b"', 'a"b'),
+        ('"a\\\\b"', "a\\b"),
+        ("k" * 255, "k" * 255),
+        ("a b", "a b"),
+        ("550e8400-e29b-41d4-a716-446655440000", "550e8400-e29b-41d4-a716-446655440000"),
+    ],
+)
+def test_valid_keys_bare_tokens_and_rfc8941_strings(header: str, key: str) -> None:
+    assert parse_key(header) == key
+
+
+def test_a_quoted_key_is_the_same_key_as_the_bare_token(api: OrdersClient) -> None:
+    first = api.create({}, key="same")
+    second = api.create({}, key='"same"')
+    assert second.status_code == 201
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.json()["id"] == first.json()["id"]
+
+
+def test_the_key_is_checked_before_the_body_and_after_the_tenant(api: OrdersClient) -> None:
+    assert_problem(api.call("POST", "/orders", raw="{"), 400, "missing_idempotency_key")
+    assert_problem(api.create(raw="{", key=""), 400, "invalid_idempotency_key")
+    assert_problem(api.create(raw="{", key="k"), 400, "invalid_json")
+    anonymous = OrdersClient(tenant=None)
+    assert_problem(anonymous.create({}, key=""), 400, "missing_tenant")
+
+
+# -- replay -------------------------------------------------------------------------------
+
+
+def test_a_retry_replays_the_original_response(api: OrdersClient) -> None:
+    first = api.create({"totalCents": 100, "metadata": {"a": "b"}}, key="retry")
+    second = api.create({"totalCents": 100, "metadata": {"a": "b"}}, key="retry")
+
+    assert second.status_code == 201
+    assert second.content == first.content
+    assert second["Location"] == first["Location"]
+    assert second["ETag"] == first["ETag"] == '"1"'
+    assert second["Content-Type"] == "application/json"
+    assert second["Idempotent-Replayed"] == "true"
+    assert Order.objects.count() == 1
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_the_replay_is_a_snapshot_not_the_current_state(api: OrdersClient) -> None:
+    first = api.create({}, key="snap")
+    order_id = first.json()["id"]
+    assert api.confirm(order_id, {"totalCents": 9}).status_code == 200
+
+    replay = api.create({}, key="snap")
+    assert replay.json()["version"] == 1
+    assert replay.json()["status"] == "draft"
+    assert replay["ETag"] == '"1"'
+
+
+def test_the_fingerprint_ignores_key_order_whitespace_and_the_trailing_slash(
+    api: OrdersClient,
+) -> None:
+    first = api.create(raw='{"totalCents":1,"currency":"EUR"}', key="canon")
+    second = api.call(
+        "POST",
+        "/orders/",
+        raw='{ "currency": "EUR",\n  "totalCents": 1 }',
+        headers={"Idempotency-Key": "canon"},
+    )
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.json()["id"] == first.json()["id"]
+
+
+def test_no_body_and_an_empty_object_are_the_same_request(api: OrdersClient) -> None:
+    api.create(raw="", key="empty")
+    assert api.create(raw="{}", key="empty")["Idempotent-Replayed"] == "true"
+
+
+def test_the_query_string_is_not_part_of_the_fingerprint(api: OrdersClient) -> None:
+    api.create({}, key="query")
+    response = api.call("POST", "/orders?x=1", {}, headers={"Idempotency-Key": "query"})
+    assert response["Idempotent-Replayed"] == "true"
+
+
+def test_the_same_key_with_another_body_is_422_idempotency_key_reused(api: OrdersClient) -> None:
+    api.create({"totalCents": 1}, key="reused")
+    assert_problem(api.create({"totalCents": 2}, key="reused"), 422, "idempotency_key_reused")
+    assert Order.objects.count() == 1
+
+
+def test_the_same_key_on_another_endpoint_is_422(api: OrdersClient) -> None:
+    order_id = api.create({}, key="shared").json()["id"]
+    response = api.confirm(order_id, {"totalCents": 1}, headers={"Idempotency-Key": "shared"})
+    assert_problem(response, 422, "idempotency_key_reused")
+    assert Order.objects.get().status == "draft"
+
+
+def test_keys_are_scoped_by_tenant(api: OrdersClient) -> None:
+    other = OrdersClient(tenant="shop-2")
+    first = api.create({}, key="tenant-key")
+    second = other.create({}, key="tenant-key")
+
+    assert second.status_code == 201
+    assert "Idempotent-Replayed" not in second
+    assert second.json()["id"] != first.json()["id"]
+    assert second.json()["tenantId"] == "shop-2"
+
+
+# -- what is stored -----------------------------------------------------------------------
+
+
+def test_the_key_record_holds_the_response(api: OrdersClient) -> None:
+    response = api.create({}, key="stored")
+    record = IdempotencyKey.objects.get()
+
+    assert record.tenant_id == "shop-1"
+    assert record.key == "stored"
+    assert record.method == "POST"
+    assert record.path == "/orders"
+    assert record.state == IdempotencyKey.State.COMPLETED
+    assert record.response_status == 201
+    assert json.loads(record.response_body) == response.json()
+    assert record.response_headers == {
+        "Location": response["Location"],
+        "ETag": '"1"',
+        "Content-Type": "application/json",
+    }
+    assert record.fingerprint == request_fingerprint("POST", "/orders", {})
+    ttl = record.expires_at - record.created_at
+    assert ttl == dt.timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"totalCents": -1}, 400), ({"colour": "red"}, 400)],
+)
+def test_a_4xx_leaves_no_record_and_the_key_can_be_reused(
+    api: OrdersClient, body: dict, status: int
+) -> None:
+    assert api.create(body, key="fixme").status_code == status
+    assert not IdempotencyKey.objects.exists()
+
+    retry = api.create({"totalCents": 1}, key="fixme")
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry
+
+
+def test_an_exception_leaves_neither_key_nor_order_nor_event(api: OrdersClient) -> None:
+    def explode(**kwargs: object) -> None:
+        raise RuntimeError("the disk is on fire")
+
+    post_save.connect(explode, sender=OutboxEvent)
+    try:
+        with pytest.raises(RuntimeError):
+            api.create({}, key="crash")
+    finally:
+        post_save.disconnect(explode, sender=OutboxEvent)
+
+    assert not IdempotencyKey.objects.exists()
+    assert not Order.objects.exists()
+    assert not OutboxEvent.objects.exists()
+    assert api.create({}, key="crash").status_code == 201
+
+
+def test_an_expired_key_is_new_again(api: OrdersClient) -> None:
+    first = api.create({"totalCents": 1}, key="old")
+    IdempotencyKey.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+
+    second = api.create({"totalCents": 2}, key="old")
+
+    assert second.status_code == 201
+    assert "Idempotent-Replayed" not in second
+    assert second.json()["id"] != first.json()["id"]
+    record = IdempotencyKey.objects.get()
+    assert record.expires_at > timezone.now()
+    assert json.loads(record.response_body)["id"] == second.json()["id"]
+
+
+@override_settings(DJANGO_ORDERS={"IDEMPOTENCY_TTL": 60})
+def test_the_ttl_comes_from_settings(api: OrdersClient) -> None:
+    api.create({}, key="ttl")
+    record = IdempotencyKey.objects.get()
+    assert record.expires_at - record.created_at == dt.timedelta(seconds=60)
+
+
+# -- confirm and close --------------------------------------------------------------------
+
+
+def test_a_retried_confirm_gets_the_stored_200_not_a_412(api: OrdersClient) -> None:
+    order_id = api.create({}).json()["id"]
+    headers = {"Idempotency-Key": "confirm-1"}
+    first = api.confirm(order_id, {"totalCents": 5}, headers=headers)
+    second = api.confirm(order_id, {"totalCents": 5}, headers=headers)
+
+    assert first.status_code == 200
+    assert second.status_code == 200
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.content == first.content
+    assert second["ETag"] == '"2"'
+    assert Order.objects.get().version == 2
+    assert OutboxEvent.objects.filter(type="order.confirmed").count() == 1
+
+
+def test_a_retried_close_gets_the_stored_200(api: OrdersClient) -> None:
+    order_id = api.create({}).json()["id"]
+    api.confirm(order_id, {"totalCents": 5})
+    headers = {"Idempotency-Key": "close-1"}
+    assert api.close_order(order_id, headers=headers).status_code == 200
+    replay = api.close_order(order_id, headers=headers)
+    assert replay.status_code == 200
+    assert replay["Idempotent-Replayed"] == "true"
+    assert OutboxEvent.objects.filter(type="order.closed").count() == 1
+
+
+def test_a_refused_confirm_keeps_no_key(api: OrdersClient) -> None:
+    order_id = api.create({}).json()["id"]
+    headers = {"Idempotency-Key": "confirm-2"}
+    assert_problem(
+        api.confirm(order_id, {"totalCents": 5}, if_match='"9"', headers=headers),
+        412,
+        "version_mismatch",
+    )
+    assert api.confirm(order_id, {"totalCents": 5}, headers=headers).status_code == 200
+
+
+def test_the_key_is_optional_on_confirm_and_close(api: OrdersClient) -> None:
+    order_id = api.create({}).json()["id"]
+    assert api.confirm(order_id, {"totalCents": 5}).status_code == 200
+    assert api.close_order(order_id).status_code == 200
+    assert IdempotencyKey.objects.count() == 1  # the create's
+
+
+def test_an_invalid_key_on_confirm_is_400_even_for_a_missing_order(api: OrdersClient) -> None:
+    response = api.confirm(
+        "00000000-0000-0000-0000-000000000000", {}, headers={"Idempotency-Key": ""}
+    )
+    assert_problem(response, 400, "invalid_idempotency_key")
+
+
+# -- a key still in use -------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_key_held_by_an_unfinished_request_is_409_with_retry_after(api: OrdersClient) -> None:
+    other = connection.copy()  # a second, independent connection
+    other.set_autocommit(False)
+    try:
+        with other.cursor() as cursor:  # an uncommitted first request holding the slot
+            cursor.execute(
+                "INSERT INTO django_orders_idempotency_key (tenant_id, key, method, path, "
+                "fingerprint, state, response_body, response_headers, created_at, expires_at)"
+                " VALUES ('shop-1', 'busy', 'POST', '/orders', 'x', 'processing', '', '{}',"
+                " now(), now() + interval '1 hour')"
+            )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        try:
+            response = api.create({}, key="busy")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+        problem = assert_problem(response, 409, "idempotency_key_in_use")
+        assert response["Retry-After"] == "1"
+        assert problem["status"] == 409
+        assert not Order.objects.exists()
+    finally:
+        other.rollback()
+        other.close()
+
+    # The first request rolled back: the key is free again.
+    assert api.create({}, key="busy").status_code == 201
