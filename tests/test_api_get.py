@@ -1,0 +1,102 @@
+"""CONTRACT §4.2: ``GET /orders/{id}`` with ``ETag`` and ``If-None-Match``."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import transaction
+
+from django_orders import services
+from django_orders.models import Order
+from tests.orders_api import OrdersClient, assert_problem
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api() -> OrdersClient:
+    return OrdersClient()
+
+
+@pytest.fixture
+def order() -> Order:
+    return services.create_order("shop-1", total_cents=10, metadata={"a": "b"})
+
+
+def test_get_answers_200_with_the_order_and_its_etag(api: OrdersClient, order: Order) -> None:
+    response = api.get(f"/orders/{order.id}", headers={"X-Tenant-Id": "shop-1"})
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == order.to_dict()
+    assert response["ETag"] == '"1"'
+
+
+def test_the_etag_follows_the_version(api: OrdersClient, order: Order) -> None:
+    with transaction.atomic():
+        services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=5)
+    response = api.call("GET", f"/orders/{order.id}/")
+    assert response["ETag"] == '"2"'
+    assert response.json()["version"] == 2
+    assert response.json()["status"] == "confirmed"
+
+
+@pytest.mark.parametrize(
+    "header", ['"1"', 'W/"1"', '"7", "1"', 'W/"7", W/"1"', "*", ' "1" ', '"0","1"']
+)
+def test_a_matching_if_none_match_is_304_without_body(
+    api: OrdersClient, order: Order, header: str
+) -> None:
+    response = api.call("GET", f"/orders/{order.id}", headers={"If-None-Match": header})
+
+    assert response.status_code == 304
+    assert response.content == b""
+    assert response["ETag"] == '"1"'
+
+
+@pytest.mark.parametrize("header", ['"2"', 'W/"2"', '"1', "abc", "", '"11"'])
+def test_a_non_matching_or_malformed_if_none_match_is_200(
+    api: OrdersClient, order: Order, header: str
+) -> None:
+    response = api.call("GET", f"/orders/{order.id}", headers={"If-None-Match": header})
+    assert response.status_code == 200
+    assert response.json()["id"] == str(order.id)
+
+
+@pytest.mark.parametrize(
+    "order_id",
+    [
+        str(uuid.uuid4()),
+        "not-a-uuid",
+        "1",
+        "00000000-0000-0000-0000-00000000000g",
+        "%00",
+        "x" * 300,
+    ],
+)
+def test_unknown_and_malformed_ids_are_404_not_found(api: OrdersClient, order_id: str) -> None:
+    assert_problem(api.call("GET", f"/orders/{order_id}"), 404, "not_found")
+
+
+def test_another_tenants_order_is_404_like_a_missing_one(api: OrdersClient, order: Order) -> None:
+    other = OrdersClient(tenant="shop-2")
+    foreign = other.call("GET", f"/orders/{order.id}")
+    missing = other.call("GET", f"/orders/{uuid.uuid4()}")
+
+    assert_problem(foreign, 404, "not_found")
+    assert foreign.content == missing.content
+    assert dict(foreign.headers) == dict(missing.headers)
+
+
+def test_the_tenant_is_required(order: Order) -> None:
+    assert_problem(
+        OrdersClient(tenant=None).call("GET", f"/orders/{order.id}"), 400, "missing_tenant"
+    )
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_other_methods_are_405(api: OrdersClient, order: Order, method: str) -> None:
+    response = api.call(method, f"/orders/{order.id}", {})
+    assert_problem(response, 405, "method_not_allowed")
+    assert "GET" in response["Allow"]

@@ -1,0 +1,253 @@
+"""CONTRACT §4.3 and §4.4: confirm and close, with ``If-Match`` and the order of checks."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.test import override_settings
+
+from django_orders import services
+from django_orders.models import Order, OutboxEvent
+from tests.orders_api import OrdersClient, assert_problem
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def api() -> OrdersClient:
+    return OrdersClient()
+
+
+@pytest.fixture
+def draft() -> Order:
+    return services.create_order("shop-1")
+
+
+@pytest.fixture
+def confirmed(api: OrdersClient) -> Order:
+    order = services.create_order("shop-1")
+    assert api.confirm(str(order.id), {"totalCents": 700}).status_code == 200
+    return Order.objects.get(pk=order.id)
+
+
+# -- confirm ------------------------------------------------------------------------------
+
+
+def test_confirm_moves_a_draft_to_confirmed(api: OrdersClient, draft: Order) -> None:
+    response = api.confirm(str(draft.id), {"totalCents": 1999}, if_match='"1"')
+
+    assert response.status_code == 200
+    assert response["ETag"] == '"2"'
+    body = response.json()
+    draft.refresh_from_db()
+    assert body == draft.to_dict()
+    assert body["status"] == "confirmed"
+    assert body["version"] == 2
+    assert body["totalCents"] == 1999
+    assert body["confirmedAt"] is not None
+    assert body["updatedAt"] == body["confirmedAt"]
+    event = OutboxEvent.objects.get(type="order.confirmed")
+    assert event.aggregate_version == 2
+    assert event.payload == body
+
+
+@pytest.mark.parametrize("if_match", ['"1"', "1", '"5", "1"', "*", ' "1" ', '"0",1'])
+def test_the_accepted_if_match_forms(api: OrdersClient, draft: Order, if_match: str) -> None:
+    response = api.confirm(str(draft.id), {"totalCents": 1}, if_match=if_match)
+    assert response.status_code == 200, response.content
+
+
+def test_confirm_without_if_match_is_428(api: OrdersClient, draft: Order) -> None:
+    assert_problem(
+        api.confirm(str(draft.id), {"totalCents": 1}, if_match=None), 428, "precondition_required"
+    )
+
+
+@override_settings(DJANGO_ORDERS={"REQUIRE_IF_MATCH": False})
+def test_if_match_can_be_made_optional(api: OrdersClient, draft: Order) -> None:
+    assert api.confirm(str(draft.id), {"totalCents": 1}, if_match=None).status_code == 200
+
+
+@pytest.mark.parametrize("if_match", ["abc", '"1', "", "W/1", '"1" "2"', "1.0", "-1"])
+def test_an_unparseable_if_match_is_400(api: OrdersClient, draft: Order, if_match: str) -> None:
+    assert_problem(
+        api.confirm(str(draft.id), {"totalCents": 1}, if_match=if_match), 400, "invalid_if_match"
+    )
+
+
+@pytest.mark.parametrize("if_match", ['"2"', 'W/"1"', '"2", W/"1"', "0"])
+def test_a_non_matching_if_match_is_412_with_the_current_version(
+    api: OrdersClient, draft: Order, if_match: str
+) -> None:
+    response = api.confirm(str(draft.id), {"totalCents": 1}, if_match=if_match)
+
+    problem = assert_problem(response, 412, "version_mismatch")
+    assert problem["currentVersion"] == 1
+    assert response["ETag"] == '"1"'
+    draft.refresh_from_db()
+    assert draft.version == 1
+    assert not OutboxEvent.objects.filter(type="order.confirmed").exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"totalCents": None},
+        {"totalCents": -1},
+        {"totalCents": "5"},
+        {"totalCents": 2**63},
+        {"totalCents": 1, "currency": "EUR"},
+        {"totalCents": 1, "status": "closed"},
+        [],
+    ],
+)
+def test_an_invalid_confirm_body_is_400(api: OrdersClient, draft: Order, body: object) -> None:
+    assert_problem(api.confirm(str(draft.id), body), 400, "validation_error")
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+
+
+def test_confirming_a_confirmed_order_is_409_invalid_transition(
+    api: OrdersClient, confirmed: Order
+) -> None:
+    response = api.confirm(str(confirmed.id), {"totalCents": 1}, if_match='"2"')
+    problem = assert_problem(response, 409, "invalid_transition")
+    assert problem["currentStatus"] == "confirmed"
+
+
+# -- close --------------------------------------------------------------------------------
+
+
+def test_close_moves_a_confirmed_order_to_closed(api: OrdersClient, confirmed: Order) -> None:
+    response = api.close_order(str(confirmed.id), if_match='"2"')
+
+    assert response.status_code == 200
+    assert response["ETag"] == '"3"'
+    body = response.json()
+    assert body["status"] == "closed"
+    assert body["version"] == 3
+    assert body["totalCents"] == 700
+    assert body["closedAt"] is not None
+    event = OutboxEvent.objects.get(type="order.closed")
+    assert event.aggregate_version == 3
+    assert event.payload == body
+    assert list(
+        OutboxEvent.objects.filter(aggregate_id=confirmed.id).values_list("type", flat=True)
+    ) == ["order.created", "order.confirmed", "order.closed"]
+
+
+@pytest.mark.parametrize("raw", ["", "{}"])
+def test_close_takes_an_empty_body(api: OrdersClient, confirmed: Order, raw: str) -> None:
+    response = api.call(
+        "POST", f"/orders/{confirmed.id}/close/", raw=raw, headers={"If-Match": '"2"'}
+    )
+    assert response.status_code == 200
+
+
+def test_close_refuses_members_in_its_body(api: OrdersClient, confirmed: Order) -> None:
+    problem = assert_problem(
+        api.close_order(str(confirmed.id), {"totalCents": 1}), 400, "validation_error"
+    )
+    assert problem["errors"] == {"totalCents": ["Unknown field."]}
+
+
+def test_closing_a_draft_is_409_invalid_transition(api: OrdersClient, draft: Order) -> None:
+    problem = assert_problem(
+        api.close_order(str(draft.id), if_match='"1"'), 409, "invalid_transition"
+    )
+    assert problem["currentStatus"] == "draft"
+    draft.refresh_from_db()
+    assert draft.version == 1
+
+
+def test_closing_a_closed_order_is_409(api: OrdersClient, confirmed: Order) -> None:
+    assert api.close_order(str(confirmed.id), if_match='"2"').status_code == 200
+    problem = assert_problem(
+        api.close_order(str(confirmed.id), if_match='"3"'), 409, "invalid_transition"
+    )
+    assert problem["currentStatus"] == "closed"
+
+
+@pytest.mark.parametrize(
+    ("if_match", "status", "code"),
+    [
+        (None, 428, "precondition_required"),
+        ("x", 400, "invalid_if_match"),
+        ('"1"', 412, "version_mismatch"),
+    ],
+)
+def test_close_has_the_if_match_rules_of_confirm(
+    api: OrdersClient, confirmed: Order, if_match: str | None, status: int, code: str
+) -> None:
+    assert_problem(api.close_order(str(confirmed.id), if_match=if_match), status, code)
+    confirmed.refresh_from_db()
+    assert confirmed.status == "confirmed"
+
+
+# -- the order of checks (CONTRACT §4.2) -------------------------------------------------
+
+
+def test_order_of_checks_tenant_first(draft: Order) -> None:
+    anonymous = OrdersClient(tenant=None)
+    response = anonymous.confirm(
+        str(draft.id), {"x": 1}, if_match="junk", headers={"Idempotency-Key": ""}
+    )
+    assert_problem(response, 400, "missing_tenant")
+
+
+def test_order_of_checks_idempotency_before_404(api: OrdersClient) -> None:
+    response = api.confirm(str(uuid.uuid4()), {}, headers={"Idempotency-Key": "x" * 300})
+    assert_problem(response, 400, "invalid_idempotency_key")
+
+
+def test_order_of_checks_json_before_404(api: OrdersClient) -> None:
+    response = api.call("PATCH", f"/orders/{uuid.uuid4()}/confirm", raw="{")
+    assert_problem(response, 400, "invalid_json")
+
+
+@pytest.mark.parametrize("order_id", [lambda: str(uuid.uuid4()), lambda: "nope"])
+def test_order_of_checks_404_before_if_match(api: OrdersClient, order_id: object) -> None:
+    oid = order_id()  # type: ignore[operator]
+    assert_problem(api.confirm(oid, {"x": 1}, if_match=None), 404, "not_found")
+    assert_problem(api.close_order(oid, if_match="junk"), 404, "not_found")
+
+
+def test_another_tenants_order_is_404(draft: Order) -> None:
+    other = OrdersClient(tenant="shop-2")
+    assert_problem(other.confirm(str(draft.id), {"totalCents": 1}), 404, "not_found")
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+
+
+def test_order_of_checks_428_then_400_then_412_before_the_body(
+    api: OrdersClient, draft: Order
+) -> None:
+    oid = str(draft.id)
+    assert_problem(api.confirm(oid, {"bad": 1}, if_match=None), 428, "precondition_required")
+    assert_problem(api.confirm(oid, {"bad": 1}, if_match="junk"), 400, "invalid_if_match")
+    assert_problem(api.confirm(oid, {"bad": 1}, if_match='"9"'), 412, "version_mismatch")
+    assert_problem(api.confirm(oid, {"bad": 1}, if_match='"1"'), 400, "validation_error")
+
+
+def test_order_of_checks_body_before_transition(api: OrdersClient, confirmed: Order) -> None:
+    oid = str(confirmed.id)
+    assert_problem(api.confirm(oid, {"bad": 1}, if_match='"2"'), 400, "validation_error")
+    assert_problem(api.confirm(oid, {"totalCents": 1}, if_match='"2"'), 409, "invalid_transition")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "confirm"),
+        ("POST", "confirm"),
+        ("PUT", "confirm"),
+        ("GET", "close"),
+        ("PATCH", "close"),
+        ("DELETE", "close"),
+    ],
+)
+def test_other_methods_are_405(api: OrdersClient, draft: Order, method: str, path: str) -> None:
+    response = api.call(method, f"/orders/{draft.id}/{path}", {}, headers={"If-Match": '"1"'})
+    assert_problem(response, 405, "method_not_allowed")
