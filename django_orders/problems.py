@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -129,6 +130,15 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
     """DRF exception handler for the package's views: every error is problem+json."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, SuspiciousOperation):
+        # Django answers these with an HTML 400 (TooManyFieldsSent from a query string with
+        # more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters, …); log them as Django's
+        # handler would, and answer problem+json like every other error of the package.
+        logging.getLogger(f"django.security.{exc.__class__.__name__}").error(str(exc))
+        if isinstance(exc, RequestDataTooBig):
+            exc = Problem(413, "payload_too_large", "The request body is too large.")
+        else:
+            exc = Problem(400, "bad_request", "The request is malformed.")
     if not isinstance(exc, exceptions.APIException):
         return None  # a real server error: let Django report it
     problem = exc if isinstance(exc, Problem) else _from_drf(exc)
