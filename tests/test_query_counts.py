@@ -1,0 +1,117 @@
+"""SQL statements per request (issue 3 targets), not counting transaction control and NOTIFY.
+
+create ≤ 4 (claim the key, insert the order, insert the event, store the response),
+idempotent replay ≤ 2 (the claim that finds the key, read the stored response), get 1,
+confirm ≤ 3 and close ≤ 3 (lock the order, update it, insert the event), and none at all
+for a request the tenant middleware refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_orders import services
+from tests.orders_api import OrdersClient
+
+pytestmark = pytest.mark.django_db
+
+_NOT_COUNTED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "NOTIFY")
+
+
+class Statements(list[str]):
+    pass
+
+
+@contextmanager
+def counted() -> Iterator[Statements]:
+    statements = Statements()
+    with CaptureQueriesContext(connection) as context:
+        yield statements
+    statements.extend(
+        query["sql"]
+        for query in context.captured_queries
+        if not query["sql"].lstrip().upper().startswith(_NOT_COUNTED)
+    )
+
+
+@pytest.fixture
+def api() -> OrdersClient:
+    return OrdersClient()
+
+
+def test_create_takes_at_most_4_statements(api: OrdersClient) -> None:
+    with counted() as statements:
+        response = api.create({"totalCents": 1, "metadata": {"a": "b"}}, key="count-create")
+    assert response.status_code == 201
+    assert len(statements) <= 4, statements
+    assert statements[0].upper().startswith("INSERT INTO")
+    assert "ON CONFLICT" in statements[0].upper()
+
+
+def test_a_replay_takes_at_most_2_statements(api: OrdersClient) -> None:
+    api.create({}, key="count-replay")
+    with counted() as statements:
+        response = api.create({}, key="count-replay")
+    assert response["Idempotent-Replayed"] == "true"
+    assert len(statements) <= 2, statements
+
+
+def test_get_takes_1_statement(api: OrdersClient) -> None:
+    order = services.create_order("shop-1")
+    with counted() as statements:
+        response = api.call("GET", f"/orders/{order.id}")
+    assert response.status_code == 200
+    assert len(statements) == 1, statements
+
+
+def test_a_304_takes_1_statement(api: OrdersClient) -> None:
+    order = services.create_order("shop-1")
+    with counted() as statements:
+        response = api.call("GET", f"/orders/{order.id}", headers={"If-None-Match": '"1"'})
+    assert response.status_code == 304
+    assert len(statements) == 1, statements
+
+
+def test_a_malformed_id_takes_no_statement(api: OrdersClient) -> None:
+    with counted() as statements:
+        response = api.call("GET", "/orders/not-a-uuid")
+    assert response.status_code == 404
+    assert statements == []
+
+
+def test_confirm_and_close_take_at_most_3_statements_each(api: OrdersClient) -> None:
+    order = services.create_order("shop-1")
+    with counted() as confirm_statements:
+        assert api.confirm(str(order.id), {"totalCents": 5}).status_code == 200
+    with counted() as close_statements:
+        assert api.close_order(str(order.id)).status_code == 200
+    assert len(confirm_statements) <= 3, confirm_statements
+    assert len(close_statements) <= 3, close_statements
+    if connection.vendor == "postgresql":  # SQLite locks the whole database instead
+        assert "FOR UPDATE" in confirm_statements[0].upper()
+
+
+def test_confirm_with_a_key_adds_only_the_claim_and_the_stored_response(
+    api: OrdersClient,
+) -> None:
+    order = services.create_order("shop-1")
+    with counted() as statements:
+        response = api.confirm(str(order.id), {"totalCents": 5}, headers={"Idempotency-Key": "c"})
+    assert response.status_code == 200
+    assert len(statements) <= 5, statements
+
+
+@pytest.mark.parametrize(
+    ("tenant", "path"), [(None, "/orders"), ("bad tenant", "/orders"), (None, "/orders/x")]
+)
+def test_the_tenant_middleware_makes_no_query(tenant: str | None, path: str) -> None:
+    client = OrdersClient(tenant=tenant)
+    with counted() as statements:
+        response = client.call("POST", path, {})
+    assert response.status_code == 400
+    assert statements == []
