@@ -5,9 +5,9 @@ from django.test import override_settings
 
 pytest.importorskip("drf_spectacular")
 
-from drf_spectacular.drainage import GENERATOR_STATS  # noqa: E402
-from drf_spectacular.generators import SchemaGenerator  # noqa: E402
-from drf_spectacular.validation import validate_schema  # noqa: E402
+from drf_spectacular.drainage import GENERATOR_STATS
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.validation import validate_schema
 
 
 @override_settings(REST_FRAMEWORK={"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"})
