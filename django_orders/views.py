@@ -22,6 +22,7 @@ from django_orders.conditional import etag, evaluate_if_match, if_none_match_mat
 from django_orders.conf import orders_settings
 from django_orders.idempotency import IdempotencyMixin
 from django_orders.models import Order
+from django_orders.pagination import KeysetPagination
 from django_orders.parsers import OrdersJSONParser
 from django_orders.permissions import TenantAccessPermission
 from django_orders.problems import Problem
@@ -73,8 +74,19 @@ class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
         return order_response(order, status=201, headers={"Location": location})
 
     def get(self, request: Request) -> Response:
-        orders = Order.objects.filter(tenant_id=self.tenant_id)[:20]
-        return Response({"items": [o.to_dict() for o in orders], "nextCursor": None})
+        """The tenant's orders, newest first, keyset-paginated (CONTRACT §4.5). One query."""
+        orders = Order.objects.filter(tenant_id=self.tenant_id)
+        status = request.query_params.get("status")
+        if status is not None:
+            if status not in Order.Status.values:
+                raise Problem(
+                    400, "invalid_filter", "status must be one of: draft, confirmed, closed."
+                )
+            orders = orders.filter(status=status)
+        paginator = KeysetPagination(filter_query_params=("status",))
+        page = paginator.paginate_queryset(orders, request, view=self)
+        return paginator.get_paginated_response([order.to_dict() for order in page])
+
 
 class OrderDetailView(OrdersAPIView):
     """``GET /orders/{id}``: the order with its ``ETag``; 304 on a matching ``If-None-Match``."""
