@@ -1,0 +1,304 @@
+"""Claiming outbox events under a lease, and writing the outcome back fenced on it.
+
+A claim is one short transaction: pick the due events, stamp them with a fresh
+``lease_token``, ``leased_until = now + OUTBOX_LEASE`` and ``attempts + 1``, commit. The
+publish happens after that commit, outside any transaction: a relay never holds a row lock
+or an open transaction while it talks to a broker. Other relays skip leased rows until
+the lease runs out, so a relay that dies holding a claim delays its events by at most one
+lease.
+
+Every write after the claim (renewing the lease, recording the outcome, releasing it)
+matches ``lease_token``: a relay whose lease ran out and whose events were claimed again
+by another relay updates nothing — it cannot overwrite the new owner's result.
+
+Only the oldest unfinished event of an order is claimable (no earlier event of the same
+aggregate is pending — or dead, with ``OUTBOX_DEAD_BLOCKS_ORDER``), so a batch holds at
+most one event per order and the events of one order go out in version order however many
+relays run.
+
+Two implementations:
+
+- :class:`PostgresClaimStore`: one ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)
+  RETURNING`` statement, one round trip; leases use the database clock
+  (``statement_timestamp()``, not ``now()``, which would be frozen at the start of an
+  enclosing transaction), so relays on several hosts agree on when a lease ran out.
+- :class:`ClaimStore`: the portable ORM path (SQLite, and ``SKIP LOCKED`` where the
+  backend has it). Leases use the relay's clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from django.db import connections, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Exists, F, OuterRef, Q
+from django.utils import timezone
+
+from django_orders.conf import orders_settings
+from django_orders.models import OutboxEvent
+
+PENDING = OutboxEvent.Status.PENDING
+PUBLISHED = OutboxEvent.Status.PUBLISHED
+DEAD = OutboxEvent.Status.DEAD
+
+#: ``last_error`` is for people: keep the first few kilobytes of a long error.
+MAX_ERROR_LENGTH = 2000
+
+
+class OutboxQuerySet(models.QuerySet[OutboxEvent]):
+    """Queries of the relay. ``OutboxQuerySet(OutboxEvent, using=alias)``."""
+
+    def due(self, now: dt.datetime, due_by: dt.datetime | None = None) -> OutboxQuerySet:
+        """Pending, available, and not leased by a live claim."""
+        return self.filter(
+            Q(leased_until__isnull=True) | Q(leased_until__lt=now),
+            status=PENDING,
+            available_at__lte=due_by if due_by is not None else now,
+        )
+
+    def unblocked(self) -> OutboxQuerySet:
+        """Events with no earlier unfinished event of their aggregate (per-order order)."""
+        blocking = [PENDING, DEAD] if orders_settings.OUTBOX_DEAD_BLOCKS_ORDER else [PENDING]
+        earlier = OutboxEvent.objects.using(self.db).filter(
+            aggregate_type=OuterRef("aggregate_type"),
+            aggregate_id=OuterRef("aggregate_id"),
+            aggregate_version__lt=OuterRef("aggregate_version"),
+            status__in=blocking,
+        )
+        return self.filter(~Exists(earlier))
+
+    def leased_by(self, token: uuid.UUID) -> OutboxQuerySet:
+        """Rows still held by this claim: the fence of every write after the claim."""
+        return self.filter(lease_token=token, status=PENDING)
+
+
+@dataclasses.dataclass
+class Claim:
+    """A batch of events leased by one relay; ``events`` in publishing order."""
+
+    token: uuid.UUID
+    events: list[OutboxEvent]
+
+
+@dataclasses.dataclass
+class Failure:
+    """A failed publish as it will be written back."""
+
+    event_id: uuid.UUID
+    error: str
+    dead: bool
+    available_at: dt.datetime
+
+
+@dataclasses.dataclass
+class Settled:
+    """What a write-back changed (fewer rows than sent means the lease was lost)."""
+
+    published: int = 0
+    retried: int = 0
+    dead: int = 0
+
+
+class ClaimStore:
+    """Claims through the ORM: portable, the relay's clock, ``SKIP LOCKED`` if available."""
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        # Looked up on each use: connections are per thread, and the relay renews leases
+        # from a thread of its own.
+        return connections[self.using]
+
+    @property
+    def concurrent(self) -> bool:
+        """Whether several relays may claim at once (the backend has ``SKIP LOCKED``)."""
+        return bool(self.connection.features.has_select_for_update_skip_locked)
+
+    def describe(self) -> str:
+        if self.concurrent:
+            return f"concurrent ({self.connection.vendor}, SELECT ... FOR UPDATE SKIP LOCKED)"
+        return f"single relay ({self.connection.vendor} has no SKIP LOCKED)"
+
+    def events(self) -> OutboxQuerySet:
+        return OutboxQuerySet(OutboxEvent, using=self.using)
+
+    def claim(self, limit: int, *, due_by: dt.datetime | None = None) -> Claim | None:
+        """Lease up to ``limit`` due events; ``None`` when nothing is due."""
+        now = timezone.now()
+        due = self.events().due(now, due_by).unblocked().order_by("available_at", "id")
+        # A read outside any transaction first: on SQLite an idle relay then never takes
+        # the write lock (an IMMEDIATE transaction would, once per poll).
+        if not due.exists():
+            return None
+        token = uuid.uuid4()
+        lease = orders_settings.OUTBOX_LEASE
+        # Short transaction: select and stamp the rows, nothing else; the publish runs
+        # after the commit, so no lock is held while a broker is slow.
+        with transaction.atomic(using=self.using):
+            if self.concurrent:
+                due = due.select_for_update(skip_locked=True)
+            ids = list(due.values_list("id", flat=True)[:limit])
+            if not ids:
+                return None
+            self.events().filter(id__in=ids).update(
+                lease_token=token, leased_until=now + lease, attempts=F("attempts") + 1
+            )
+        batch = list(self.events().leased_by(token).order_by("created_at", "id"))
+        return Claim(token, batch) if batch else None
+
+    def renew(self, token: uuid.UUID) -> int:
+        """Extend the lease of the events this claim still holds; returns how many."""
+        leased_until = timezone.now() + orders_settings.OUTBOX_LEASE
+        return self.events().leased_by(token).update(leased_until=leased_until)
+
+    def settle(
+        self, token: uuid.UUID, published: Sequence[uuid.UUID], failures: Sequence[Failure]
+    ) -> Settled:
+        """Write the outcome of a batch back, fenced on ``token``."""
+        settled = Settled()
+        now = timezone.now()
+        # Short transaction: the outcome of one batch lands together, nothing else inside.
+        with transaction.atomic(using=self.using):
+            if published:
+                settled.published = (
+                    self.events()
+                    .leased_by(token)
+                    .filter(id__in=published)
+                    .update(
+                        status=PUBLISHED,
+                        published_at=now,
+                        lease_token=None,
+                        leased_until=None,
+                        last_error="",
+                    )
+                )
+            for failure in failures:
+                changed = (
+                    self.events()
+                    .leased_by(token)
+                    .filter(id=failure.event_id)
+                    .update(
+                        status=DEAD if failure.dead else PENDING,
+                        available_at=failure.available_at,
+                        last_error=failure.error[:MAX_ERROR_LENGTH],
+                        lease_token=None,
+                        leased_until=None,
+                    )
+                )
+                if failure.dead:
+                    settled.dead += changed
+                else:
+                    settled.retried += changed
+        return settled
+
+    def release(self, token: uuid.UUID) -> int:
+        """Give back a claim that was never published (shutdown): due now, attempt undone."""
+        return (
+            self.events()
+            .leased_by(token)
+            .update(lease_token=None, leased_until=None, attempts=F("attempts") - 1)
+        )
+
+    def release_all(self) -> int:
+        """Clear every lease. Only for a relay that knows it is the only one (SQLite)."""
+        return (
+            self.events()
+            .filter(status=PENDING, lease_token__isnull=False)
+            .update(lease_token=None, leased_until=None)
+        )
+
+
+class PostgresClaimStore(ClaimStore):
+    """The claim in one statement, with the database clock for leases."""
+
+    # ORDER BY available_at, id walks the orders_outbox_pending partial index and stops
+    # after LIMIT rows, however large the backlog; the NOT EXISTS probe is served by
+    # orders_outbox_unfinished. Global order across orders does not matter: order within
+    # an order is kept by the NOT EXISTS, which lets only the oldest unfinished event
+    # of each order through.
+    CLAIM_SQL = """
+        UPDATE {table} AS o
+           SET lease_token = %s::uuid,
+               leased_until = statement_timestamp() + %s,
+               attempts = o.attempts + 1
+          FROM (
+                SELECT e.id
+                  FROM {table} AS e
+                 WHERE e.status = 'pending'
+                   AND e.available_at <= {due_by}
+                   AND (e.leased_until IS NULL OR e.leased_until < statement_timestamp())
+                   AND NOT EXISTS (
+                         SELECT 1
+                           FROM {table} AS b
+                          WHERE b.aggregate_id = e.aggregate_id
+                            AND b.aggregate_type = e.aggregate_type
+                            AND b.aggregate_version < e.aggregate_version
+                            AND {blocking}
+                       )
+                 ORDER BY e.available_at, e.id
+                 LIMIT %s
+                   FOR UPDATE OF e SKIP LOCKED
+               ) AS due
+         WHERE o.id = due.id
+     RETURNING o.*
+    """
+
+    RENEW_SQL = """
+        UPDATE {table} SET leased_until = statement_timestamp() + %s
+         WHERE lease_token = %s::uuid AND status = 'pending'
+    """
+
+    @property
+    def concurrent(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "concurrent (PostgreSQL, SELECT ... FOR UPDATE SKIP LOCKED, database clock)"
+
+    def claim(self, limit: int, *, due_by: dt.datetime | None = None) -> Claim | None:
+        table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
+        blocking = (
+            "b.status <> 'published'"  # the predicate of orders_outbox_unfinished
+            if orders_settings.OUTBOX_DEAD_BLOCKS_ORDER
+            else "b.status = 'pending'"
+        )
+        sql = self.CLAIM_SQL.format(
+            table=table,
+            blocking=blocking,
+            due_by="statement_timestamp()" if due_by is None else "%s",
+        )
+        token = uuid.uuid4()
+        params: list[object] = [str(token), orders_settings.OUTBOX_LEASE]
+        if due_by is not None:
+            params.append(due_by)
+        params.append(limit)
+        # One statement, one short transaction: the row locks of FOR UPDATE last only
+        # until its commit; the lease is what keeps other relays off the rows while this
+        # one publishes.
+        with transaction.atomic(using=self.using):
+            batch = list(OutboxEvent.objects.using(self.using).raw(sql, params))
+        if not batch:
+            return None
+        batch.sort(key=lambda event: (event.created_at, event.id))
+        return Claim(token, batch)
+
+    def renew(self, token: uuid.UUID) -> int:
+        table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                self.RENEW_SQL.format(table=table), [orders_settings.OUTBOX_LEASE, str(token)]
+            )
+            return int(cursor.rowcount)
+
+
+def claim_store_for(using: str) -> ClaimStore:
+    """The claim store that fits the database behind ``using``."""
+    if connections[using].vendor == "postgresql":
+        return PostgresClaimStore(using)
+    return ClaimStore(using)

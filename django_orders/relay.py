@@ -1,0 +1,406 @@
+"""The outbox relay: claims pending events, publishes them, records the outcome.
+
+One loop, run by ``manage.py orders_outbox_relay`` (a thin command over :class:`Relay`)::
+
+    claim a batch (short transaction, lease)  →  publish it (no transaction)
+        →  write the outcome back (short transaction, fenced on the lease)  →  repeat;
+    when nothing is due: wait for NOTIFY, a signal or the next poll.
+
+Guarantees (CONTRACT §5): at-least-once — an event is marked published only after the
+publisher confirmed it, and a relay killed at any instant leaves at worst a lease that
+runs out; per-order order — only the oldest unfinished event of an order is claimable;
+no duplicates among healthy relays — claims skip leased rows and a lease is renewed for
+as long as its batch is being published. The claim mechanics are in
+:mod:`django_orders.outbox.claims`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from types import FrameType
+from typing import Any
+
+from django.db import DatabaseError, connections, router
+from django.utils import timezone
+
+from django_orders.cloudevents import to_cloudevent
+from django_orders.conf import orders_settings
+from django_orders.events import NOTIFY_CHANNEL
+from django_orders.models import OutboxEvent
+from django_orders.outbox.backoff import retry_delay
+from django_orders.outbox.claims import Claim, ClaimStore, Failure, claim_store_for
+from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
+from django_orders.outbox.wakeup import Wakeup
+from django_orders.publishers.base import Publisher, PublishError
+
+__all__ = ["BatchReport", "Relay", "RelayAlreadyRunning"]
+
+logger = logging.getLogger("django_orders.relay")
+
+#: Extra seconds past the publisher's timeout a stopping relay waits for the batch in hand.
+SHUTDOWN_GRACE = 2.0
+
+
+@dataclasses.dataclass
+class BatchReport:
+    """What one batch did; also the running totals of a relay (:attr:`Relay.totals`)."""
+
+    claimed: int = 0
+    published: int = 0
+    failed: int = 0
+    dead: int = 0
+    lost: int = 0  # outcomes not written: the lease had passed to another relay
+
+    def add(self, other: BatchReport) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+class Relay:
+    """Publishes outbox events with ``publisher`` until stopped (or, with ``once``, drained).
+
+    ``listen`` uses ``LISTEN/NOTIFY`` on PostgreSQL (ignored elsewhere). Signal handling
+    is opt-in (:meth:`install_signal_handlers`, main thread only) so a relay can also run
+    in a thread and be stopped with :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        batch_size: int | None = None,
+        listen: bool = True,
+        poll_interval: float | None = None,
+        using: str | None = None,
+    ) -> None:
+        self.publisher = publisher
+        self.batch_size = int(batch_size or orders_settings.OUTBOX_BATCH_SIZE)
+        self.poll_interval = float(
+            orders_settings.OUTBOX_POLL_INTERVAL if poll_interval is None else poll_interval
+        )
+        self.using = using or router.db_for_write(OutboxEvent)
+        self.store: ClaimStore = claim_store_for(self.using)
+        self.listen = listen and connections[self.using].vendor == "postgresql"
+        self.wakeup = Wakeup(self.using if self.listen else None)
+        self.totals = BatchReport()
+        self.batches = 0
+        self.stopping = False
+        self._signals = 0
+        self._in_hand = False
+        self._lock: RelayLock | None = None
+        self._keeper: LeaseKeeper | None = None
+        self._previous_handlers: dict[int, Any] = {}
+
+    # -- running -------------------------------------------------------------------------
+
+    def run(self, *, once: bool = False) -> bool:
+        """Run until :meth:`stop` (or, with ``once``, until nothing due is left).
+
+        Returns whether every publish attempted succeeded. ``once`` takes the events due
+        when it starts (and those they unblock), never one written or retried later, so
+        it ends even while writes keep coming.
+        """
+        self._start()
+        try:
+            if once:
+                self._drain(due_by=timezone.now())
+            else:
+                self._serve()
+        finally:
+            self._finish()
+        return self.totals.failed == 0
+
+    def stop(self) -> None:
+        """Stop claiming; the batch in hand is finished. Thread- and signal-safe."""
+        self.stopping = True
+        self.wakeup.wake()
+
+    def install_signal_handlers(self) -> None:
+        """First SIGTERM/SIGINT: graceful stop. Second: exit at once."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        self._signals += 1
+        if self._signals > 1:
+            logger.warning(
+                "Received %s again: exiting now; leased events return after their lease", name
+            )
+            os._exit(1)
+        logger.warning(
+            "Received %s: finishing the batch in hand, then exiting (send it "
+            "again to exit at once)",
+            name,
+        )
+        self.stop()
+        if self._in_hand:
+            # The publisher's timeout bounds one publish; if a misbehaving one overruns
+            # it, give up: the leased events are claimed again once the lease runs out.
+            watchdog = threading.Timer(self.publisher.timeout + SHUTDOWN_GRACE, self._give_up)
+            watchdog.daemon = True
+            watchdog.start()
+
+    def _give_up(self) -> None:
+        logger.error(
+            "The publish in hand outlived the publisher's timeout (%ss): exiting; "
+            "its events are published again after their lease",
+            self.publisher.timeout,
+        )
+        os._exit(1)
+
+    def _start(self) -> None:
+        if not self.store.concurrent:
+            settings_dict = connections[self.using].settings_dict
+            if connections[self.using].vendor == "sqlite":
+                self._lock = RelayLock.for_database(settings_dict["NAME"])
+            if self._lock is not None:
+                self._lock.acquire()
+                # Holding the lock, this relay is the only one: leases left by a crashed
+                # predecessor can be cleared now instead of waited out.
+                recovered = self.store.release_all()
+                if recovered:
+                    logger.info("Released %d events leased by a previous relay", recovered)
+        self.wakeup.start()
+        self._keeper = LeaseKeeper(self.store, orders_settings.OUTBOX_LEASE.total_seconds() / 3)
+        self._keeper.start()
+        if self.wakeup.listening:
+            wake = f"LISTEN {NOTIFY_CHANNEL} + poll every {self.poll_interval}s"
+        else:
+            wake = f"poll every {self.poll_interval}s"
+        exclusive = f", exclusive lock {self._lock.path}" if self._lock else ""
+        logger.info(
+            "Outbox relay started: mode=%s%s, wake-up=%s, publisher=%s, batch_size=%d",
+            self.store.describe(),
+            exclusive,
+            wake,
+            type(self.publisher).__qualname__,
+            self.batch_size,
+        )
+
+    def _finish(self) -> None:
+        if self._keeper is not None:
+            self._keeper.stop()
+        self.wakeup.close()
+        try:
+            self.publisher.close()
+        except Exception:
+            logger.exception("Closing the publisher failed")
+        if self._lock is not None:
+            self._lock.release()
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+        totals = self.totals
+        logger.info(
+            "Outbox relay stopped: batches=%d claimed=%d published=%d failed=%d dead=%d",
+            self.batches,
+            totals.claimed,
+            totals.published,
+            totals.failed,
+            totals.dead,
+        )
+
+    def _serve(self) -> None:
+        while not self.stopping:
+            self._close_old_connections()
+            try:
+                report = self.process_batch()
+            except DatabaseError:
+                logger.exception(
+                    "Outbox relay: database error, retrying in %ss", self.poll_interval
+                )
+                report = None
+            if report is None and not self.stopping:
+                self.wakeup.wait(self.poll_interval)
+
+    def _drain(self, *, due_by: Any) -> None:
+        while not self.stopping:
+            self._close_old_connections()
+            if self.process_batch(due_by=due_by) is None:
+                return
+
+    def _close_old_connections(self) -> None:
+        # django.db.close_old_connections(), minus connections inside an atomic block
+        # (a caller's transaction, e.g. a test's): those are left alone, not dropped.
+        for conn in connections.all(initialized_only=True):
+            if not conn.in_atomic_block:
+                conn.close_if_unusable_or_obsolete()
+
+    # -- one batch -----------------------------------------------------------------------
+
+    def process_batch(self, *, due_by: Any = None) -> BatchReport | None:
+        """Claim, publish and settle one batch; ``None`` when nothing was due."""
+        started = time.monotonic()
+        claim = self.store.claim(self.batch_size, due_by=due_by)
+        if claim is None:
+            return None
+        if self.stopping:
+            released = self.store.release(claim.token)
+            logger.info("Outbox relay stopping: released %d claimed events", released)
+            return None
+        results = self._publish(claim)
+        report = self._settle(claim, results)
+        self.batches += 1
+        self.totals.add(report)
+        duration_ms = (time.monotonic() - started) * 1000
+        logger.info(
+            "outbox batch claimed=%d published=%d failed=%d dead=%d lost=%d duration_ms=%.1f",
+            report.claimed,
+            report.published,
+            report.failed,
+            report.dead,
+            report.lost,
+            duration_ms,
+            extra={
+                "outbox_batch": {**dataclasses.asdict(report), "duration_ms": round(duration_ms, 1)}
+            },
+        )
+        return report
+
+    def _publish(self, claim: Claim) -> list[PublishError | None]:
+        assert self._keeper is not None
+        self._in_hand = True
+        self._keeper.hold(claim.token)
+        try:
+            documents = [to_cloudevent(event) for event in claim.events]
+            try:
+                results = list(self.publisher.publish_batch(documents))
+                if len(results) != len(documents):
+                    raise RuntimeError(
+                        f"publish_batch returned {len(results)} results for {len(documents)} events"
+                    )
+            except Exception as exc:
+                # A publisher bug or an unexpected driver error: the whole batch failed
+                # and is retried with backoff like any transient failure.
+                logger.exception("Publisher %s raised", type(self.publisher).__qualname__)
+                error = PublishError(f"{type(exc).__name__}: {exc}")
+                results = [error] * len(documents)
+        finally:
+            self._keeper.release()
+            self._in_hand = False
+        return [
+            result
+            if result is None or isinstance(result, PublishError)
+            else PublishError(f"{type(result).__name__}: {result}")
+            for result in results
+        ]
+
+    def _settle(self, claim: Claim, results: list[PublishError | None]) -> BatchReport:
+        now = timezone.now()
+        max_attempts = int(orders_settings.OUTBOX_MAX_ATTEMPTS)
+        cap = orders_settings.OUTBOX_BACKOFF_MAX.total_seconds()
+        published: list[uuid.UUID] = []
+        failures: list[Failure] = []
+        for event, result in zip(claim.events, results, strict=True):
+            if result is None:
+                published.append(event.id)
+                continue
+            dead = result.permanent or event.attempts >= max_attempts
+            delay = (
+                0.0
+                if dead
+                else retry_delay(event.attempts, cap=cap, retry_after=result.retry_after)
+            )
+            error = str(result) or type(result).__name__
+            failures.append(
+                Failure(
+                    event_id=event.id,
+                    error=f"attempt {event.attempts}{' (permanent)' if result.permanent else ''}: "
+                    f"{error}",
+                    dead=dead,
+                    available_at=now + dt.timedelta(seconds=delay),
+                )
+            )
+            if dead:
+                logger.warning(
+                    "Outbox event %s (%s of %s v%d) is dead after %d attempts: %s",
+                    event.id,
+                    event.type,
+                    event.aggregate_id,
+                    event.aggregate_version,
+                    event.attempts,
+                    error,
+                )
+        settled = self.store.settle(claim.token, published, failures)
+        report = BatchReport(
+            claimed=len(claim.events),
+            published=settled.published,
+            failed=len(failures),
+            dead=settled.dead,
+        )
+        report.lost = report.claimed - (settled.published + settled.retried + settled.dead)
+        if report.lost:
+            logger.warning(
+                "Outbox relay: %d outcomes not written, their lease had passed to another relay",
+                report.lost,
+            )
+        return report
+
+
+class LeaseKeeper:
+    """A thread that renews the lease of the batch being published, every ``interval``.
+
+    A slow broker therefore never lets a lease run out under a live relay, and no other
+    relay claims (and publishes again) what this one is still publishing.
+    """
+
+    def __init__(self, store: ClaimStore, interval: float) -> None:
+        self.store = store
+        self.interval = max(0.05, interval)
+        self._token: uuid.UUID | None = None
+        self._stopped = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="orders-relay-lease", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def hold(self, token: uuid.UUID) -> None:
+        with self._cond:
+            self._token = token
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        with self._cond:
+            self._token = None
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5)
+
+    def _done_with(self, token: uuid.UUID | None) -> bool:
+        return self._stopped or self._token != token
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopped or self._token is not None)
+                    token = self._token
+                    self._cond.wait_for(
+                        functools.partial(self._done_with, token), timeout=self.interval
+                    )
+                    if self._stopped:
+                        return
+                    if self._token != token or token is None:
+                        continue
+                try:
+                    renewed = self.store.renew(token)
+                except Exception:
+                    logger.exception("Renewing the lease failed")
+                    continue
+                logger.debug("Renewed the lease of %d events", renewed)
+        finally:
+            connections[self.store.using].close()

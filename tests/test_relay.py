@@ -1,0 +1,443 @@
+"""CONTRACT §5: the relay claims, publishes to a real HTTP receiver, and settles outcomes.
+
+These tests run the relay in the test process (``--once`` through ``call_command``, or the
+:class:`Relay` class) against a real HTTP server on loopback; the multi-process tests
+(SIGKILL, SIGTERM, several relays) are in ``test_relay_processes.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import random
+from collections.abc import Iterator
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection, transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from django_orders import services
+from django_orders.models import Order, OutboxEvent
+from django_orders.outbox.backoff import retry_delay
+from django_orders.outbox.claims import Failure, claim_store_for
+from django_orders.outbox.exclusive import RelayLock
+from django_orders.outbox.maintenance import discard, requeue
+from django_orders.relay import Relay
+from tests.relay_helpers import FailingPublisher, Receiver, RecordingPublisher
+
+pytestmark = pytest.mark.django_db
+
+PUBLISHER = "tests.relay_helpers.ReceiverPublisher"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+def run_once(receiver: Receiver, *args: str) -> int:
+    """``manage.py orders_outbox_relay --once`` in process; returns the exit status."""
+    try:
+        call_command(
+            "orders_outbox_relay",
+            "--once",
+            "--no-listen",
+            "--publisher",
+            PUBLISHER,
+            "--publisher-options",
+            json.dumps({"url": receiver.url}),
+            *args,
+        )
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def order_with_three_events(tenant: str = "shop-1") -> Order:
+    """An order created, confirmed and closed: order.created, .confirmed, .closed."""
+    order = services.create_order(tenant)
+    with transaction.atomic():
+        order = services.confirm_order(
+            services.get_order_for_update(tenant, order.id), total_cents=1000
+        )
+    with transaction.atomic():
+        order = services.close_order(services.get_order_for_update(tenant, order.id))
+    return order
+
+
+def events_of(order: Order) -> list[OutboxEvent]:
+    return list(OutboxEvent.objects.filter(aggregate_id=order.id).order_by("aggregate_version"))
+
+
+def make_due(order: Order) -> None:
+    """Skip the backoff wait (the tests check available_at, then fast-forward)."""
+    OutboxEvent.objects.filter(aggregate_id=order.id).update(available_at=timezone.now())
+
+
+# -- --once ----------------------------------------------------------------------------
+
+
+def test_once_publishes_created_confirmed_closed_in_one_run(receiver: Receiver) -> None:
+    order = order_with_three_events()
+
+    assert run_once(receiver) == 0
+
+    assert [e["type"] for e in receiver.received] == [
+        "order.created",
+        "order.confirmed",
+        "order.closed",
+    ]
+    assert [e["data"]["version"] for e in receiver.received] == [1, 2, 3]
+    assert {e["subject"] for e in receiver.received} == {str(order.id)}
+    for event in events_of(order):
+        assert event.status == OutboxEvent.Status.PUBLISHED
+        assert event.published_at is not None
+        assert event.attempts == 1
+        assert event.lease_token is None
+        assert event.leased_until is None
+        assert event.last_error == ""
+
+
+def test_once_publishes_every_order_and_tenant(receiver: Receiver) -> None:
+    orders = [order_with_three_events(tenant) for tenant in ("shop-1", "shop-2", "shop-1")]
+
+    assert run_once(receiver, "--batch-size", "2") == 0
+
+    assert receiver.count() == 9
+    assert receiver.versions_by_order() == {str(o.id): [1, 2, 3] for o in orders}
+    assert not OutboxEvent.objects.exclude(status=OutboxEvent.Status.PUBLISHED).exists()
+
+
+def test_once_with_nothing_due_exits_0(receiver: Receiver) -> None:
+    assert run_once(receiver) == 0
+    assert receiver.count() == 0
+
+
+def test_the_cloudevent_on_the_wire(receiver: Receiver) -> None:
+    order = services.create_order("shop-7", metadata={"ref": "A-1"})
+    assert run_once(receiver) == 0
+    (event,) = receiver.received
+    stored = events_of(order)[0]
+    assert event["specversion"] == "1.0"
+    assert event["id"] == str(stored.id)
+    assert event["type"] == "order.created"
+    assert event["subject"] == str(order.id)
+    assert event["tenantid"] == "shop-7"
+    assert event["data"] == order.to_dict()
+
+
+def test_failure_exits_1_and_backs_off(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    receiver.status = 503
+    before = timezone.now()
+
+    assert run_once(receiver) == 1
+
+    first, confirmed, closed = events_of(order)
+    assert first.status == OutboxEvent.Status.PENDING
+    assert first.attempts == 1
+    assert first.available_at > before  # the backoff is visible
+    assert first.available_at <= timezone.now() + dt.timedelta(seconds=1.1)  # first retry ≤ 1 s
+    assert "HTTP 503" in first.last_error
+    assert first.lease_token is None
+    # The later events of the order were not even tried: order is kept.
+    assert (confirmed.attempts, closed.attempts) == (0, 0)
+    assert receiver.refused == 1
+
+    receiver.status = 200
+    make_due(order)
+    assert run_once(receiver) == 0
+    assert [e["data"]["version"] for e in receiver.received] == [1, 2, 3]
+    assert events_of(order)[0].attempts == 2
+
+
+def test_once_does_not_retry_what_failed_in_the_same_run(receiver: Receiver) -> None:
+    services.create_order("shop-1")
+    receiver.status = 503
+    assert run_once(receiver) == 1
+    assert receiver.refused == 1
+
+
+def test_retry_after_is_honoured_within_the_cap(receiver: Receiver) -> None:
+    order = services.create_order("shop-1")
+    receiver.status, receiver.retry_after = 429, "30"
+    assert run_once(receiver) == 1
+    event = events_of(order)[0]
+    assert event.available_at >= timezone.now() + dt.timedelta(seconds=28)
+
+    receiver.retry_after = "3600"
+    make_due(order)
+    with override_settings(DJANGO_ORDERS={"OUTBOX_BACKOFF_MAX": 60}):
+        assert run_once(receiver) == 1
+    event = events_of(order)[0]
+    assert event.available_at <= timezone.now() + dt.timedelta(seconds=60)
+    assert event.status == OutboxEvent.Status.PENDING
+
+
+def test_permanent_error_parks_the_event_as_dead_at_once(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    receiver.status = 400
+
+    assert run_once(receiver) == 1
+
+    first, *later = events_of(order)
+    assert first.status == OutboxEvent.Status.DEAD
+    assert first.attempts == 1
+    assert "HTTP 400" in first.last_error
+    assert "permanent" in first.last_error
+    assert all(e.status == OutboxEvent.Status.PENDING and e.attempts == 0 for e in later)
+
+
+@override_settings(DJANGO_ORDERS={"OUTBOX_MAX_ATTEMPTS": 3})
+def test_max_attempts_parks_the_event_as_dead(receiver: Receiver) -> None:
+    order = services.create_order("shop-1")
+    receiver.status = 500
+    for attempt in (1, 2, 3):
+        make_due(order)
+        assert run_once(receiver) == 1
+        event = events_of(order)[0]
+        assert event.attempts == attempt
+        expected = OutboxEvent.Status.DEAD if attempt == 3 else OutboxEvent.Status.PENDING
+        assert event.status == expected
+    assert "attempt 3" in event.last_error
+
+    make_due(order)
+    receiver.status = 200
+    assert run_once(receiver) == 0
+    assert receiver.count() == 0  # dead stays dead until someone re-queues it
+
+
+def test_dead_event_blocks_its_order_until_requeued(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    other = order_with_three_events()
+    OutboxEvent.objects.filter(aggregate_id=order.id, aggregate_version=1).update(
+        status=OutboxEvent.Status.DEAD, attempts=10, last_error="gone"
+    )
+
+    assert run_once(receiver) == 0
+    # The other order is not held up; this one's later events wait behind the dead one.
+    assert receiver.versions_by_order() == {str(other.id): [1, 2, 3]}
+    assert [e.status for e in events_of(order)] == ["dead", "pending", "pending"]
+
+    assert requeue(OutboxEvent.objects.filter(aggregate_id=order.id)) == 1
+    first = events_of(order)[0]
+    assert (first.status, first.attempts) == ("pending", 0)
+
+    assert run_once(receiver) == 0
+    assert receiver.versions_by_order()[str(order.id)] == [1, 2, 3]
+
+
+def test_discarding_a_dead_event_unblocks_its_order(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    OutboxEvent.objects.filter(aggregate_id=order.id, aggregate_version=1).update(
+        status=OutboxEvent.Status.DEAD
+    )
+    # discard() touches dead events only.
+    assert discard(OutboxEvent.objects.filter(aggregate_id=order.id)) == 1
+    assert run_once(receiver) == 0
+    assert receiver.versions_by_order() == {str(order.id): [2, 3]}
+
+
+@override_settings(DJANGO_ORDERS={"OUTBOX_DEAD_BLOCKS_ORDER": False})
+def test_dead_event_need_not_block_its_order(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    OutboxEvent.objects.filter(aggregate_id=order.id, aggregate_version=1).update(
+        status=OutboxEvent.Status.DEAD
+    )
+    assert run_once(receiver) == 0
+    assert receiver.versions_by_order() == {str(order.id): [2, 3]}
+
+
+def test_a_raising_publisher_counts_as_a_transient_failure() -> None:
+    class Broken(RecordingPublisher):
+        def publish_batch(self, events):  # type: ignore[no-untyped-def]
+            raise ConnectionResetError("broker went away")
+
+    order = services.create_order("shop-1")
+    relay = Relay(Broken(), listen=False)
+    assert relay.run(once=True) is False
+    event = events_of(order)[0]
+    assert event.status == "pending"
+    assert event.attempts == 1
+    assert "ConnectionResetError: broker went away" in event.last_error
+
+
+def test_the_publisher_is_closed_when_the_relay_stops() -> None:
+    publisher = RecordingPublisher()
+    services.create_order("shop-1")
+    assert Relay(publisher, listen=False).run(once=True) is True
+    assert publisher.closed
+    assert len(publisher.events) == 1
+
+
+def test_one_log_line_per_batch(caplog: pytest.LogCaptureFixture) -> None:
+    order_with_three_events()
+    with caplog.at_level(logging.INFO, logger="django_orders"):
+        Relay(RecordingPublisher(), listen=False).run(once=True)
+    batches = [r for r in caplog.records if r.getMessage().startswith("outbox batch")]
+    assert len(batches) == 3  # created, then confirmed, then closed: each unblocks the next
+    assert all(r.name.startswith("django_orders") for r in batches)
+    assert batches[0].outbox_batch == {  # type: ignore[attr-defined]
+        "claimed": 1,
+        "published": 1,
+        "failed": 0,
+        "dead": 0,
+        "lost": 0,
+        "duration_ms": batches[0].outbox_batch["duration_ms"],  # type: ignore[attr-defined]
+    }
+    assert "claimed=1 published=1 failed=0 dead=0" in batches[0].getMessage()
+
+
+def test_the_relay_says_which_mode_it_runs_in(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="django_orders"):
+        Relay(RecordingPublisher(), listen=False).run(once=True)
+    started = next(
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("Outbox relay started")
+    )
+    if connection.vendor == "postgresql":
+        assert "mode=concurrent (PostgreSQL, SELECT ... FOR UPDATE SKIP LOCKED" in started
+    else:
+        assert "mode=single relay (sqlite has no SKIP LOCKED)" in started
+        assert "exclusive lock" in started
+
+
+# -- claims, leases, fencing -----------------------------------------------------------
+
+
+def test_a_claimed_event_is_not_claimed_again_while_leased() -> None:
+    services.create_order("shop-1")
+    store = claim_store_for("default")
+    claim = store.claim(10)
+    assert claim is not None
+    assert len(claim.events) == 1
+    assert claim.events[0].attempts == 1  # counted at claim time
+    assert claim.events[0].lease_token == claim.token
+    assert store.claim(10) is None
+
+
+def test_only_the_oldest_unfinished_event_of_an_order_is_claimable() -> None:
+    order = order_with_three_events()
+    store = claim_store_for("default")
+    claim = store.claim(10)
+    assert claim is not None
+    assert [e.aggregate_version for e in claim.events] == [1]
+    store.settle(claim.token, [claim.events[0].id], [])
+    claim = store.claim(10)
+    assert claim is not None
+    assert [(e.aggregate_id, e.aggregate_version) for e in claim.events] == [(order.id, 2)]
+
+
+def test_an_expired_lease_is_claimed_again() -> None:
+    services.create_order("shop-1")
+    store = claim_store_for("default")
+    first = store.claim(10)
+    assert first is not None
+    OutboxEvent.objects.update(leased_until=timezone.now() - dt.timedelta(seconds=1))
+    second = store.claim(10)
+    assert second is not None
+    assert second.token != first.token
+    assert second.events[0].id == first.events[0].id
+    assert second.events[0].attempts == 2
+
+
+def test_a_relay_that_lost_its_lease_cannot_overwrite_the_new_owners_result() -> None:
+    services.create_order("shop-1")
+    store = claim_store_for("default")
+    stale = store.claim(10)
+    assert stale is not None
+    event_id = stale.events[0].id
+    OutboxEvent.objects.update(leased_until=timezone.now() - dt.timedelta(seconds=1))
+    owner = store.claim(10)
+    assert owner is not None
+
+    # The new owner publishes; the stale relay then reports a failure: nothing changes.
+    assert store.settle(owner.token, [event_id], []).published == 1
+    late = Failure(event_id=event_id, error="late failure", dead=True, available_at=timezone.now())
+    settled = store.settle(stale.token, [], [late])
+    assert (settled.published, settled.retried, settled.dead) == (0, 0, 0)
+    event = OutboxEvent.objects.get(id=event_id)
+    assert event.status == OutboxEvent.Status.PUBLISHED
+    assert event.last_error == ""
+
+    # Nor can a stale relay mark as published what the new owner holds, or renew it.
+    services.create_order("shop-1")
+    stale = store.claim(10)
+    assert stale is not None
+    OutboxEvent.objects.filter(status="pending").update(
+        leased_until=timezone.now() - dt.timedelta(seconds=1)
+    )
+    owner = store.claim(10)
+    assert owner is not None
+    assert store.settle(stale.token, [stale.events[0].id], []).published == 0
+    assert store.renew(stale.token) == 0
+    assert store.renew(owner.token) == 1
+    assert OutboxEvent.objects.get(id=owner.events[0].id).status == "pending"
+
+
+def test_renewing_extends_the_lease() -> None:
+    services.create_order("shop-1")
+    store = claim_store_for("default")
+    claim = store.claim(10)
+    assert claim is not None
+    OutboxEvent.objects.update(leased_until=timezone.now() + dt.timedelta(seconds=1))
+    assert store.renew(claim.token) == 1
+    event = OutboxEvent.objects.get()
+    assert event.leased_until is not None
+    assert event.leased_until > timezone.now() + dt.timedelta(seconds=25)
+
+
+def test_a_stopping_relay_releases_the_claim_it_has_not_started() -> None:
+    services.create_order("shop-1")
+    publisher = RecordingPublisher()
+    relay = Relay(publisher, listen=False)
+    relay.stop()
+    assert relay.process_batch() is None
+    event = OutboxEvent.objects.get()
+    assert (event.status, event.attempts, event.lease_token) == ("pending", 0, None)
+    assert publisher.events == []
+
+
+def test_failing_publisher_helper_is_permanent_on_request() -> None:
+    order = services.create_order("shop-1")
+    assert Relay(FailingPublisher(permanent=True), listen=False).run(once=True) is False
+    assert events_of(order)[0].status == OutboxEvent.Status.DEAD
+
+
+# -- backoff ---------------------------------------------------------------------------
+
+
+def test_backoff_is_exponential_with_full_jitter() -> None:
+    rng = random.Random(4)
+    for attempts in range(1, 12):
+        window = min(300.0, 2.0 ** (attempts - 1))
+        delays = [retry_delay(attempts, cap=300, rng=rng) for _ in range(200)]
+        assert all(0 <= d <= window for d in delays)
+        assert max(delays) > window * 0.8  # spread over the whole window
+        assert min(delays) < window * 0.2
+    assert retry_delay(1, cap=300, rng=rng) <= 1.0  # first retry within a second
+
+
+def test_backoff_honours_retry_after_but_not_past_the_cap() -> None:
+    assert retry_delay(1, cap=300, retry_after=20) == 20
+    assert retry_delay(1, cap=300, retry_after=3600) == 300
+    assert retry_delay(60, cap=10) <= 10
+
+
+# -- one relay where SKIP LOCKED is missing --------------------------------------------
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the single-relay lock is for SQLite")
+def test_a_second_relay_on_sqlite_refuses_to_start(receiver: Receiver) -> None:
+    lock = RelayLock.for_database(connection.settings_dict["NAME"])
+    assert lock is not None
+    lock.acquire()
+    try:
+        with pytest.raises(CommandError, match="Another outbox relay is already running"):
+            run_once(receiver)
+    finally:
+        lock.release()
+    assert run_once(receiver) == 0
