@@ -402,7 +402,12 @@ def test_walk_while_orders_are_created_and_confirmed(status: str | None) -> None
     ]
     make_order("shop-other", created_at=start)
     drafts = [o for o in preexisting if o.status == "draft"]
-    to_confirm = drafts[::3]  # spread over the whole walk
+    # Spread over the whole walk and taken from both ends: the oldest are still ahead of
+    # the walk's position, the newest already behind it (with OFFSET, either kind would
+    # shift the rows and make a filtered walk skip or repeat one).
+    spread = drafts[::3]
+    to_confirm = [o for pair in zip(spread, reversed(spread), strict=True) for o in pair]
+    to_confirm = list(dict.fromkeys(to_confirm))[: len(spread)]
 
     go = threading.Event()
     done = threading.Event()
