@@ -1,0 +1,1 @@
+"""The Django project the API benchmark serves with gunicorn (see ../README.md)."""

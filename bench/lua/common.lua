@@ -1,0 +1,39 @@
+-- Shared by every wrk script of the API benchmark: parameters come from environment
+-- variables set by bench/run_api.py; done() prints one machine-readable line.
+local M = {}
+
+function M.env(name, default)
+  local value = os.getenv(name)
+  if value == nil or value == "" then return default end
+  return value
+end
+
+-- Lines of a file (order ids), for scripts that walk through ids.
+function M.read_lines(path)
+  local lines = {}
+  for line in io.lines(path) do
+    if line ~= "" then lines[#lines + 1] = line end
+  end
+  return lines
+end
+
+-- Threads get an index in setup() so they can split work (ids, key space) between them.
+local thread_count = 0
+function M.setup(thread)
+  thread:set("thread_index", thread_count)
+  thread_count = thread_count + 1
+end
+
+function M.done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_s":%.3f,"rps":%.2f,"p50_ms":%.3f,"p90_ms":%.3f,' ..
+    '"p99_ms":%.3f,"mean_ms":%.3f,"max_ms":%.3f,"err_connect":%d,"err_read":%d,' ..
+    '"err_write":%d,"err_status":%d,"err_timeout":%d}\n',
+    summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.mean / 1000, latency.max / 1000,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+
+return M

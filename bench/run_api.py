@@ -1,0 +1,411 @@
+#!/usr/bin/env python
+"""API benchmark (issue 3): the endpoints under gunicorn on PostgreSQL, driven by wrk.
+
+    .venv/bin/python bench/run_api.py                    # the full run (~12 minutes)
+    .venv/bin/python bench/run_api.py --duration 3 --rounds 1 --depth-duration 2   # smoke
+
+Every round measures, back to back on one gunicorn server: a no-database DRF view, the
+reference plain DRF create, the package's create, replay, get, confirm, list page 1 and
+list at depth 100,000 (wrk, 1 thread, 8 connections), then pgbench running the create's
+SQL, then the depth curve of three paginators. Ratios are taken within a round and the
+median over rounds is reported. Results: bench/results/api-<stamp>.json (+ -latest.json,
+-latest.md); the plot: docs/img/list-depth.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import seed  # noqa: E402
+from harness import (  # noqa: E402
+    BENCH_DIR,
+    REPO_DIR,
+    RESULTS_DIR,
+    VENV_BIN,
+    database_url,
+    django_env,
+    ensure_database,
+    fmt_int,
+    fmt_ratio,
+    machine,
+    median,
+    psql,
+    run_wrk,
+    save_results,
+    stop_process,
+    wait_http,
+)
+
+DEPTHS = (0, 1_000, 10_000, 50_000, 100_000, 190_000)
+DEEP = 100_000
+REPLAY_POOL = 500
+BODY = b'{"totalCents": 1234, "currency": "EUR", "metadata": {"source": "bench"}}'
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=10, help="seconds per wrk run [10]")
+    p.add_argument("--depth-duration", type=float, default=5,
+                   help="seconds per wrk run of the depth curve [5]")
+    p.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported [3]")
+    p.add_argument("--connections", type=int, default=8, help="wrk connections [8]")
+    p.add_argument("--port", type=int, default=8089)
+    p.add_argument("--worker-class", default="gthread", help="gunicorn worker class [gthread]")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
+    p.add_argument("--threads", type=int, default=4, help="threads per gthread worker [4]")
+    p.add_argument("--wrk-cpu", default=None, help="pin wrk with taskset -c (e.g. 1)")
+    p.add_argument("--list-orders", type=int, default=200_000)
+    p.add_argument("--pgbench-duration", type=int, default=20)
+    p.add_argument("--skip-depth", action="store_true", help="no depth curve")
+    p.add_argument("--skip-pgbench", action="store_true")
+    p.add_argument("--no-plot", action="store_true")
+    return p.parse_args()
+
+
+class Server:
+    """gunicorn serving the bench project, in its own process group."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.url = f"http://127.0.0.1:{args.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        a = self.args
+        cmd = [str(VENV_BIN / "gunicorn"), "benchproject.wsgi:application",
+               "--bind", f"127.0.0.1:{a.port}", "--worker-class", a.worker_class,
+               "--workers", str(a.workers), "--keep-alive", "30", "--backlog", "2048",
+               "--log-level", "warning"]
+        if a.worker_class == "gthread":
+            cmd += ["--threads", str(a.threads)]
+        RESULTS_DIR.mkdir(exist_ok=True)
+        self.log = open(RESULTS_DIR / "gunicorn.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, env=django_env(), cwd=REPO_DIR, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_http(self.url + "/ref/noop")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.log.close()
+
+
+def http(method: str, url: str, *, headers: dict[str, str], body: bytes | None = None
+         ) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def walk_cursors(base: str, depths: tuple[int, ...]) -> dict[int, str | None]:
+    """Walk the list tenant with limit=100 and keep the cursor that starts each depth.
+
+    The package's cursors are opaque and signed: walking is the honest way to get one
+    (it also checks, on the way, that every page follows the previous one).
+    """
+    cursors: dict[int, str | None] = {0: ""}
+    wanted = sorted(d for d in depths if d)
+    if not wanted:
+        return cursors
+    seen, cursor = 0, ""
+    headers = {"X-Tenant-Id": seed.LIST_TENANT}
+    while seen < wanted[-1]:
+        query = urllib.parse.urlencode({"limit": 100, "cursor": cursor})
+        status, _, body = http("GET", f"{base}/orders?{query}", headers=headers)
+        if status != 200:
+            raise RuntimeError(f"walk failed at depth {seen}: {status} {body[:200]!r}")
+        page = json.loads(body)
+        seen += len(page["items"])
+        cursor = page.get("nextCursor")
+        if not cursor:
+            print(f"  walk: no nextCursor at depth {seen}; keyset depths unavailable")
+            break
+        if seen in wanted:
+            cursors[seen] = cursor
+    return cursors
+
+
+def check_depth_page(base: str, depth: int, cursor: str) -> None:
+    """The page at ``cursor`` must start with the (depth+1)-th row in SQL order."""
+    query = urllib.parse.urlencode({"limit": 20, "cursor": cursor})
+    status, _, body = http("GET", f"{base}/orders?{query}",
+                           headers={"X-Tenant-Id": seed.LIST_TENANT})
+    first = json.loads(body)["items"][0]["id"]
+    expected = seed.row_at_depth(seed.LIST_TENANT, depth + 1)[1]
+    if status != 200 or first != expected:
+        raise RuntimeError(f"depth {depth}: page starts with {first}, SQL says {expected}")
+
+
+class IdChunks:
+    """Fresh drafts for confirm: every wrk run gets ids no run has used."""
+
+    def __init__(self, ids: list[str], chunk: int) -> None:
+        self.ids, self.chunk, self.pos = ids, chunk, 0
+
+    def next_file(self) -> str:
+        part = self.ids[self.pos:self.pos + self.chunk]
+        self.pos += self.chunk
+        if len(part) < self.chunk:
+            raise RuntimeError("out of seeded drafts for confirm; raise the seed count")
+        path = RESULTS_DIR / "confirm-ids.txt"
+        path.write_text("\n".join(part) + "\n")
+        return str(path)
+
+
+def api_scenarios(args, server, cursors, confirm_ids) -> list[tuple[str, str, Any]]:
+    """(name, lua script, env-or-callable) in the order one round runs them."""
+    get_file = RESULTS_DIR / "get-ids.txt"
+    get_file.write_text("\n".join(seed.tenant_ids(seed.GET_TENANT)[:1000]) + "\n")
+    keys_file = RESULTS_DIR / "replay-keys.txt"
+    run_prefix = uuid.uuid4().hex[:12]
+    counter = iter(range(10**9))
+    scenarios: list[tuple[str, str, Any]] = [
+        ("noop", "get_path.lua", {"BENCH_PATH": "/ref/noop"}),
+        ("ref_create", "create.lua", lambda: {
+            "BENCH_PATH": "/ref/create", "BENCH_TENANT": seed.REF_CREATE_TENANT,
+            "BENCH_KEY_PREFIX": f"ref-{run_prefix}-{next(counter)}"}),
+        ("create", "create.lua", lambda: {
+            "BENCH_PATH": "/orders", "BENCH_TENANT": seed.CREATE_TENANT,
+            "BENCH_KEY_PREFIX": f"c-{run_prefix}-{next(counter)}"}),
+        ("replay", "replay.lua", {"BENCH_TENANT": seed.CREATE_TENANT,
+                                  "BENCH_KEY": f"replay-{run_prefix}"}),
+        ("replay_pool", "replay_pool.lua", {"BENCH_TENANT": seed.CREATE_TENANT,
+                                            "BENCH_KEYS_FILE": str(keys_file)}),
+        ("get", "get.lua", {"BENCH_TENANT": seed.GET_TENANT, "BENCH_IDS_FILE": str(get_file)}),
+        ("confirm", "confirm.lua", lambda: {"BENCH_TENANT": seed.CONFIRM_TENANT,
+                                            "BENCH_IDS_FILE": confirm_ids.next_file()}),
+        ("list_page1", "get_path.lua", {"BENCH_TENANT": seed.LIST_TENANT,
+                                        "BENCH_PATH": "/orders?limit=20"}),
+    ]
+    if cursors.get(DEEP):
+        deep = urllib.parse.urlencode({"limit": 20, "cursor": cursors[DEEP]})
+        scenarios.append(("list_depth100k", "get_path.lua",
+                          {"BENCH_TENANT": seed.LIST_TENANT, "BENCH_PATH": f"/orders?{deep}"}))
+    # The requests the replay scenarios replay, made once before any measurement.
+    keys = [f"replay-{run_prefix}"] + [f"pool-{run_prefix}-{i}" for i in range(REPLAY_POOL)]
+    statuses = set()
+    for key in keys:
+        status, _, _ = http("POST", server.url + "/orders", body=BODY, headers={
+            "Content-Type": "application/json", "X-Tenant-Id": seed.CREATE_TENANT,
+            "Idempotency-Key": key})
+        statuses.add(status)
+    keys_file.write_text("\n".join(keys[1:]) + "\n")
+    print(f"  replay keys primed: {len(keys)} creates, statuses {sorted(statuses)}")
+    return scenarios
+
+
+def depth_scenarios(cursors: dict[int, str | None], list_orders: int
+                    ) -> list[tuple[str, int, str]]:
+    """(paginator, depth, path) for the depth curve."""
+    rows = []
+    for depth in (d for d in DEPTHS if d < list_orders):
+        if depth == 0 or cursors.get(depth):
+            q = {"limit": 20}
+            if depth:
+                q["cursor"] = cursors[depth]
+            rows.append(("keyset (django-orders)", depth, "/orders?" + urllib.parse.urlencode(q)))
+        rows.append(("DRF LimitOffsetPagination", depth,
+                     f"/ref/list/offset?limit=20&offset={depth}"))
+        q = {"limit": 20}
+        if depth:
+            stamp, pk = seed.row_at_depth(seed.LIST_TENANT, depth)
+            q["after"] = f"{stamp},{pk}"
+        rows.append(("OR-expanded keyset", depth,
+                     "/ref/list/or-keyset?" + urllib.parse.urlencode(q)))
+    return rows
+
+
+def run_pgbench(seconds: int, clients: int) -> dict[str, Any]:
+    cmd = ["pgbench", "-n", "-c", str(clients), "-j", "1", "-T", str(seconds),
+           "-f", str(BENCH_DIR / "pgbench_create.sql"), database_url()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    tps = re.search(r"tps = ([\d.]+)", out.stdout)
+    lat = re.search(r"latency average = ([\d.]+) ms", out.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    if not tps:
+        raise RuntimeError(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
+    return {"tps": float(tps.group(1)), "latency_avg_ms": float(lat.group(1)) if lat else None,
+            "failed": int(failed.group(1)) if failed else 0}
+
+
+def explain_deep(cursor_row: tuple[str, str]) -> dict[str, str]:
+    """EXPLAIN ANALYZE of the two keyset predicates at depth 100,000 (evidence for why the
+    OR-expanded one slows down with depth)."""
+    stamp, pk = cursor_row
+    base = (f"SELECT * FROM django_orders_order WHERE tenant_id = '{seed.LIST_TENANT}' AND {{}} "
+            "ORDER BY created_at DESC, id DESC LIMIT 21")
+    preds = {
+        "row_value": f"(created_at, id) < ('{stamp}'::timestamptz, '{pk}'::uuid)",
+        "or_expanded": f"(created_at < '{stamp}'::timestamptz OR "
+                       f"(created_at = '{stamp}'::timestamptz AND id < '{pk}'::uuid))",
+    }
+    return {name: psql("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + base.format(pred))
+            for name, pred in preds.items()}
+
+
+def main() -> None:
+    args = parse_args()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    print("preparing database", database_url())
+    ensure_database()
+    runs_needing_drafts = args.rounds + 1  # + warm-up
+    chunk = int(max(20_000, args.duration * 3_000))
+    seed.seed_api(list_orders=args.list_orders, confirm_drafts=chunk * runs_needing_drafts)
+    confirm_ids = IdChunks(list(reversed(seed.tenant_ids(seed.CONFIRM_TENANT))), chunk)
+    info = machine()
+    info["command"] = "python bench/run_api.py " + " ".join(sys.argv[1:])
+    info["server"] = (f"gunicorn {args.worker_class} workers={args.workers}"
+                      + (f" threads={args.threads}" if args.worker_class == "gthread" else ""))
+    info["load"] = f"wrk -t1 -c{args.connections}" + (f" pinned to CPU {args.wrk_cpu}"
+                                                     if args.wrk_cpu else "")
+    server = Server(args)
+    server.start()
+    results: dict[str, Any] = {"machine": info, "rounds": [], "depth": [], "pgbench": []}
+    try:
+        print("walking the list for cursors")
+        t0 = time.monotonic()
+        cursors = walk_cursors(server.url, DEPTHS if not args.skip_depth else (0, DEEP))
+        print(f"  walked in {time.monotonic() - t0:.1f}s: depths {sorted(cursors)}")
+        for depth, cursor in cursors.items():
+            if depth and cursor:
+                check_depth_page(server.url, depth, cursor)
+        scenarios = api_scenarios(args, server, cursors, confirm_ids)
+        print("warm-up")
+        for name, script, env in scenarios:
+            run_wrk(server.url, script, duration=2, connections=args.connections,
+                    env=env() if callable(env) else env, cpu=args.wrk_cpu)
+        for rnd in range(args.rounds):
+            order = scenarios if rnd % 2 == 0 else list(reversed(scenarios))
+            row: dict[str, Any] = {"loadavg": os.getloadavg()}
+            for name, script, env in order:
+                res = run_wrk(server.url, script, duration=args.duration,
+                              connections=args.connections,
+                              env=env() if callable(env) else env, cpu=args.wrk_cpu)
+                row[name] = res
+                flag = f"  ERRORS {res['errors']}" if res["errors"] else ""
+                print(f"  round {rnd + 1} {name:15s} {res['rps']:9.1f} req/s  "
+                      f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
+                      f"wrk cpu {res['wrk_cpu_share']:.2f}{flag}")
+            results["rounds"].append(row)
+            if not args.skip_pgbench:
+                pg = run_pgbench(args.pgbench_duration, args.connections)
+                results["pgbench"].append(pg)
+                print(f"  round {rnd + 1} pgbench create SQL {pg['tps']:.1f} tps")
+            if not args.skip_depth:
+                for paginator, depth, path in depth_scenarios(cursors, args.list_orders):
+                    res = run_wrk(server.url, "get_path.lua", duration=args.depth_duration,
+                                  connections=args.connections, cpu=args.wrk_cpu,
+                                  env={"BENCH_TENANT": seed.LIST_TENANT, "BENCH_PATH": path})
+                    results["depth"].append({"round": rnd, "paginator": paginator,
+                                             "depth": depth, **res})
+                    print(f"  round {rnd + 1} depth {depth:>7,} {paginator:28s} "
+                          f"{res['rps']:8.1f} req/s  p99 {res['p99_ms']:7.2f} ms"
+                          + (f"  ERRORS {res['errors']}" if res["errors"] else ""))
+        if cursors.get(DEEP):
+            results["explain"] = explain_deep(seed.row_at_depth(seed.LIST_TENANT, DEEP))
+    finally:
+        server.stop()
+    info["loadavg_end"] = os.getloadavg()
+    results["summary"] = summarize(results)
+    path = save_results("api", results)
+    md = render_markdown(results)
+    (RESULTS_DIR / "api-latest.md").write_text(md)
+    print(md)
+    print("results:", path)
+    if results["depth"] and not args.no_plot:
+        from plot import plot_depth
+
+        out = plot_depth(results, REPO_DIR / "docs" / "img" / "list-depth.png")
+        print("plot:", out)
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    rounds = results["rounds"]
+    names = [k for k in rounds[0] if k != "loadavg"] if rounds else []
+    summary: dict[str, Any] = {"scenarios": {}, "ratios": {}}
+    for name in names:
+        summary["scenarios"][name] = {
+            key: median([r[name][key] for r in rounds if name in r])
+            for key in ("rps", "p50_ms", "p99_ms", "wrk_cpu_share")
+        } | {"errors": sum(r[name]["errors"] for r in rounds if name in r)}
+
+    def ratio(a: str, b: str) -> float | None:
+        vals = [r[a]["rps"] / r[b]["rps"] for r in rounds if a in r and b in r and r[b]["rps"]]
+        return median(vals) if vals else None
+
+    summary["ratios"]["create / plain DRF create"] = ratio("create", "ref_create")
+    summary["ratios"]["list depth 100k / list page 1"] = ratio("list_depth100k", "list_page1")
+    for name in names:
+        if name != "noop":
+            summary["ratios"][f"{name} / no-op DRF view"] = ratio(name, "noop")
+    if results["pgbench"]:
+        vals = [r["create"]["rps"] / pg["tps"] for r, pg in zip(rounds, results["pgbench"],
+                                                                strict=False)]
+        summary["ratios"]["create / pgbench create SQL"] = median(vals)
+        summary["pgbench_tps"] = median([pg["tps"] for pg in results["pgbench"]])
+    # Depth curve: each paginator relative to its own page 1, and to our keyset at 0.
+    curve: dict[str, dict[int, dict[str, float]]] = {}
+    for row in results["depth"]:
+        curve.setdefault(row["paginator"], {}).setdefault(row["depth"], {"rps": [], "p99": []})
+        curve[row["paginator"]][row["depth"]]["rps"].append(row["rps"])
+        curve[row["paginator"]][row["depth"]]["p99"].append(row["p99_ms"])
+    summary["depth"] = {
+        pag: {d: {"rps": median(v["rps"]), "p99_ms": median(v["p99"])}
+              for d, v in sorted(by_depth.items())}
+        for pag, by_depth in curve.items()
+    }
+    return summary
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    s, m = results["summary"], results["machine"]
+    lines = [f"Run: `{m['command']}` — {m['date_utc']}, commit {m['git_commit']}, "
+             f"{m['cpus']} CPUs ({m['cpu_model']}), load {m['loadavg_start'][0]:.2f} → "
+             f"{m['loadavg_end'][0]:.2f}; {m['server']}; {m['load']}.", "",
+             "| ratio (median of rounds) | value |", "|---|---|"]
+    for name, value in s["ratios"].items():
+        if value is not None:
+            lines.append(f"| {name} | {fmt_ratio(value)} |")
+    lines += ["", "| scenario | req/s | p50 ms | p99 ms | wrk CPU | errors |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for name, v in s["scenarios"].items():
+        lines.append(f"| {name} | {fmt_int(v['rps'])} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} "
+                     f"| {v['wrk_cpu_share']:.0%} | {v['errors']} |")
+    if "pgbench_tps" in s:
+        lines.append(f"| pgbench create SQL (tps) | {fmt_int(s['pgbench_tps'])} | | | | |")
+    if s["depth"]:
+        depths = sorted({d for by in s["depth"].values() for d in by})
+        lines += ["", "| paginator | " + " | ".join(f"{d:,}" for d in depths) + " |",
+                  "|---|" + "---:|" * len(depths)]
+        for pag, by in s["depth"].items():
+            base = by.get(0, {}).get("rps")
+            cells = []
+            for d in depths:
+                if d in by:
+                    rel = f" ({by[d]['rps'] / base:.2f} ×)" if base else ""
+                    cells.append(f"{fmt_int(by[d]['rps'])}{rel}")
+                else:
+                    cells.append("—")
+            lines.append(f"| {pag} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
