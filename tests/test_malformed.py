@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from django.test import Client
@@ -368,6 +369,8 @@ class TestIdempotencyKeyHeader:
             pytest.param("a\x7fb", id="del"),
             pytest.param('"ключ"', id="quoted-cyrillic"),
             pytest.param('"' + "k" * 300 + '"', id="quoted-300-chars"),
+            # What WSGI hands over for UTF-8 bytes: one Latin-1 character per byte.
+            pytest.param("ключ".encode().decode("latin-1"), id="utf8-bytes-as-wsgi-gives"),
         ],
     )
     def test_invalid(self, targets: dict[str, Target], name: str, key: str) -> None:
@@ -396,6 +399,9 @@ class TestTenantHeader:
             pytest.param("s" * 65, "invalid_tenant", id="65-chars"),
             pytest.param("shop\x00", "invalid_tenant", id="nul"),
             pytest.param("shop-1\n", "invalid_tenant", id="trailing-newline"),
+            pytest.param(
+                "shöp".encode().decode("latin-1"), "invalid_tenant", id="utf8-bytes-as-wsgi-gives"
+            ),
         ],
     )
     def test_invalid(
@@ -439,6 +445,7 @@ class TestIfMatchHeader:
             "99",
             '"98" , "99"',
             '"caf\xe9"',  # obs-text: syntactically valid, never matches
+            '"' + "ключ".encode().decode("latin-1") + '"',  # UTF-8 bytes, as WSGI gives them
             "1" * 5000,  # digits: a valid bare tag, not a version
             '"' + "9" * 5000 + '"',
         ],
@@ -530,35 +537,37 @@ class TestListQuery:
     def test_forged_cursor(self, targets: dict[str, Target], cursor: str) -> None:
         rejected(targets["list"], 400, "invalid_cursor", path=f"/orders?cursor={cursor}")
 
-    def _next_cursor(self, client_query: str = "limit=1") -> str:
+    def _next_cursor(self) -> str:
+        """A genuine next-page cursor of tenant shop-1, unfiltered; checked to work."""
         Order.objects.create(tenant_id=TENANT, currency="USD")
-        response = Client().get(f"/orders?{client_query}", headers={"X-Tenant-Id": TENANT})
+        client = Client(headers={"X-Tenant-Id": TENANT})
+        response = client.get("/orders?limit=1")
         assert response.status_code == 200, response.content
-        cursor = response.json()["nextCursor"]
-        assert cursor
-        return str(cursor)
+        cursor = str(response.json()["nextCursor"])
+        assert client.get(f"/orders?limit=1&cursor={quote(cursor)}").status_code == 200
+        return cursor
 
     def test_tampered_cursor(self, targets: dict[str, Target]) -> None:
         cursor = self._next_cursor()
         for tampered in (
             cursor[:-1] + ("A" if cursor[-1] != "A" else "B"),
+            ("A" if cursor[0] != "A" else "B") + cursor[1:],
             cursor[1:],
             cursor + "x",
             cursor[: len(cursor) // 2],
+            cursor.swapcase(),
         ):
-            rejected(targets["list"], 400, "invalid_cursor", path=f"/orders?cursor={tampered}")
+            path = f"/orders?cursor={quote(tampered)}"
+            rejected(targets["list"], 400, "invalid_cursor", path=path)
 
     def test_cursor_of_another_tenant(self, targets: dict[str, Target]) -> None:
-        cursor = self._next_cursor()
-        rejected(
-            targets["list"], 400, "invalid_cursor", path=f"/orders?cursor={cursor}", tenant="shop-2"
-        )
+        path = f"/orders?cursor={quote(self._next_cursor())}"
+        rejected(targets["list"], 400, "invalid_cursor", path=path, tenant="shop-2")
 
-    def test_cursor_of_another_filter(self, targets: dict[str, Target]) -> None:
-        cursor = self._next_cursor()
-        rejected(
-            targets["list"], 400, "invalid_cursor", path=f"/orders?cursor={cursor}&status=draft"
-        )
+    @pytest.mark.parametrize("status", ["draft", "confirmed", "closed"])
+    def test_cursor_of_another_filter(self, targets: dict[str, Target], status: str) -> None:
+        path = f"/orders?cursor={quote(self._next_cursor())}&status={status}"
+        rejected(targets["list"], 400, "invalid_cursor", path=path)
 
     def test_too_many_query_parameters(self, targets: dict[str, Target]) -> None:
         # Beyond DATA_UPLOAD_MAX_NUMBER_FIELDS Django raises TooManyFieldsSent.
@@ -607,3 +616,32 @@ class TestIfNoneMatchIsNeverAnError:
             response = send(targets["get"], headers={"If-None-Match": value})
         assert response.status_code == 200
         assert response["ETag"] == '"1"'
+
+
+class TestRetryAfterRejection:
+    """A rejected request leaves no idempotency record: the fixed retry, same key, works."""
+
+    @pytest.mark.parametrize(
+        ("name", "spoil"),
+        [
+            ("create", {"raw": b"{"}),
+            ("create", {"raw": b'{"metadata": {"k": "\\ud800"}}'}),
+            ("create", {"body": {"totalCents": -1}}),
+            ("create", {"raw": b" " * (MAX_BODY + 1)}),
+            ("create", {"raw": b"{}", "content_type": "text/plain"}),
+            ("confirm", {"raw": b"[" * 60000}),
+            ("confirm", {"body": {"totalCents": "1"}}),
+            ("confirm", {"headers": {"If-Match": '"7"'}}),
+            ("close", {"headers": {"If-Match": "garbage"}}),
+        ],
+    )
+    def test_same_key_then_succeeds(
+        self, targets: dict[str, Target], name: str, spoil: dict[str, Any]
+    ) -> None:
+        target = targets[name]
+        key = fresh_key()
+        headers = {"Idempotency-Key": key, **spoil.pop("headers", {})}
+        rejected(target, headers=headers, **spoil)
+        response = send(target, headers={"Idempotency-Key": key})
+        assert response.status_code == target.success, response.content[:500]
+        assert "Idempotent-Replayed" not in response
