@@ -52,14 +52,14 @@ class OrdersAPIView(TenantScopedMixin, APIView):
     # settings at request time instead means a later change (override_settings in the
     # host's tests, say) is honoured too.
     def get_authenticators(self) -> list[Any]:
-        return [auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+        return [auth() for auth in _host_classes("DEFAULT_AUTHENTICATION_CLASSES")]
 
     def get_permissions(self) -> list[Any]:
-        permissions = [permission() for permission in api_settings.DEFAULT_PERMISSION_CLASSES]
+        permissions = [permission() for permission in _host_classes("DEFAULT_PERMISSION_CLASSES")]
         return [*permissions, TenantAccessPermission()]
 
     def get_throttles(self) -> list[Any]:
-        return [throttle() for throttle in api_settings.DEFAULT_THROTTLE_CLASSES]
+        return [throttle() for throttle in _host_classes("DEFAULT_THROTTLE_CLASSES")]
 
 
 class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
@@ -163,6 +163,11 @@ class OrderCloseView(OrderTransitionView):
             OrderCloseSerializer,
             lambda order, data: services.close_order(order),
         )
+
+
+def _host_classes(name: str) -> list[type[Any]]:
+    """The classes the host's ``REST_FRAMEWORK`` setting ``name`` lists, imported."""
+    return list(getattr(api_settings, name))
 
 
 def parse_order_id(value: str) -> uuid.UUID:
