@@ -11,6 +11,7 @@ silently. :class:`TestControl` proves the well-formed counterpart of each reques
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 from django.test import Client
+from django.test.testcases import LiveServerThread
 from django.utils import timezone
 
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
@@ -645,3 +647,115 @@ class TestRetryAfterRejection:
         response = send(target, headers={"Idempotency-Key": key})
         assert response.status_code == target.success, response.content[:500]
         assert "Idempotent-Replayed" not in response
+
+
+@pytest.fixture
+def live_port() -> Iterator[int]:
+    """A live HTTP server on the test database (Django's, as ``LiveServerTestCase`` runs
+    it, without the static-files wrapper: the test settings have no ``STATIC_URL``)."""
+    thread = LiveServerThread("127.0.0.1", static_handler=lambda app: app)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    yield thread.port
+    thread.terminate()
+
+
+def raw_http(
+    port: int, method: str, path: bytes, headers: dict[str, bytes], body: bytes = b""
+) -> tuple[int, str, bytes]:
+    """One request over a real socket, header values sent as the exact bytes given."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.putrequest(method, path.decode("latin-1"), skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        if body or method in {"POST", "PATCH", "PUT"}:
+            connection.putheader("Content-Type", b"application/json")
+            connection.putheader("Content-Length", str(len(body)).encode())
+        connection.endheaders(body or None)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+class TestOverRealHTTP:
+    """Non-ASCII bytes in headers and paths as a real server decodes them (WSGI: Latin-1)."""
+
+    @pytest.fixture
+    def order(self) -> Order:
+        return Order.objects.create(tenant_id=TENANT, currency="USD")
+
+    @pytest.mark.parametrize(
+        ("method", "path", "headers", "status", "code"),
+        [
+            ("POST", "/orders", {"X-Tenant-Id": "shöp".encode()}, 400, "invalid_tenant"),
+            ("GET", "/orders", {"X-Tenant-Id": b"\xff\xfe"}, 400, "invalid_tenant"),
+            (
+                "POST",
+                "/orders",
+                {"X-Tenant-Id": b"shop-1", "Idempotency-Key": "ключ".encode()},
+                400,
+                "invalid_idempotency_key",
+            ),
+            (
+                "POST",
+                "/orders",
+                {"X-Tenant-Id": b"shop-1", "Idempotency-Key": b"k" * 300},
+                400,
+                "invalid_idempotency_key",
+            ),
+            (
+                "PATCH",
+                "/orders/{id}/confirm",
+                {"X-Tenant-Id": b"shop-1", "If-Match": "ключ".encode()},
+                400,
+                "invalid_if_match",
+            ),
+            (
+                "PATCH",
+                "/orders/{id}/confirm",
+                {"X-Tenant-Id": b"shop-1", "If-Match": '"ключ"'.encode()},
+                412,
+                "version_mismatch",
+            ),
+            ("GET", "/orders/%D0%BA%D0%BB", {"X-Tenant-Id": b"shop-1"}, 404, "not_found"),
+            ("GET", "/orders?cursor=%FF%FE", {"X-Tenant-Id": b"shop-1"}, 400, "invalid_cursor"),
+            ("GET", "/orders?limit=%D9%A3", {"X-Tenant-Id": b"shop-1"}, 400, "invalid_limit"),
+            ("BREW", "/orders", {"X-Tenant-Id": b"shop-1"}, 405, "method_not_allowed"),
+        ],
+    )
+    def test_rejected(
+        self,
+        live_port: int,
+        order: Order,
+        method: str,
+        path: str,
+        headers: dict[str, bytes],
+        status: int,
+        code: str,
+    ) -> None:
+        target = path.replace("{id}", str(order.id)).encode()
+        body = b'{"totalCents": 1}' if method == "PATCH" else b""
+        with nothing_written():
+            got_status, content_type, content = raw_http(live_port, method, target, headers, body)
+        assert (got_status, content_type) == (status, PROBLEM), content[:300]
+        assert json.loads(content)["code"] == code
+
+    def test_oversized_body_is_413(self, live_port: int) -> None:
+        headers = {"X-Tenant-Id": b"shop-1", "Idempotency-Key": b"big"}
+        with nothing_written():
+            status, content_type, content = raw_http(
+                live_port, "POST", b"/orders", headers, b"[" * 100000
+            )
+        assert (status, content_type) == (413, PROBLEM), content[:300]
+        assert json.loads(content)["code"] == "payload_too_large"
+
+    def test_malformed_if_none_match_is_ignored(self, live_port: int, order: Order) -> None:
+        headers = {"X-Tenant-Id": b"shop-1", "If-None-Match": "☃ garbage".encode()}
+        status, _, _ = raw_http(live_port, "GET", f"/orders/{order.id}".encode(), headers)
+        assert status == 200
