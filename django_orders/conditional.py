@@ -56,6 +56,12 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+def _skip_ows(value: str, pos: int) -> int:
+    while pos < len(value) and value[pos] in _OWS:
+        pos += 1
+    return pos
+
+
 def parse_entity_tags(value: str) -> list[EntityTag] | None:
     """Parse a ``#entity-tag`` list (RFC 9110 §5.6.1); ``None`` if it is malformed.
 
@@ -85,12 +91,6 @@ def parse_entity_tags(value: str) -> list[EntityTag] | None:
         if value[pos] != ",":
             return None
         pos += 1
-
-
-def _skip_ows(value: str, pos: int) -> int:
-    while pos < len(value) and value[pos] in _OWS:
-        pos += 1
-    return pos
 
 
 def evaluate_if_match(
