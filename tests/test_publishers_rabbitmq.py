@@ -1,0 +1,410 @@
+"""CONTRACT §5/§7: the RabbitMQ publisher against a real broker.
+
+Needs RabbitMQ on 127.0.0.1:5672 as guest/guest (``ORDERS_TEST_AMQP_URL`` overrides);
+skipped with a reason when it does not answer. Every test uses its own exchange and
+queues (uuid names) and deletes them. Connection loss is produced by a TCP proxy between
+the publisher and the broker, which the test can pause or cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from django_orders.cloudevents import serialize
+from django_orders.publishers import PublishError, RabbitMQPublisher
+from tests.cloudevent_samples import sample_batch, sample_cloudevent
+
+pika = pytest.importorskip("pika")
+
+pytestmark = pytest.mark.rabbitmq
+
+AMQP_URL = os.environ.get("ORDERS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def _broker_address() -> tuple[str, int]:
+    parts = urlsplit(AMQP_URL)
+    return parts.hostname or "127.0.0.1", parts.port or 5672
+
+
+@pytest.fixture(scope="module")
+def broker() -> tuple[str, int]:
+    address = _broker_address()
+    try:
+        socket.create_connection(address, timeout=1).close()
+    except OSError as exc:
+        pytest.skip(
+            f"RabbitMQ is not reachable at {address[0]}:{address[1]} ({exc}); "
+            "`scripts/ensure-services.sh rabbitmq` starts it"
+        )
+    return address
+
+
+@pytest.fixture
+def amqp(broker: tuple[str, int]) -> Iterator[Any]:
+    """A blocking channel of the test's own, for declaring, inspecting and cleaning up."""
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    try:
+        yield connection.channel()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def exchange(amqp: Any) -> Iterator[str]:
+    name = f"test.orders.{uuid.uuid4().hex}"
+    yield name
+    channel = amqp.connection.channel()
+    channel.exchange_delete(name)
+    channel.close()
+
+
+@pytest.fixture
+def bind_queue(amqp: Any, exchange: str) -> Iterator[Callable[[str], str]]:
+    """Declare the exchange as a consumer would, and a queue bound with a routing key."""
+    queues: list[str] = []
+
+    def bind(routing_key: str = "#") -> str:
+        amqp.exchange_declare(exchange, exchange_type="topic", durable=True)
+        queue = amqp.queue_declare(f"test.q.{uuid.uuid4().hex}", exclusive=True).method.queue
+        amqp.queue_bind(queue, exchange, routing_key=routing_key)
+        queues.append(queue)
+        return queue
+
+    yield bind
+    for queue in queues:
+        amqp.queue_delete(queue)
+
+
+@pytest.fixture
+def make_publisher(broker: tuple[str, int]) -> Iterator[Callable[..., RabbitMQPublisher]]:
+    made: list[RabbitMQPublisher] = []
+
+    def make(**options: Any) -> RabbitMQPublisher:
+        options.setdefault("url", AMQP_URL)
+        publisher = RabbitMQPublisher(**options)
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        publisher.close()
+
+
+def drain(channel: Any, queue: str, expected: int, timeout: float = 5.0) -> list[tuple]:
+    """Consume ``expected`` messages (method, properties, body) from ``queue``."""
+    messages: list[tuple] = []
+    for method, properties, body in channel.consume(
+        queue, auto_ack=True, inactivity_timeout=timeout
+    ):
+        if method is None:  # nothing more within the timeout
+            break
+        messages.append((method, properties, body))
+        if len(messages) == expected:
+            break
+    channel.cancel()
+    return messages
+
+
+# --- what reaches the broker -------------------------------------------------------------
+
+
+def test_a_message_arrives_with_all_properties(
+    make_publisher: Any, exchange: str, bind_queue: Any, amqp: Any
+) -> None:
+    queue = bind_queue("#")
+    event = sample_cloudevent("order.confirmed", tenant="shop-9", total_cents=500)
+
+    assert make_publisher(exchange=exchange).publish_batch([event]) == [None]
+
+    ((method, properties, body),) = drain(amqp, queue, 1)
+    assert method.exchange == exchange
+    assert method.routing_key == "order.confirmed"
+    assert properties.content_type == "application/cloudevents+json"
+    assert properties.delivery_mode == 2
+    assert properties.message_id == event["id"]
+    assert properties.headers == {"tenantid": "shop-9"}
+    assert body == serialize(event)
+    assert json.loads(body)["tenantid"] == "shop-9"
+
+
+def test_the_exchange_is_declared_as_a_durable_topic_exchange(
+    make_publisher: Any, exchange: str, amqp: Any
+) -> None:
+    make_publisher(exchange=exchange).publish_batch([sample_cloudevent()])
+
+    # Re-declaring with the same properties is accepted; with others the broker refuses.
+    amqp.exchange_declare(exchange, exchange_type="topic", durable=True, passive=False)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as excinfo:
+        amqp.exchange_declare(exchange, exchange_type="topic", durable=False)
+    assert excinfo.value.reply_code == 406
+
+
+def test_the_routing_key_is_the_event_type(
+    make_publisher: Any, exchange: str, bind_queue: Any, amqp: Any
+) -> None:
+    closed_only = bind_queue("order.closed")
+    everything = bind_queue("order.*")
+    events = [sample_cloudevent(t) for t in ("order.created", "order.confirmed", "order.closed")]
+
+    assert make_publisher(exchange=exchange).publish_batch(events) == [None] * 3
+
+    assert [m[0].routing_key for m in drain(amqp, closed_only, 1)] == ["order.closed"]
+    assert [m[0].routing_key for m in drain(amqp, everything, 3)] == [
+        "order.created",
+        "order.confirmed",
+        "order.closed",
+    ]
+
+
+def test_a_large_batch_is_confirmed_and_arrives_in_order(
+    make_publisher: Any, exchange: str, bind_queue: Any, amqp: Any
+) -> None:
+    queue = bind_queue("#")
+    events = sample_batch(500)
+    publisher = make_publisher(exchange=exchange)
+
+    assert publisher.publish_batch(events[:250]) == [None] * 250
+    assert publisher.publish_batch(events[250:]) == [None] * 250
+
+    assert [m[1].message_id for m in drain(amqp, queue, 500)] == [e["id"] for e in events]
+
+
+# --- failures ----------------------------------------------------------------------------
+
+
+def test_an_unroutable_message_is_a_failed_publish(make_publisher: Any, exchange: str) -> None:
+    (error,) = make_publisher(exchange=exchange).publish_batch([sample_cloudevent()])
+
+    assert isinstance(error, PublishError)
+    assert not error.permanent  # a queue may be bound later; the relay retries
+    assert "unroutable" in str(error)
+    assert "order.created" in str(error)
+
+
+def test_only_the_unroutable_messages_of_a_batch_fail(
+    make_publisher: Any, exchange: str, bind_queue: Any, amqp: Any
+) -> None:
+    queue = bind_queue("order.created")
+    events = [sample_cloudevent(t) for t in ["order.created", "order.closed"] * 5]
+
+    results = make_publisher(exchange=exchange).publish_batch(events)
+
+    assert [r is None for r in results] == [True, False] * 5
+    assert len(drain(amqp, queue, 5)) == 5
+
+
+def test_an_exchange_of_another_type_is_a_retryable_error(
+    make_publisher: Any, exchange: str, amqp: Any
+) -> None:
+    amqp.exchange_declare(exchange, exchange_type="fanout", durable=True)
+
+    (error,) = make_publisher(exchange=exchange).publish_batch([sample_cloudevent()])
+
+    assert error is not None
+    assert not error.permanent
+    assert "PRECONDITION_FAILED" in str(error)
+
+
+def test_an_unreachable_broker_is_a_retryable_error(make_publisher: Any) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    publisher = make_publisher(url=f"amqp://guest:guest@127.0.0.1:{port}/%2F", timeout=5)
+
+    started = time.monotonic()
+    results = publisher.publish_batch(sample_batch(3))
+
+    assert time.monotonic() - started < 5
+    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+    assert "RabbitMQ unavailable" in str(results[0])
+
+
+class TcpProxy:
+    """A loopback TCP proxy to the broker that a test can pause, cut and refuse."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.port = self.listener.getsockname()[1]
+        self.forwarding = threading.Event()
+        self.forwarding.set()
+        self.accepting = True
+        self.connections = 0
+        self._pairs: list[tuple[socket.socket, socket.socket, list[threading.Thread]]] = []
+        self._closed = False
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self.accepting:
+                client.close()
+                continue
+            server = socket.create_connection(self.upstream)
+            self.connections += 1
+            threads = [
+                threading.Thread(target=self._pump, args=(client, server), daemon=True),
+                threading.Thread(target=self._pump, args=(server, client), daemon=True),
+            ]
+            self._pairs.append((client, server, threads))
+            for thread in threads:
+                thread.start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            while not self.forwarding.wait(0.05):
+                if self._closed:
+                    return
+            try:
+                target.sendall(data)
+            except OSError:
+                break
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Drop every proxied connection, as a broker restart or a network failure does."""
+        pairs, self._pairs = self._pairs, []
+        for client, server, threads in pairs:
+            for sock in (client, server):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self.forwarding.set()
+            for thread in threads:
+                thread.join(5)
+            client.close()
+            server.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._acceptor.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def proxy(broker: tuple[str, int]) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(broker)
+    yield proxy
+    proxy.close()
+
+
+def test_a_lost_connection_is_a_retryable_error_then_recovers(
+    make_publisher: Any, exchange: str, bind_queue: Any, amqp: Any, proxy: TcpProxy
+) -> None:
+    queue = bind_queue("#")
+    publisher = make_publisher(url=proxy.url, exchange=exchange, timeout=5)
+    assert publisher.publish_batch(sample_batch(3)) == [None] * 3
+
+    # The broker goes away (connections dropped, new ones refused) ...
+    proxy.accepting = False
+    proxy.cut()
+    down = publisher.publish_batch(sample_batch(3))
+    assert all(isinstance(r, PublishError) and not r.permanent for r in down)
+
+    # ... and comes back: the next batch reconnects.
+    proxy.accepting = True
+    assert publisher.publish_batch(sample_batch(3)) == [None] * 3
+    assert proxy.connections == 2
+    assert len(drain(amqp, queue, 6)) == 6
+
+
+def test_a_connection_lost_mid_batch_fails_the_unconfirmed_at_once(
+    make_publisher: Any, exchange: str, bind_queue: Any, proxy: TcpProxy
+) -> None:
+    bind_queue("#")
+    publisher = make_publisher(url=proxy.url, exchange=exchange, timeout=10)
+    assert publisher.publish_batch(sample_batch(1)) == [None]
+
+    proxy.forwarding.clear()  # the batch goes out, no confirm comes back
+    threading.Timer(0.3, proxy.cut).start()
+    started = time.monotonic()
+    results = publisher.publish_batch(sample_batch(20))
+
+    assert time.monotonic() - started < 5  # not the full timeout
+    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+    assert "closed" in str(results[0])
+    assert publisher.publish_batch(sample_batch(2)) == [None, None]
+
+
+def test_no_confirm_within_the_timeout_is_a_retryable_error(
+    make_publisher: Any, exchange: str, bind_queue: Any, proxy: TcpProxy
+) -> None:
+    bind_queue("#")
+    publisher = make_publisher(url=proxy.url, exchange=exchange, timeout=0.5)
+    assert publisher.publish_batch(sample_batch(1)) == [None]
+
+    proxy.forwarding.clear()
+    results = publisher.publish_batch(sample_batch(5))
+    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+    assert "no publisher confirm" in str(results[0])
+
+    proxy.cut()  # the stuck connection goes; a fresh one works
+    assert publisher.publish_batch(sample_batch(2)) == [None, None]
+
+
+# --- lifecycle and configuration ---------------------------------------------------------
+
+
+def test_close_stops_the_io_thread(make_publisher: Any, exchange: str) -> None:
+    publisher = make_publisher(exchange=exchange)
+    publisher.publish_batch([sample_cloudevent()])
+    assert any(t.name == "django-orders-amqp" for t in threading.enumerate())
+
+    publisher.close()
+    publisher.close()  # idempotent
+
+    assert not any(t.name == "django-orders-amqp" for t in threading.enumerate())
+
+
+def test_an_empty_batch_needs_no_connection() -> None:
+    publisher = RabbitMQPublisher(url="amqp://guest:guest@127.0.0.1:1/%2F")
+    assert publisher.publish_batch([]) == []
+    publisher.close()
+
+
+def test_publish_raises_what_publish_batch_returns(make_publisher: Any, exchange: str) -> None:
+    with pytest.raises(PublishError, match="unroutable"):
+        make_publisher(exchange=exchange).publish(sample_cloudevent())
+
+
+def test_without_pika_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pika", None)
+    with pytest.raises(ImproperlyConfigured, match=r"django-orders\[rabbitmq\]"):
+        RabbitMQPublisher(url=AMQP_URL)
+
+
+def test_an_empty_exchange_name_is_a_configuration_error() -> None:
+    with pytest.raises(ImproperlyConfigured, match="exchange"):
+        RabbitMQPublisher(url=AMQP_URL, exchange="")
