@@ -371,6 +371,10 @@ class TestIdempotencyKeyHeader:
             pytest.param("a\x7fb", id="del"),
             pytest.param('"ключ"', id="quoted-cyrillic"),
             pytest.param('"' + "k" * 300 + '"', id="quoted-300-chars"),
+            pytest.param('"unterminated', id="sf-string-unterminated"),
+            pytest.param('"a\\', id="sf-string-dangling-escape"),
+            pytest.param('"a"b"', id="sf-string-unescaped-quote"),
+            pytest.param('"\\x"', id="sf-string-bad-escape"),
             # What WSGI hands over for UTF-8 bytes: one Latin-1 character per byte.
             pytest.param("ключ".encode().decode("latin-1"), id="utf8-bytes-as-wsgi-gives"),
         ],
