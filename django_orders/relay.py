@@ -220,7 +220,9 @@ class Relay:
                 )
                 report = None
             if report is None and not self.stopping:
-                self.wakeup.wait(self.poll_interval)
+                logger.debug("Nothing due, waiting up to %ss", self.poll_interval)
+                woken_by = self.wakeup.wait(self.poll_interval)
+                logger.debug("Woken by %s", woken_by)
 
     def _drain(self, *, due_by: Any) -> None:
         while not self.stopping:

@@ -13,5 +13,14 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(name)s %(levelname)s %(message)s"}},
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"django_orders": {"handlers": ["stderr"], "level": "INFO"}},
+    "loggers": {
+        "django_orders": {"handlers": ["stderr"], "level": "INFO"},
+        # The idle/woken lines tell a test when the relay is asleep.
+        "django_orders.relay": {"level": "DEBUG"},
+    },
 }
+
+# A relay is a long-running process: keep its connection between batches, as the
+# operations guide recommends (CONN_MAX_AGE=0 would reconnect on every loop).
+DATABASES["default"]["CONN_MAX_AGE"] = 600  # noqa: F405
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # noqa: F405

@@ -62,7 +62,7 @@ def outbox_status(using: str | None = None) -> list[dict[str, Any]]:
         )
         .order_by("tenant_id")
     )
-    return list(rows)
+    return [dict(row) for row in rows]
 
 
 def purge_published_events(

@@ -1,0 +1,272 @@
+"""CONTRACT §5 with real processes: relays started as ``python -m django
+orders_outbox_relay`` against the test database, publishing to a real HTTP receiver;
+killed, stopped, run side by side, woken by NOTIFY."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from django_orders import services
+from django_orders.models import OutboxEvent
+from tests.relay_helpers import (
+    Receiver,
+    RelayProcess,
+    bulk_events,
+    relay_env,
+    relays,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def log_dir() -> Iterator[Path]:
+    """Relay logs. Not pytest's tmp_path: parallel pytest runs prune each other's."""
+    with tempfile.TemporaryDirectory(prefix="orders-relay-") as path:
+        yield Path(path)
+
+
+def all_ids() -> set[str]:
+    return {str(pk) for pk in OutboxEvent.objects.values_list("id", flat=True)}
+
+
+def assert_in_version_order(receiver: Receiver) -> None:
+    for order, versions in receiver.versions_by_order().items():
+        assert versions == sorted(versions), f"order {order} arrived as {versions}"
+
+
+def test_sigkill_while_publishing_loses_nothing(receiver: Receiver, log_dir: Path) -> None:
+    bulk_events(1500, versions=2)  # 3,000 events
+    expected = all_ids()
+    env = relay_env(receiver, OUTBOX_LEASE=2, OUTBOX_POLL_INTERVAL=0.2)
+
+    first = RelayProcess(log_dir / "first.log", env, "--batch-size", "50")
+    try:
+        wait_until(lambda: receiver.count() >= 500, 60, "first deliveries")
+    finally:
+        first.kill()  # SIGKILL, mid-stream: a batch is in flight
+    assert receiver.count() < len(expected), "the relay finished before it was killed"
+
+    with relays(log_dir, 1, env, "--batch-size", "50") as (second,):
+        wait_until(lambda: set(receiver.ids()) >= expected, 90, "every event delivered")
+        second.signal(signal.SIGTERM)
+        assert second.wait(10) == 0
+
+    assert set(receiver.ids()) == expected
+    # At least once: only what the killed relay had in flight may come twice.
+    assert len(receiver.ids()) - len(expected) <= 50
+    assert not OutboxEvent.objects.exclude(status="published").exists()
+    assert_in_version_order(receiver)
+
+
+def test_receiver_refuses_for_a_while_then_recovers(receiver: Receiver, log_dir: Path) -> None:
+    bulk_events(30, versions=3)
+    expected = all_ids()
+    receiver.status = 503
+    env = relay_env(receiver, OUTBOX_BACKOFF_MAX=1.5, OUTBOX_POLL_INTERVAL=0.1)
+
+    with relays(log_dir, 1, env) as (relay,):
+        # Attempts and backoff are visible while the receiver refuses.
+        wait_until(
+            lambda: OutboxEvent.objects.filter(attempts__gte=3).count() >= 10,
+            30,
+            "repeated attempts",
+        )
+        assert OutboxEvent.objects.filter(available_at__gt=timezone.now()).exists()
+        assert not OutboxEvent.objects.filter(status="dead").exists()
+        assert receiver.count() == 0
+
+        receiver.status = 200
+        wait_until(lambda: set(receiver.ids()) >= expected, 30, "everything delivered")
+        relay.signal(signal.SIGTERM)
+        assert relay.wait(10) == 0
+
+    assert receiver.refused >= 30
+    assert not OutboxEvent.objects.exclude(status="published").exists()
+    assert len(receiver.ids()) == len(expected)  # one relay, healthy: no duplicates
+    assert_in_version_order(receiver)
+
+
+def test_sigterm_finishes_the_batch_in_hand_and_exits_0(receiver: Receiver, log_dir: Path) -> None:
+    bulk_events(100, versions=2)
+    expected = all_ids()
+    receiver.delay = 0.03  # a batch of 20 takes about 0.6 s
+    env = relay_env(receiver)
+
+    with relays(log_dir, 1, env, "--batch-size", "20") as (relay,):
+        wait_until(lambda: receiver.count() >= 10, 30, "first deliveries")
+        signalled = time.monotonic()
+        relay.signal(signal.SIGTERM)
+        assert relay.wait(10) == 0
+        assert time.monotonic() - signalled < 3
+        assert "Received SIGTERM" in relay.output()
+
+    received = set(receiver.ids())
+    published = {
+        str(pk)
+        for pk in OutboxEvent.objects.filter(status="published").values_list("id", flat=True)
+    }
+    assert received == published  # the batch in hand was finished and recorded
+    assert len(received) < len(expected)
+    # Nothing left leased: the rest is due at once for the next relay.
+    assert not OutboxEvent.objects.filter(lease_token__isnull=False).exists()
+
+    receiver.delay = 0
+    with relays(log_dir, 1, env, "--once") as (again,):
+        assert again.wait(60) == 0
+    assert set(receiver.ids()) == expected
+    assert len(receiver.ids()) == len(expected)
+
+
+def test_a_second_signal_exits_at_once(receiver: Receiver, log_dir: Path) -> None:
+    bulk_events(20, versions=1)
+    receiver.delay = 1.0  # a slow receiver: the batch in hand takes 20 s
+    env = relay_env(receiver, OUTBOX_LEASE=1)
+
+    with relays(log_dir, 1, env) as (relay,):
+        wait_until(lambda: receiver.count() >= 1, 30, "the first delivery")
+        relay.signal(signal.SIGINT)
+        wait_until(lambda: "Received SIGINT" in relay.output(), 5, "first signal logged")
+        signalled = time.monotonic()
+        relay.signal(signal.SIGINT)
+        assert relay.wait(5) == 1
+        assert time.monotonic() - signalled < 2
+
+    # What it held comes back after the lease: another run delivers everything.
+    receiver.delay = 0
+    expected = all_ids()
+    with relays(log_dir, 1, env, "--once") as (again,):
+        wait_until(
+            lambda: set(receiver.ids()) >= expected or again.proc.poll() is not None,
+            30,
+            "delivery after the lease",
+        )
+    if set(receiver.ids()) < expected:  # --once ran before the lease ran out: once more
+        with relays(log_dir, 1, env, "--once") as (again,):
+            assert again.wait(30) == 0
+    assert set(receiver.ids()) == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("count", [2, 4])
+def test_several_relays_never_publish_twice_and_keep_order_per_order(
+    receiver: Receiver, log_dir: Path, count: int
+) -> None:
+    bulk_events(150, versions=3)
+    env = relay_env(receiver, OUTBOX_POLL_INTERVAL=0.2)
+
+    with relays(log_dir, count, env, "--batch-size", "7") as running:
+        for relay in running:
+            relay.wait_started()
+        bulk_events(150, versions=3)  # written while the relays run: NOTIFY-free bulk
+        for _ in range(30):  # and through the domain layer, which NOTIFYs
+            services.create_order("shop-2")
+        expected = all_ids()
+        wait_until(lambda: receiver.count() >= len(expected), 60, "every event delivered")
+        for relay in running:
+            relay.signal(signal.SIGTERM)
+        assert [relay.wait(10) for relay in running] == [0] * count
+
+    ids = receiver.ids()
+    assert len(ids) == len(set(ids)), "an event was published twice"
+    assert set(ids) == expected
+    assert_in_version_order(receiver)
+    assert not OutboxEvent.objects.exclude(status="published").exists()
+    # Every relay took part.
+    assert all("outbox batch" in relay.output() for relay in running)
+
+
+@pytest.mark.postgres
+def test_a_slow_batch_keeps_its_lease(receiver: Receiver, log_dir: Path) -> None:
+    bulk_events(8, versions=1)
+    receiver.delay = 0.5  # the batch takes 4 s, four times the lease
+    env = relay_env(receiver, OUTBOX_LEASE=1, OUTBOX_POLL_INTERVAL=0.1)
+
+    with relays(log_dir, 1, env, "--batch-size", "8") as (first,):
+        wait_until(lambda: receiver.count() >= 1, 30, "the slow batch has started")
+        (log_dir / "second").mkdir()
+        with relays(log_dir / "second", 1, env, "--batch-size", "8") as (second,):
+            second.wait_started()
+            wait_until(lambda: receiver.count() >= 8, 30, "the slow batch done")
+            for relay in (first, second):
+                relay.signal(signal.SIGTERM)
+            assert second.wait(10) == 0
+        assert first.wait(10) == 0
+
+    ids = receiver.ids()
+    assert len(ids) == len(set(ids)) == 8, "a leased batch was claimed by a second relay"
+
+
+def asleep(relay: RelayProcess) -> bool:
+    """The relay found nothing due and waits (its debug lines say so)."""
+    output = relay.output()
+    return output.count("Nothing due") == output.count("Woken by") + 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("listen", [True, False], ids=["listen", "no-listen"])
+def test_notify_wakes_the_relay(receiver: Receiver, log_dir: Path, listen: bool) -> None:
+    env = relay_env(receiver, OUTBOX_POLL_INTERVAL=30)
+    args = () if listen else ("--no-listen",)
+    services.create_order("shop-1")
+
+    with relays(log_dir, 1, env, *args) as (relay,):
+        relay.wait_started()
+        # The first event goes out in the first poll; then the relay sleeps 30 s.
+        wait_until(lambda: receiver.count() == 1, 20, "the first event")
+        latencies = []
+        for _ in range(5):
+            wait_until(lambda: asleep(relay), 10, "an idle relay")
+            before = receiver.count()
+            services.create_order("shop-1")  # autocommit: NOTIFY on commit
+            committed = time.monotonic()
+            if not listen:
+                with pytest.raises(AssertionError):
+                    wait_until(lambda n=before: receiver.count() > n, 1.0)
+                break
+            wait_until(lambda n=before: receiver.count() > n, 5, "a woken relay")
+            latencies.append(receiver.received[-1]["_received_at"] - committed)
+        relay.signal(signal.SIGTERM)
+        assert relay.wait(10) == 0
+
+    if listen:
+        assert "LISTEN django_orders_outbox" in relay.output()
+        assert max(latencies) < 0.5, latencies  # 30 s poll interval: NOTIFY did it
+    else:
+        assert "wake-up=poll every 30.0s" in relay.output()
+
+
+def test_relay_refuses_bad_options(log_dir: Path) -> None:
+    env = relay_env()
+    relay = RelayProcess(log_dir / "bad.log", env, "--batch-size", "0")
+    assert relay.wait(30) == 2
+    assert "--batch-size" in relay.output()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the single-relay lock is for SQLite")
+def test_a_second_relay_process_on_sqlite_refuses_to_start(
+    receiver: Receiver, log_dir: Path
+) -> None:
+    env = relay_env(receiver)
+    with relays(log_dir, 1, env) as (first,):
+        first.wait_started()
+        second = RelayProcess(log_dir / "second.log", env)
+        assert second.wait(30) == 1
+        assert "Another outbox relay is already running" in second.output()
+        first.signal(signal.SIGTERM)
+        assert first.wait(10) == 0
