@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 from django.db import connection
 from django.db.models.signals import post_save
 from django.test import override_settings
+from django.urls import path
 from django.utils import timezone
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from django_orders.idempotency import parse_key, request_fingerprint
+from django_orders import services
+from django_orders.idempotency import IdempotencyMixin, parse_key, request_fingerprint
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
+from django_orders.parsers import OrdersJSONParser
+from django_orders.tenancy import TenantScopedMixin
 from tests.orders_api import OrdersClient, assert_problem
 
 pytestmark = pytest.mark.django_db
@@ -333,3 +340,52 @@ def test_a_key_held_by_an_unfinished_request_is_409_with_retry_after(api: Orders
 
     # The first request rolled back: the key is free again.
     assert api.create({}, key="busy").status_code == 201
+
+
+# -- the mixin on a host's own view -------------------------------------------------------
+
+
+class HostDepositView(IdempotencyMixin, TenantScopedMixin, APIView):
+    """A host view made idempotent with the mixin; it answers 409 for amount 0, after
+    having written an order, to show that a non-2xx answer keeps nothing."""
+
+    parser_classes = [OrdersJSONParser]
+
+    def post(self, request: Any) -> Response:
+        order = services.create_order(request.tenant_id, total_cents=request.data["amount"])
+        if request.data["amount"] == 0:
+            return Response({"detail": "refused"}, status=409)
+        return Response({"order": str(order.id)}, status=202, headers={"ETag": '"x"'})
+
+
+urlpatterns = [path("host/deposits/", HostDepositView.as_view())]
+host_urls = override_settings(ROOT_URLCONF=__name__)
+
+
+@host_urls
+def test_a_host_view_replays_with_the_mixin(api: OrdersClient) -> None:
+    first = api.call("POST", "/host/deposits/", {"amount": 5}, headers={"Idempotency-Key": "h"})
+    second = api.call("POST", "/host/deposits/", {"amount": 5}, headers={"Idempotency-Key": "h"})
+
+    assert first.status_code == 202
+    assert second.status_code == 202
+    assert second["Idempotent-Replayed"] == "true"
+    assert second["ETag"] == '"x"'
+    assert second.json() == first.json()
+    assert Order.objects.count() == 1
+    other = api.call("POST", "/host/deposits/", {"amount": 6}, headers={"Idempotency-Key": "h"})
+    assert other.status_code == 422
+
+
+@host_urls
+def test_a_host_view_requires_the_key_by_default(api: OrdersClient) -> None:
+    assert api.call("POST", "/host/deposits/", {"amount": 5}).status_code == 400
+    assert not Order.objects.exists()
+
+
+@host_urls
+def test_a_host_views_non_2xx_answer_rolls_back_its_writes(api: OrdersClient) -> None:
+    response = api.call("POST", "/host/deposits/", {"amount": 0}, headers={"Idempotency-Key": "z"})
+    assert response.status_code == 409
+    assert not Order.objects.exists()
+    assert not IdempotencyKey.objects.exists()
