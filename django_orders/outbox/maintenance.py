@@ -5,6 +5,7 @@ backlog, purge what is no longer needed. Used by the admin and the management co
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from django_orders.models import IdempotencyKey, OutboxEvent
 PENDING = OutboxEvent.Status.PENDING
 PUBLISHED = OutboxEvent.Status.PUBLISHED
 DEAD = OutboxEvent.Status.DEAD
+
+logger = logging.getLogger("django_orders.outbox")
 
 
 def requeue(events: models.QuerySet[OutboxEvent]) -> int:
@@ -41,7 +44,17 @@ def discard(events: models.QuerySet[OutboxEvent]) -> int:
     Only dead events: a pending event is still to be delivered, a published one is
     purged by retention. Consumers never see a discarded event.
     """
-    deleted, _ = events.filter(status=DEAD).delete()
+    dead = events.filter(status=DEAD)
+    for event in dead.only("id", "type", "aggregate_id", "aggregate_version"):
+        # The audit trail of a deletion: which event will never be delivered.
+        logger.warning(
+            "Discarding dead outbox event %s (%s of %s v%d)",
+            event.id,
+            event.type,
+            event.aggregate_id,
+            event.aggregate_version,
+        )
+    deleted, _ = dead.delete()
     return deleted
 
 
