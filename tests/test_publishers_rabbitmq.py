@@ -8,7 +8,6 @@ the publisher and the broker, which the test can pause or cut.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -26,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_orders.cloudevents import serialize
 from django_orders.publishers import PublishError, RabbitMQPublisher
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.tcp_proxy import TcpProxy
 
 pika = pytest.importorskip("pika")
 
@@ -232,87 +232,6 @@ def test_an_unreachable_broker_is_a_retryable_error(make_publisher: Any) -> None
     assert "RabbitMQ unavailable" in str(results[0])
 
 
-class TcpProxy:
-    """A loopback TCP proxy to the broker that a test can pause, cut and refuse."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
-        self.forwarding = threading.Event()
-        self.forwarding.set()
-        self.accepting = True
-        self.connections = 0
-        self._pairs: list[tuple[socket.socket, socket.socket, list[threading.Thread]]] = []
-        self._closed = False
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not self.accepting:
-                client.close()
-                continue
-            server = socket.create_connection(self.upstream)
-            self.connections += 1
-            threads = [
-                threading.Thread(target=self._pump, args=(client, server), daemon=True),
-                threading.Thread(target=self._pump, args=(server, client), daemon=True),
-            ]
-            self._pairs.append((client, server, threads))
-            for thread in threads:
-                thread.start()
-
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
-        while True:
-            try:
-                data = source.recv(65536)
-            except OSError:
-                break
-            if not data:
-                break
-            while not self.forwarding.wait(0.05):
-                if self._closed:
-                    return
-            try:
-                target.sendall(data)
-            except OSError:
-                break
-        for sock in (source, target):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Drop every proxied connection, as a broker restart or a network failure does."""
-        pairs, self._pairs = self._pairs, []
-        for client, server, threads in pairs:
-            for sock in (client, server):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            self.forwarding.set()
-            for thread in threads:
-                thread.join(5)
-            client.close()
-            server.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self.cut()
-        self._acceptor.join(5)
-        self.listener.close()
-
-
 @pytest.fixture
 def proxy(broker: tuple[str, int]) -> Iterator[TcpProxy]:
     proxy = TcpProxy(broker)
@@ -320,11 +239,15 @@ def proxy(broker: tuple[str, int]) -> Iterator[TcpProxy]:
     proxy.close()
 
 
+def proxied_url(proxy: TcpProxy) -> str:
+    return f"amqp://guest:guest@127.0.0.1:{proxy.port}/%2F"
+
+
 def test_a_lost_connection_is_a_retryable_error_then_recovers(
     make_publisher: Any, exchange: str, bind_queue: Any, amqp: Any, proxy: TcpProxy
 ) -> None:
     queue = bind_queue("#")
-    publisher = make_publisher(url=proxy.url, exchange=exchange, timeout=5)
+    publisher = make_publisher(url=proxied_url(proxy), exchange=exchange, timeout=5)
     assert publisher.publish_batch(sample_batch(3)) == [None] * 3
 
     # The broker goes away (connections dropped, new ones refused) ...
@@ -344,7 +267,7 @@ def test_a_connection_lost_mid_batch_fails_the_unconfirmed_at_once(
     make_publisher: Any, exchange: str, bind_queue: Any, proxy: TcpProxy
 ) -> None:
     bind_queue("#")
-    publisher = make_publisher(url=proxy.url, exchange=exchange, timeout=10)
+    publisher = make_publisher(url=proxied_url(proxy), exchange=exchange, timeout=10)
     assert publisher.publish_batch(sample_batch(1)) == [None]
 
     proxy.forwarding.clear()  # the batch goes out, no confirm comes back
@@ -362,7 +285,7 @@ def test_no_confirm_within_the_timeout_is_a_retryable_error(
     make_publisher: Any, exchange: str, bind_queue: Any, proxy: TcpProxy
 ) -> None:
     bind_queue("#")
-    publisher = make_publisher(url=proxy.url, exchange=exchange, timeout=0.5)
+    publisher = make_publisher(url=proxied_url(proxy), exchange=exchange, timeout=0.5)
     assert publisher.publish_batch(sample_batch(1)) == [None]
 
     proxy.forwarding.clear()
