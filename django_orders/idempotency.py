@@ -152,7 +152,14 @@ class IdempotencyMixin:
         key = self._idempotency_key(request)
         data = request.data  # parse now: 400 / 413 / 415 before the key is looked at
         using = router.db_for_write(IdempotencyKey)
-        self._idempotency_stack.enter_context(transaction.atomic(using=using))
+        try:
+            self._idempotency_stack.enter_context(transaction.atomic(using=using))
+        except OperationalError as exc:
+            # SQLite takes its write lock at BEGIN IMMEDIATE: a busy timeout there is the
+            # same "still being processed" as PostgreSQL's lock_timeout on the claim.
+            if key is not None and _is_lock_timeout(exc):
+                raise _in_use() from exc
+            raise
         self._idempotency_using = using
         if key is None:
             return

@@ -389,3 +389,24 @@ def test_a_host_views_non_2xx_answer_rolls_back_its_writes(api: OrdersClient) ->
     assert response.status_code == 409
     assert not Order.objects.exists()
     assert not IdempotencyKey.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_busy_while_another_request_writes_is_409(api: OrdersClient) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock; PostgreSQL is covered by the lock_timeout test")
+    other = connection.copy()  # a second connection, holding the write lock
+    other.ensure_connection()
+    other.connection.execute("BEGIN IMMEDIATE")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout = 100")
+    try:
+        response = api.create({}, key="busy-sqlite")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 20000")
+        other.connection.rollback()
+        other.close()
+    assert_problem(response, 409, "idempotency_key_in_use")
+    assert response["Retry-After"] == "1"
+    assert api.create({}, key="busy-sqlite").status_code == 201
