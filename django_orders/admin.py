@@ -23,7 +23,7 @@ from django_orders.models import IdempotencyKey, Order, OutboxEvent
 from django_orders.outbox.maintenance import discard, requeue
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     """Every field shown, none editable; no add, change or delete."""
 
     # Counting every row of a large table on each changelist page is what makes admin

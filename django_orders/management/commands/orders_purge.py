@@ -1,0 +1,38 @@
+"""``manage.py orders_purge``: delete expired idempotency keys and published events past
+``OUTBOX_RETENTION`` (CONTRACT §6), in batches. Never an undelivered (pending or dead)
+event. Run it from cron or a scheduler, e.g. every few minutes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from django_orders.conf import orders_settings
+from django_orders.management.commands.orders_outbox_relay import positive_int
+from django_orders.outbox.maintenance import purge_idempotency_keys, purge_published_events
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete expired idempotency keys and published outbox events older than "
+        "OUTBOX_RETENTION, in batches. Pending and dead events are never deleted."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=1000,
+            metavar="N",
+            help="Rows deleted per statement [1000].",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        batch_size = options["batch_size"]
+        keys = sum(purge_idempotency_keys(batch_size=batch_size))
+        events = sum(purge_published_events(batch_size=batch_size))
+        self.stdout.write(
+            f"Deleted {keys} expired idempotency key(s) and {events} published event(s) "
+            f"older than {orders_settings.OUTBOX_RETENTION}."
+        )

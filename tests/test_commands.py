@@ -1,0 +1,120 @@
+"""CONTRACT §6: the relay and status commands as an operator runs them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from django_orders import services
+from django_orders.management.commands.orders_outbox_status import age
+from django_orders.models import OutboxEvent
+from tests.relay_helpers import ROOT, Receiver, relay_env
+
+
+def status(*args: str) -> str:
+    out = StringIO()
+    call_command("orders_outbox_status", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_status_of_an_empty_outbox() -> None:
+    assert status() == "Outbox is empty: nothing pending, nothing dead.\n"
+    assert json.loads(status("--json")) == {
+        "pending": 0,
+        "dead": 0,
+        "oldest_pending_age_seconds": None,
+        "tenants": [],
+    }
+
+
+@pytest.mark.django_db
+def test_status_per_tenant() -> None:
+    for tenant in ("shop-1", "shop-1", "shop-2", "shop-3"):
+        services.create_order(tenant)
+    OutboxEvent.objects.filter(tenant_id="shop-1").update(
+        created_at=timezone.now() - dt.timedelta(minutes=3)
+    )
+    OutboxEvent.objects.filter(tenant_id="shop-2").update(status="dead")
+    OutboxEvent.objects.filter(tenant_id="shop-3").update(status="published")
+
+    report = json.loads(status("--json"))
+
+    assert report["pending"] == 2
+    assert report["dead"] == 1
+    assert 180 <= report["oldest_pending_age_seconds"] < 240
+    assert [(t["tenant_id"], t["pending"], t["dead"]) for t in report["tenants"]] == [
+        ("shop-1", 2, 0),
+        ("shop-2", 0, 1),
+    ]
+    assert report["tenants"][1]["oldest_pending_at"] is None
+
+    table = status().splitlines()
+    assert table[0].split() == ["tenant", "pending", "dead", "oldest", "pending"]
+    assert table[1].split()[:3] == ["shop-1", "2", "0"]
+    assert table[1].split()[3].startswith("3m")
+    assert table[2].split() == ["shop-2", "0", "1", "-"]
+    assert table[3].split()[:3] == ["total", "2", "1"]
+
+
+def test_age_formatting() -> None:
+    assert [age(None), age(5.9), age(192), age(5 * 3600 + 180), age(2 * 86400 + 4 * 3600)] == [
+        "-",
+        "5s",
+        "3m12s",
+        "5h03m",
+        "2d04h",
+    ]
+
+
+@pytest.mark.django_db
+def test_relay_rejects_a_publisher_that_does_not_import() -> None:
+    with pytest.raises(CommandError, match="does not import"):
+        call_command("orders_outbox_relay", "--once", "--publisher", "no.such.Publisher")
+
+
+@pytest.mark.django_db
+def test_relay_rejects_bad_publisher_options() -> None:
+    with pytest.raises(CommandError, match="must be a JSON object"):
+        call_command("orders_outbox_relay", "--once", "--publisher-options", "[1]")
+    with pytest.raises(CommandError, match="Cannot create publisher"):
+        call_command("orders_outbox_relay", "--once", "--publisher-options", '{"url": "x"}')
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_relay_once_exit_status_as_a_process() -> None:
+    services.create_order("shop-1")
+    with Receiver() as receiver:
+        env = relay_env(receiver)
+        command = [
+            sys.executable,
+            "-m",
+            "django",
+            "orders_outbox_relay",
+            "--once",
+            "--publisher",
+            "tests.relay_helpers.ReceiverPublisher",
+        ]
+        receiver.status = 503
+        failed = subprocess.run(
+            command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert failed.returncode == 1, failed.stderr
+        assert "published 0, failed 1 (dead 0)" in failed.stdout
+
+        receiver.status = 200
+        OutboxEvent.objects.update(available_at=timezone.now())
+        ok = subprocess.run(
+            command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert ok.returncode == 0, ok.stderr
+        assert "published 1, failed 0 (dead 0)" in ok.stdout
+        assert receiver.count() == 1
