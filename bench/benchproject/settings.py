@@ -74,7 +74,13 @@ LOGGING = {
     },
     "loggers": {
         # One log line per event or request would measure the terminal, not the package.
-        "django_orders": {"handlers": ["null"], "level": "WARNING", "propagate": False},
+        # The relay benchmark sets BENCH_ORDERS_LOG=INFO to see "Outbox relay started"
+        # (one line per batch of 100 events: negligible).
+        "django_orders": {
+            "handlers": ["stderr" if os.environ.get("BENCH_ORDERS_LOG") else "null"],
+            "level": os.environ.get("BENCH_ORDERS_LOG", "WARNING"),
+            "propagate": False,
+        },
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
     },
 }
