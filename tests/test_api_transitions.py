@@ -115,6 +115,7 @@ def test_confirming_a_confirmed_order_is_409_invalid_transition(
     response = api.confirm(str(confirmed.id), {"totalCents": 1}, if_match='"2"')
     problem = assert_problem(response, 409, "invalid_transition")
     assert problem["currentStatus"] == "confirmed"
+    assert problem["detail"] == "An order that is confirmed cannot become confirmed."
 
 
 # -- close --------------------------------------------------------------------------------
