@@ -99,6 +99,14 @@ def test_the_key_is_checked_before_the_body_and_after_the_tenant(api: OrdersClie
     assert_problem(anonymous.create({}, key=""), 400, "missing_tenant")
 
 
+@override_settings(DJANGO_ORDERS={"TENANT_ACCESS_CHECK": "tests.hooks.allow_shop_1"})
+def test_a_forbidden_tenant_is_403_before_the_key_is_looked_at() -> None:
+    other = OrdersClient(tenant="shop-2")
+    assert_problem(other.create(raw="{", key=""), 403, "tenant_forbidden")
+    assert_problem(other.call("POST", "/orders", {}), 403, "tenant_forbidden")
+    assert not IdempotencyKey.objects.exists()
+
+
 # -- replay -------------------------------------------------------------------------------
 
 
