@@ -2,11 +2,16 @@
 
 Without ``SELECT … FOR UPDATE SKIP LOCKED`` two relays could claim the same events, so a
 relay on such a database takes an exclusive, non-blocking ``flock()`` on a file next to
-the database (``<database>.relay-lock``) and keeps it while it runs. A second relay finds
-the lock taken and refuses to start with a clear message. The kernel drops the lock when
-the process ends in any way, ``SIGKILL`` included, so a crashed relay never leaves a stale
-lock behind — and, holding the lock, a relay knows it is alone and may clear leases left
-by a crashed predecessor at once instead of waiting them out.
+the database (``<database>-relay.lock``, beside SQLite's own ``-wal`` and ``-shm``) and
+keeps it while it runs. A second relay finds the lock taken and refuses to start with a
+clear message. The kernel drops the lock when the process ends in any way, ``SIGKILL``
+included, so a crashed relay never leaves a stale lock behind — and, holding the lock, a
+relay knows it is alone and may clear leases left by a crashed predecessor at once
+instead of waiting them out.
+
+A lock file rather than a row in the database: a row would need a heartbeat and a timeout
+to tell a crashed holder from a live one; ``flock()`` knows. It also only works for
+relays on the same machine — which is the only way to share a SQLite file safely anyway.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ class RelayLock:
         name = str(database_name)
         if not name or name == ":memory:" or "mode=memory" in name:
             return None
-        return cls(f"{os.path.abspath(name)}.relay-lock")
+        return cls(f"{os.path.abspath(name)}-relay.lock")
 
     def acquire(self) -> None:
         if fcntl is None:  # pragma: no cover - Windows
