@@ -6,6 +6,7 @@ The rules live in :mod:`django_orders.services`; idempotency in
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -22,6 +23,7 @@ from django_orders.conditional import etag, evaluate_if_match, if_none_match_mat
 from django_orders.conf import orders_settings
 from django_orders.idempotency import IdempotencyMixin
 from django_orders.models import Order
+from django_orders.pagination import KeysetPagination
 from django_orders.parsers import OrdersJSONParser
 from django_orders.permissions import TenantAccessPermission
 from django_orders.problems import Problem
@@ -51,14 +53,14 @@ class OrdersAPIView(TenantScopedMixin, APIView):
     # settings at request time instead means a later change (override_settings in the
     # host's tests, say) is honoured too.
     def get_authenticators(self) -> list[Any]:
-        return [auth() for auth in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+        return [auth() for auth in _host_classes("DEFAULT_AUTHENTICATION_CLASSES")]
 
     def get_permissions(self) -> list[Any]:
-        permissions = [permission() for permission in api_settings.DEFAULT_PERMISSION_CLASSES]
+        permissions = [permission() for permission in _host_classes("DEFAULT_PERMISSION_CLASSES")]
         return [*permissions, TenantAccessPermission()]
 
     def get_throttles(self) -> list[Any]:
-        return [throttle() for throttle in api_settings.DEFAULT_THROTTLE_CLASSES]
+        return [throttle() for throttle in _host_classes("DEFAULT_THROTTLE_CLASSES")]
 
 
 class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
@@ -73,8 +75,19 @@ class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
         return order_response(order, status=201, headers={"Location": location})
 
     def get(self, request: Request) -> Response:
-        orders = Order.objects.filter(tenant_id=self.tenant_id)[:20]
-        return Response({"items": [o.to_dict() for o in orders], "nextCursor": None})
+        """The tenant's orders, newest first, keyset-paginated (CONTRACT §4.5). One query."""
+        orders = Order.objects.filter(tenant_id=self.tenant_id)
+        status = request.query_params.get("status")
+        if status is not None:
+            if status not in Order.Status.values:
+                raise Problem(
+                    400, "invalid_filter", "status must be one of: draft, confirmed, closed."
+                )
+            orders = orders.filter(status=status)
+        paginator = KeysetPagination(filter_query_params=("status",))
+        page = paginator.paginate_queryset(orders, request, view=self)
+        return paginator.get_paginated_response([order.to_dict() for order in page])
+
 
 class OrderDetailView(OrdersAPIView):
     """``GET /orders/{id}``: the order with its ``ETag``; 304 on a matching ``If-None-Match``."""
@@ -123,8 +136,12 @@ class OrderTransitionView(IdempotencyMixin, OrdersAPIView):
             try:
                 apply(order, serializer.validated_data)
             except services.InvalidTransition as exc:
+                status = str(exc.order.status)
                 raise Problem(
-                    409, "invalid_transition", str(exc), currentStatus=exc.order.status
+                    409,
+                    "invalid_transition",
+                    f"An order that is {status} cannot become {exc.target!s}.",
+                    currentStatus=status,
                 ) from None
         return order_response(order)
 
@@ -153,12 +170,21 @@ class OrderCloseView(OrderTransitionView):
         )
 
 
+def _host_classes(name: str) -> list[type[Any]]:
+    """The classes the host's ``REST_FRAMEWORK`` setting ``name`` lists, imported."""
+    return list(getattr(api_settings, name))
+
+
+# The canonical 8-4-4-4-12 form only (either case): uuid.UUID() would also take braces,
+# a "urn:uuid:" prefix or 32 bare hex digits, giving one order several URLs.
+_UUID_PATTERN = re.compile(r"\A[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\Z")
+
+
 def parse_order_id(value: str) -> uuid.UUID:
     """The order id of the URL, or 404: a malformed id is just another missing order."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise not_found() from None
+    if not _UUID_PATTERN.match(value):
+        raise not_found()
+    return uuid.UUID(value)
 
 
 def not_found() -> Problem:

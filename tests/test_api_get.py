@@ -33,6 +33,13 @@ def test_get_answers_200_with_the_order_and_its_etag(api: OrdersClient, order: O
     assert response["ETag"] == '"1"'
 
 
+def test_the_id_is_case_insensitive_but_only_in_its_canonical_form(
+    api: OrdersClient, order: Order
+) -> None:
+    assert api.call("GET", f"/orders/{str(order.id).upper()}").status_code == 200
+    assert api.call("GET", f"/orders/{order.id.hex}").status_code == 404
+
+
 def test_the_etag_follows_the_version(api: OrdersClient, order: Order) -> None:
     with transaction.atomic():
         services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=5)
@@ -73,6 +80,9 @@ def test_a_non_matching_or_malformed_if_none_match_is_200(
         "00000000-0000-0000-0000-00000000000g",
         "%00",
         "x" * 300,
+        "01a213ab147c764eb36a8b8ddb000649",
+        "{01a213ab-147c-764e-b36a-8b8ddb000649}",
+        "urn:uuid:01a213ab-147c-764e-b36a-8b8ddb000649",
     ],
 )
 def test_unknown_and_malformed_ids_are_404_not_found(api: OrdersClient, order_id: str) -> None:
