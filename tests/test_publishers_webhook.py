@@ -8,6 +8,7 @@ test sets how it answers. Signatures are checked by the independent verifier in
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import sys
@@ -53,10 +54,23 @@ class Receiver(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.received: list[Received] = []
         self.connections = 0
+        self.open_connections = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.release = threading.Event()  # wakes handlers told to hang
         self.answer: Callable[[Received], Answer] = lambda request: (204, {}, b"")
+        self.sockets: list[socket.socket] = []
+
+    def close_idle_connections(self) -> None:
+        """Close every connection between requests, as a keep-alive timeout does."""
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + 5
+        while self.open_connections and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     @property
     def url(self) -> str:
@@ -76,6 +90,13 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.lock:
             self.server.connections += 1
+            self.server.open_connections += 1
+            self.server.sockets.append(self.connection)
+
+    def finish(self) -> None:
+        super().finish()
+        with self.server.lock:
+            self.server.open_connections -= 1
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -336,7 +357,7 @@ def test_a_refused_connection_is_retryable(make_publisher: Any) -> None:
 
     assert error is not None
     assert not error.permanent
-    assert "ConnectError" in str(error)
+    assert "ConnectionRefusedError" in str(error)
 
 
 def test_the_receiver_recovering_is_seen_on_the_next_batch(
@@ -362,6 +383,41 @@ def test_connections_are_kept_alive_across_requests_and_batches(
 
     assert len(receiver.received) == 50
     assert receiver.connections == 1
+
+
+def test_a_connection_the_receiver_closed_while_idle_is_replaced(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    publisher = make_publisher(max_concurrency=1)
+    assert publisher.publish_batch(sample_batch(2)) == [None, None]
+
+    receiver.close_idle_connections()  # the receiver's keep-alive timeout strikes
+
+    assert publisher.publish_batch(sample_batch(2)) == [None, None]
+    assert receiver.connections == 2
+    assert len(receiver.received) == 4
+
+
+def test_connection_close_from_the_receiver_is_honoured(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    receiver.answer = answer_with(200, {"Connection": "close"})
+    publisher = make_publisher(max_concurrency=1)
+
+    assert publisher.publish_batch(sample_batch(3)) == [None] * 3
+    assert receiver.connections == 3
+
+
+def test_a_long_answer_is_not_read_to_its_end(receiver: Receiver, make_publisher: Any) -> None:
+    receiver.answer = answer_with(500, body=b"x" * (2 << 20))
+    publisher = make_publisher(max_concurrency=1)
+
+    (error,) = publisher.publish_batch([sample_cloudevent()])
+
+    assert error is not None
+    assert len(str(error)) < 300
+    receiver.answer = answer_with(200)
+    assert publisher.publish_batch([sample_cloudevent()]) == [None]
 
 
 def test_a_concurrent_batch_reuses_a_bounded_set_of_connections(
@@ -427,10 +483,18 @@ def test_an_empty_secret_is_a_configuration_error(secret: Any) -> None:
         WebhookPublisher(url="http://127.0.0.1/", secret=secret)
 
 
-def test_without_httpx_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "httpx", None)
-    with pytest.raises(ImproperlyConfigured, match=r"django-orders\[webhook\]"):
-        WebhookPublisher(url="http://127.0.0.1/", secret=SECRET)
+def test_needs_no_third_party_http_client(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver, make_publisher: Any
+) -> None:
+    for name in ("httpx", "requests", "urllib3"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert make_publisher().publish_batch([sample_cloudevent()]) == [None]
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/", "hooks.example.com/orders", ""])
+def test_a_url_that_is_not_http_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="url"):
+        WebhookPublisher(url=url, secret=SECRET)
 
 
 @pytest.mark.parametrize(
