@@ -1,0 +1,92 @@
+"""The publisher interface (CONTRACT §5): what the relay relies on, and lazy drivers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from django_orders.cloudevents import serialize
+from django_orders.publishers import LoggingPublisher, Publisher, PublishError
+from tests.cloudevent_samples import sample_batch, sample_cloudevent
+
+
+def test_importing_the_publishers_needs_no_driver_and_no_app_registry() -> None:
+    code = (
+        "import sys\n"
+        "for name in ('pika', 'redis', 'httpx'):\n"
+        "    sys.modules[name] = None\n"
+        "from django_orders.publishers import (LoggingPublisher, RabbitMQPublisher,\n"
+        "    RedisStreamPublisher, WebhookPublisher)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    import django_orders.publishers as publishers
+
+    with pytest.raises(AttributeError):
+        publishers.KafkaPublisher  # noqa: B018
+
+
+def test_publish_error_carries_the_relay_hints() -> None:
+    error = PublishError("busy", retry_after=3.0)
+    assert (str(error), error.permanent, error.retry_after) == ("busy", False, 3.0)
+    assert PublishError("gone", permanent=True).permanent
+
+
+class HalfRefusing(Publisher):
+    """A publisher written the simple way: only ``publish`` for one event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.seen.append(event["id"])
+        if len(self.seen) % 2 == 0:
+            raise PublishError("every second one fails")
+
+
+def test_the_default_publish_batch_calls_publish_per_event_in_order() -> None:
+    events = sample_batch(4)
+    publisher = HalfRefusing()
+
+    results = publisher.publish_batch(events)
+
+    assert publisher.seen == [e["id"] for e in events]
+    assert [r is None for r in results] == [True, False, True, False]
+
+
+def test_a_publisher_without_options_refuses_options() -> None:
+    with pytest.raises(TypeError, match="takes no options"):
+        LoggingPublisher(url="x")
+
+
+def test_the_logging_publisher_logs_one_json_line_per_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = sample_batch(3)
+    with caplog.at_level(logging.INFO, logger="django_orders.events"):
+        assert LoggingPublisher().publish_batch(events) == [None, None, None]
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "django_orders.events"]
+    assert [json.loads(line) for line in lines] == events
+    assert lines[0].encode() == serialize(events[0])
+    assert all("\n" not in line for line in lines)
+
+
+def test_the_logging_publisher_has_a_timeout_and_closes() -> None:
+    publisher = LoggingPublisher()
+    assert publisher.timeout > 0
+    publisher.close()
+    assert sample_cloudevent()["specversion"] == "1.0"
