@@ -514,3 +514,48 @@ def test_a_url_that_is_not_http_is_a_configuration_error(url: str) -> None:
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     now = 1445412420.0  # Wed, 21 Oct 2015 07:27:00 GMT
     assert parse_retry_after(value, now=now) == expected
+
+
+# --- a receiver that is down costs one timeout per batch, not one per event -------------
+
+
+def test_after_a_timeout_the_rest_of_the_batch_is_not_sent(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    def hang(request: Received) -> Answer:
+        receiver.release.wait(5)
+        return 204, {}, b""
+
+    receiver.answer = hang
+    publisher = make_publisher(timeout=0.3, max_concurrency=2)
+
+    started = time.monotonic()
+    results = publisher.publish_batch(sample_batch(20))
+
+    assert time.monotonic() - started < 1.5  # not 10 rounds of 0.3 s
+    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+    assert len(receiver.received) <= 4
+    assert any("not sent" in str(r) for r in results)
+    receiver.release.set()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_receiver_wide_refusal_stops_the_batch(
+    status: int, receiver: Receiver, make_publisher: Any
+) -> None:
+    receiver.answer = answer_with(status, {"Retry-After": "30"})
+
+    results = make_publisher(max_concurrency=1).publish_batch(sample_batch(10))
+
+    assert len(receiver.received) == 1
+    assert all(isinstance(r, PublishError) and r.retry_after == 30.0 for r in results)
+    assert "not sent" in str(results[1])
+
+
+@pytest.mark.parametrize("status", [500, 404])
+def test_a_per_event_failure_does_not_stop_the_batch(
+    status: int, receiver: Receiver, make_publisher: Any
+) -> None:
+    receiver.answer = answer_with(status)
+    make_publisher(max_concurrency=1).publish_batch(sample_batch(10))
+    assert len(receiver.received) == 10

@@ -153,10 +153,20 @@ class WebhookPublisher(Publisher):
         self._pool_lock = threading.Lock()
 
     def publish_batch(self, events: Sequence[dict[str, Any]]) -> list[PublishError | None]:
+        breaker = _Breaker()
+
+        def send(event: dict[str, Any]) -> PublishError | None:
+            if breaker.tripped is not None:
+                return breaker.not_sent()
+            error = self._send(event)
+            if isinstance(error, ReceiverDown):
+                breaker.trip(error)
+            return error
+
         if len(events) <= 1 or self.max_concurrency == 1:
-            return [self._send(event) for event in events]
+            return [send(event) for event in events]
         # map() keeps the input order of the results.
-        return list(self._executor().map(self._send, events))
+        return list(self._executor().map(send, events))
 
     def publish(self, event: dict[str, Any]) -> None:
         error = self._send(event)
@@ -193,9 +203,9 @@ class WebhookPublisher(Publisher):
         try:
             status, reason, response_headers, text = self._connections.post(body, headers)
         except TimeoutError:
-            return PublishError(f"webhook timed out after {self.timeout:g}s")
+            return _receiver_down(f"webhook timed out after {self.timeout:g}s")
         except (OSError, http.client.HTTPException) as exc:
-            return PublishError(f"webhook request failed: {type(exc).__name__}: {exc}")
+            return _receiver_down(f"webhook request failed: {type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug must not lose the rest of the batch
             logger.exception("Unexpected error while sending webhook %s", msg_id)
             return PublishError(f"webhook request failed: {type(exc).__name__}: {exc}")
@@ -283,6 +293,42 @@ def _ssl_context(verify: bool | str | ssl.SSLContext) -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+class _Breaker:
+    """Stops a batch from sending once the receiver is seen to be down.
+
+    After a timeout, a failed connection, a 429 or a 503, the events of the batch not yet
+    sent fail at once with the same (retryable) error instead of each waiting out its own
+    timeout: a hanging receiver then costs one timeout per batch, not one per event, and a
+    struggling one is not hammered with the rest of the batch.
+    """
+
+    def __init__(self) -> None:
+        self.tripped: PublishError | None = None
+
+    def trip(self, error: PublishError) -> None:
+        if self.tripped is None:
+            self.tripped = error
+
+    def not_sent(self) -> PublishError:
+        assert self.tripped is not None
+        return PublishError(
+            f"not sent: an earlier event of the batch failed with: {self.tripped}",
+            retry_after=self.tripped.retry_after,
+        )
+
+
+# Answers that speak for the receiver as a whole, not for one event.
+RECEIVER_DOWN_STATUSES = frozenset({429, 503})
+
+
+class ReceiverDown(PublishError):
+    """A retryable failure that speaks for the receiver as a whole (see ``_Breaker``)."""
+
+
+def _receiver_down(message: str, retry_after: float | None = None) -> PublishError:
+    return ReceiverDown(message, retry_after=retry_after)
+
+
 def classify(status: int, reason: str, headers: Any, text: str) -> PublishError | None:
     """The outcome of a webhook answer: ``None`` for 2xx, else a :class:`PublishError`."""
     if 200 <= status < 300:
@@ -296,4 +342,7 @@ def classify(status: int, reason: str, headers: Any, text: str) -> PublishError 
     if 300 <= status < 400:
         location = headers.get("location")
         message += f" (redirects are not followed{'; Location: ' + location if location else ''})"
-    return PublishError(message, retry_after=parse_retry_after(headers.get("retry-after")))
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if status in RECEIVER_DOWN_STATUSES:
+        return _receiver_down(message, retry_after)
+    return PublishError(message, retry_after=retry_after)
