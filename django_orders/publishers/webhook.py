@@ -163,10 +163,31 @@ class WebhookPublisher(Publisher):
                 breaker.trip(error)
             return error
 
-        if len(events) <= 1 or self.max_concurrency == 1:
+        workers = min(self.max_concurrency, len(events))
+        if workers <= 1:
             return [send(event) for event in events]
-        # map() keeps the input order of the results.
-        return list(self._executor().map(send, events))
+        # Each worker takes the next unsent event until none is left: earlier events go
+        # first, and the hand-over costs a lock, not a future per event. The calling thread
+        # is one of the workers.
+        results: list[PublishError | None] = [None] * len(events)
+        indexes = iter(range(len(events)))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    index = next(indexes, None)
+                if index is None:
+                    return
+                results[index] = send(events[index])
+
+        helpers = [self._executor().submit(work) for _ in range(workers - 1)]
+        try:
+            work()
+        finally:
+            for helper in helpers:
+                helper.result()
+        return results
 
     def publish(self, event: dict[str, Any]) -> None:
         error = self._send(event)
@@ -184,7 +205,8 @@ class WebhookPublisher(Publisher):
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
-                    max_workers=self.max_concurrency, thread_name_prefix="django-orders-webhook"
+                    max_workers=max(1, self.max_concurrency - 1),
+                    thread_name_prefix="django-orders-webhook",
                 )
             return self._pool
 
