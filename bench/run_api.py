@@ -278,6 +278,28 @@ def explain_deep(cursor_row: tuple[str, str]) -> dict[str, str]:
             for name, pred in preds.items()}
 
 
+def explain_package_list(cursor: str) -> str:
+    """EXPLAIN ANALYZE of the very SQL the package runs for the page at ``cursor``
+    (captured in-process through Django's test client)."""
+    from harness import setup_django
+
+    setup_django()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    query = urllib.parse.urlencode({"limit": 20, "cursor": cursor})
+    with CaptureQueriesContext(connection) as captured:
+        response = Client().get(f"/orders?{query}", HTTP_X_TENANT_ID=seed.LIST_TENANT)
+    if response.status_code != 200:
+        return f"(list answered {response.status_code})"
+    selects = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + selects[-1])
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    return f"{selects[-1]}\n\n{plan}"
+
+
 def main() -> None:
     args = parse_args()
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -340,6 +362,9 @@ def main() -> None:
                           + (f"  ERRORS {res['errors']}" if res["errors"] else ""))
         if cursors.get(DEEP):
             results["explain"] = explain_deep(seed.row_at_depth(seed.LIST_TENANT, DEEP))
+            results["explain"]["package"] = explain_package_list(cursors[DEEP])
+            (RESULTS_DIR / "api-latest-explain.txt").write_text(
+                "\n\n".join(f"== {k}\n{v}" for k, v in results["explain"].items()))
     finally:
         server.stop()
     info["loadavg_end"] = os.getloadavg()
