@@ -27,7 +27,10 @@ class InvalidTransition(Exception):
     """The order's status does not allow the requested transition."""
 
     def __init__(self, order: Order, target: str) -> None:
-        super().__init__(f"Cannot move an order from {order.status!r} to {target!r}.")
+        super().__init__(
+            f"An order that is {Order.Status(order.status).value} cannot become "
+            f"{Order.Status(target).value}."
+        )
         self.order = order
         self.target = target
 

@@ -35,6 +35,9 @@ from django_orders.serializers import (
 from django_orders.tenancy import TenantScopedMixin
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
 class OrdersAPIView(TenantScopedMixin, APIView):
     """Base of the package's views.
 
@@ -48,6 +51,19 @@ class OrdersAPIView(TenantScopedMixin, APIView):
 
     def get_exception_handler(self) -> Any:
         return problems.exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        meta = request._request.META
+        if (
+            request.method in BODY_METHODS
+            and meta.get("HTTP_TRANSFER_ENCODING")
+            and not meta.get("CONTENT_LENGTH")
+        ):
+            # WSGI gives Django no way to read a body of unknown length (chunked without
+            # Content-Length): it would see an empty body and act on it, silently losing
+            # what the client sent. Refuse instead (RFC 9110 §15.5.12).
+            raise Problem(411, "length_required", "Send the body with a Content-Length header.")
 
     # DRF binds these class attributes when the module is imported; reading the host's
     # settings at request time instead means a later change (override_settings in the

@@ -763,3 +763,29 @@ class TestOverRealHTTP:
         headers = {"X-Tenant-Id": b"shop-1", "If-None-Match": "☃ garbage".encode()}
         status, _, _ = raw_http(live_port, "GET", f"/orders/{order.id}".encode(), headers)
         assert status == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("post", "/orders"), ("patch", "/orders/{id}/confirm"), ("post", "/orders/{id}/close")],
+)
+def test_a_body_without_content_length_is_refused_not_lost(method: str, path: str) -> None:
+    """Chunked bodies are invisible to WSGI apps: 411, never an action on an empty body."""
+    from django_orders.services import create_order
+
+    order = create_order("shop-1")
+    before = (Order.objects.count(), IdempotencyKey.objects.count(), OutboxEvent.objects.count())
+    response = getattr(Client(), method)(
+        path.format(id=order.id),
+        data=b'{"totalCents": 5}',
+        content_type="application/json",
+        headers={"X-Tenant-Id": "shop-1", "Idempotency-Key": "k-411", "If-Match": '"1"'},
+        HTTP_TRANSFER_ENCODING="chunked",
+        CONTENT_LENGTH="",
+    )
+    assert response.status_code == 411
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "length_required"
+    after = (Order.objects.count(), IdempotencyKey.objects.count(), OutboxEvent.objects.count())
+    assert after == before
