@@ -34,7 +34,6 @@ from django_orders.serializers import (
 )
 from django_orders.tenancy import TenantScopedMixin
 
-
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
