@@ -169,6 +169,11 @@ class Relay:
                 recovered = self.store.release_all()
                 if recovered:
                     logger.info("Released %d events leased by a previous relay", recovered)
+        if not orders_settings.OUTBOX_DEAD_BLOCKS_ORDER:
+            # Events parked behind dead ones while the setting was on go out now.
+            unparked = self.store.unpark()
+            if unparked:
+                logger.info("Released %d events held back by dead events", unparked)
         self.wakeup.start()
         self._keeper = LeaseKeeper(self.store, orders_settings.OUTBOX_LEASE.total_seconds() / 3)
         self._keeper.start()
@@ -315,7 +320,7 @@ class Relay:
             error = str(result) or type(result).__name__
             failures.append(
                 Failure(
-                    event_id=event.id,
+                    event=event,
                     error=f"attempt {event.attempts}{' (permanent)' if result.permanent else ''}: "
                     f"{error}",
                     dead=dead,

@@ -22,7 +22,7 @@ from django.utils import timezone
 from django_orders import services
 from django_orders.models import Order, OutboxEvent
 from django_orders.outbox.backoff import retry_delay
-from django_orders.outbox.claims import Failure, claim_store_for
+from django_orders.outbox.claims import PARKED_UNTIL, Failure, claim_store_for
 from django_orders.outbox.exclusive import RelayLock
 from django_orders.outbox.maintenance import discard, requeue
 from django_orders.relay import Relay
@@ -252,6 +252,53 @@ def test_dead_event_need_not_block_its_order(receiver: Receiver) -> None:
     assert receiver.versions_by_order() == {str(order.id): [2, 3]}
 
 
+def test_a_failure_defers_the_later_events_of_its_order(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    receiver.status = 503
+    assert run_once(receiver) == 1
+    first, *later = events_of(order)
+    # They could not go before it anyway; deferred, they stay out of every claim's way.
+    assert all(e.available_at == first.available_at for e in later)
+    assert all(e.attempts == 0 for e in later)
+
+
+def test_a_dead_event_parks_its_order_and_requeue_releases_it(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    receiver.status = 410
+    assert run_once(receiver) == 1
+    first, *later = events_of(order)
+    assert first.status == OutboxEvent.Status.DEAD
+    assert all(e.available_at == PARKED_UNTIL for e in later)
+
+    receiver.status = 200
+    assert run_once(receiver) == 0
+    assert receiver.count() == 0
+    assert requeue(OutboxEvent.objects.filter(status="dead")) == 1
+    assert run_once(receiver) == 0
+    assert receiver.versions_by_order() == {str(order.id): [1, 2, 3]}
+
+
+def test_discard_releases_a_parked_order(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    receiver.status = 400
+    assert run_once(receiver) == 1
+    receiver.status = 200
+    assert discard(OutboxEvent.objects.all()) == 1
+    assert run_once(receiver) == 0
+    assert receiver.versions_by_order() == {str(order.id): [2, 3]}
+
+
+def test_turning_dead_blocking_off_releases_parked_events(receiver: Receiver) -> None:
+    order = order_with_three_events()
+    receiver.status = 400
+    assert run_once(receiver) == 1
+    receiver.status = 200
+    with override_settings(DJANGO_ORDERS={"OUTBOX_DEAD_BLOCKS_ORDER": False}):
+        assert run_once(receiver) == 0
+    assert receiver.versions_by_order() == {str(order.id): [2, 3]}
+    assert events_of(order)[0].status == OutboxEvent.Status.DEAD
+
+
 def test_a_raising_publisher_counts_as_a_transient_failure() -> None:
     class Broken(RecordingPublisher):
         def publish_batch(self, events):  # type: ignore[no-untyped-def]
@@ -356,7 +403,9 @@ def test_a_relay_that_lost_its_lease_cannot_overwrite_the_new_owners_result() ->
 
     # The new owner publishes; the stale relay then reports a failure: nothing changes.
     assert store.settle(owner.token, [event_id], []).published == 1
-    late = Failure(event_id=event_id, error="late failure", dead=True, available_at=timezone.now())
+    late = Failure(
+        event=stale.events[0], error="late failure", dead=True, available_at=timezone.now()
+    )
     settled = store.settle(stale.token, [], [late])
     assert (settled.published, settled.retried, settled.dead) == (0, 0, 0)
     event = OutboxEvent.objects.get(id=event_id)

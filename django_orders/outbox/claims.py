@@ -49,6 +49,10 @@ DEAD = OutboxEvent.Status.DEAD
 #: ``last_error`` is for people: keep the first few kilobytes of a long error.
 MAX_ERROR_LENGTH = 2000
 
+#: ``available_at`` of the events held back by a dead event of their order: "not before
+#: that event is re-queued or discarded" (which make them due again).
+PARKED_UNTIL = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
 
 class OutboxQuerySet(models.QuerySet[OutboxEvent]):
     """Queries of the relay. ``OutboxQuerySet(OutboxEvent, using=alias)``."""
@@ -89,7 +93,7 @@ class Claim:
 class Failure:
     """A failed publish as it will be written back."""
 
-    event_id: uuid.UUID
+    event: OutboxEvent
     error: str
     dead: bool
     available_at: dt.datetime
@@ -185,7 +189,7 @@ class ClaimStore:
                 changed = (
                     self.events()
                     .leased_by(token)
-                    .filter(id=failure.event_id)
+                    .filter(id=failure.event.id)
                     .update(
                         status=DEAD if failure.dead else PENDING,
                         available_at=failure.available_at,
@@ -198,7 +202,39 @@ class ClaimStore:
                     settled.dead += changed
                 else:
                     settled.retried += changed
+                if changed:
+                    self._defer_followers(failure)
         return settled
+
+    def _defer_followers(self, failure: Failure) -> None:
+        """Keep the later events of a failed event's order out of the claim scan.
+
+        They cannot be claimed before it anyway (per-order order). Left due, every claim
+        would step over them — during a receiver outage, every pending event of every
+        order — and the claim would slow down just when the backlog grows. Deferred to the
+        failed event's next attempt, or parked while a dead event blocks them.
+        """
+        if failure.dead:
+            if not orders_settings.OUTBOX_DEAD_BLOCKS_ORDER:
+                return
+            until = PARKED_UNTIL
+        else:
+            until = failure.available_at
+        event = failure.event
+        self.events().filter(
+            aggregate_type=event.aggregate_type,
+            aggregate_id=event.aggregate_id,
+            aggregate_version__gt=event.aggregate_version,
+            status=PENDING,
+            available_at__lt=until,
+        ).update(available_at=until)
+
+    def unpark(self, aggregate_ids: Sequence[uuid.UUID] | None = None) -> int:
+        """Make events parked behind dead events due now (all, or of these aggregates)."""
+        parked = self.events().filter(status=PENDING, available_at__gte=PARKED_UNTIL)
+        if aggregate_ids is not None:
+            parked = parked.filter(aggregate_id__in=aggregate_ids)
+        return parked.update(available_at=timezone.now())
 
     def release(self, token: uuid.UUID) -> int:
         """Give back a claim that was never published (shutdown): due now, attempt undone."""

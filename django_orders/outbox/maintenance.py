@@ -9,12 +9,13 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from django_orders.conf import orders_settings
 from django_orders.models import IdempotencyKey, OutboxEvent
+from django_orders.outbox.claims import ClaimStore
 
 PENDING = OutboxEvent.Status.PENDING
 PUBLISHED = OutboxEvent.Status.PUBLISHED
@@ -28,33 +29,43 @@ def requeue(events: models.QuerySet[OutboxEvent]) -> int:
 
     Pending and published events are left alone. ``last_error`` stays until the next
     attempt replaces it (or a publish clears it), so the history is not lost on a click.
+    The later events of their orders, parked behind them, become due again too.
     """
-    return events.filter(status=DEAD).update(
-        status=PENDING,
-        attempts=0,
-        available_at=timezone.now(),
-        lease_token=None,
-        leased_until=None,
-    )
+    dead = events.filter(status=DEAD)
+    with transaction.atomic(using=dead.db):
+        aggregate_ids = list(dead.values_list("aggregate_id", flat=True))
+        count = dead.update(
+            status=PENDING,
+            attempts=0,
+            available_at=timezone.now(),
+            lease_token=None,
+            leased_until=None,
+        )
+        ClaimStore(dead.db).unpark(aggregate_ids)
+    return count
 
 
 def discard(events: models.QuerySet[OutboxEvent]) -> int:
     """Delete dead events for good, so they stop blocking the later events of their order.
 
     Only dead events: a pending event is still to be delivered, a published one is
-    purged by retention. Consumers never see a discarded event.
+    purged by retention. Consumers never see a discarded event; each one is logged.
     """
     dead = events.filter(status=DEAD)
-    for event in dead.only("id", "type", "aggregate_id", "aggregate_version"):
-        # The audit trail of a deletion: which event will never be delivered.
-        logger.warning(
-            "Discarding dead outbox event %s (%s of %s v%d)",
-            event.id,
-            event.type,
-            event.aggregate_id,
-            event.aggregate_version,
-        )
-    deleted, _ = dead.delete()
+    with transaction.atomic(using=dead.db):
+        aggregate_ids = []
+        for event in dead.only("id", "type", "aggregate_id", "aggregate_version"):
+            # The audit trail of a deletion: which event will never be delivered.
+            logger.warning(
+                "Discarding dead outbox event %s (%s of %s v%d)",
+                event.id,
+                event.type,
+                event.aggregate_id,
+                event.aggregate_version,
+            )
+            aggregate_ids.append(event.aggregate_id)
+        deleted, _ = dead.delete()
+        ClaimStore(dead.db).unpark(aggregate_ids)
     return deleted
 
 
