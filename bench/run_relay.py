@@ -11,7 +11,7 @@ N / (last ``published_at`` − commit of the insert). Each reference: the same n
 pre-serialised CloudEvents sent by a bare loop with the same client library and settings,
 no database. Ratios are taken within a round; medians over rounds are reported.
 
-Parts (``--only``): webhook, rabbitmq, redis, scaling, latency, claim.
+Parts (``--only``): webhook, rabbitmq, redis, batch, scaling, latency, claim.
 Results: bench/results/relay-<stamp>.json, -latest.json, -latest.md.
 """
 
@@ -29,7 +29,6 @@ import time
 import urllib.request
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16,
                    help="webhook requests in flight (publisher's max_concurrency) [16]")
     p.add_argument("--only", action="append",
-                   choices=["webhook", "rabbitmq", "redis", "scaling", "latency", "claim"])
+                   choices=["webhook", "rabbitmq", "redis", "batch", "scaling", "latency",
+                            "claim"])
     p.add_argument("--relays", default="1,2,4", help="relay counts for scaling [1,2,4]")
     p.add_argument("--latency-events", type=int, default=600)
     p.add_argument("--latency-rate", type=float, default=50.0, help="commits per second")
@@ -253,36 +253,98 @@ def sample_events(count: int) -> list[dict[str, Any]]:
     return events
 
 
+def _signed(event: dict[str, Any], keys: list[bytes]) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of one webhook, as the publisher builds them (serialise, sign)."""
+    from django_orders.cloudevents import CONTENT_TYPE, serialize
+    from django_orders.publishers.webhook import sign
+
+    body = serialize(event)
+    stamp = int(time.time())
+    return body, {"Content-Type": CONTENT_TYPE, "webhook-id": event["id"],
+                  "webhook-timestamp": str(stamp),
+                  "webhook-signature": sign(keys, event["id"], stamp, body)}
+
+
+def _run_senders(items: list, concurrency: int, make_sender: Any) -> dict[str, Any]:
+    """``concurrency`` threads, each with its own sender, take the next event under a lock
+    until none is left (the publisher's own hand-over); returns the rate."""
+    indexes = iter(range(len(items)))
+    lock = threading.Lock()
+    statuses: list[int] = [0] * len(items)
+
+    def work(send: Any) -> None:
+        while True:
+            with lock:
+                index = next(indexes, None)
+            if index is None:
+                return
+            statuses[index] = send(items[index])
+
+    senders = [make_sender() for _ in range(concurrency)]
+    for send in senders:  # open the connections before the clock starts
+        send(items[0])
+    threads = [threading.Thread(target=work, args=(send,)) for send in senders]
+    started = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.time() - started
+    bad = sum(1 for st in statuses if st != 200)
+    return {"events": len(items), "seconds": round(seconds, 3),
+            "rate": len(items) / seconds, "errors": bad}
+
+
 def bare_webhook(url: str, events: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
-    """httpx.Client (keep-alive), ``concurrency`` threads, pre-serialised and pre-signed
-    bodies, no database: the ceiling of what a relay can deliver with this client."""
+    """The publisher's HTTP client, the standard library's ``http.client``: one kept-alive
+    connection per thread, ``concurrency`` threads, each event serialised and signed as it
+    is sent (what any webhook sender does), no database: the ceiling of what a relay can
+    deliver with this client."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from django_orders.publishers.webhook import signing_key
+
+    parts = urlsplit(url)
+    keys = [signing_key(SECRET)]
+
+    def make_sender() -> Any:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+
+        def send(event: dict[str, Any]) -> int:
+            body, headers = _signed(event, keys)
+            conn.request("POST", parts.path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+
+        return send
+
+    return _run_senders(events, concurrency, make_sender)
+
+
+def bare_webhook_httpx(url: str, events: list[dict[str, Any]], concurrency: int
+                       ) -> dict[str, Any]:
+    """The same loop with one shared ``httpx.Client`` (keep-alive): context for the
+    publisher's choice of ``http.client``."""
     import httpx
 
-    from django_orders.cloudevents import CONTENT_TYPE, serialize
-    from django_orders.publishers.webhook import sign, signing_key
+    from django_orders.publishers.webhook import signing_key
 
     keys = [signing_key(SECRET)]
-    stamp = int(time.time())
-    items = [(serialize(e), {"webhook-id": e["id"], "webhook-timestamp": str(stamp),
-                             "webhook-signature": sign(keys, e["id"], stamp, serialize(e))})
-             for e in events]
     client = httpx.Client(
         timeout=httpx.Timeout(10.0),
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        headers={"Content-Type": CONTENT_TYPE}, follow_redirects=False)
+        follow_redirects=False)
 
-    def send(item: tuple[bytes, dict[str, str]]) -> int:
-        return client.post(url, content=item[0], headers=item[1]).status_code
+    def send(event: dict[str, Any]) -> int:
+        body, headers = _signed(event, keys)
+        return client.post(url, content=body, headers=headers).status_code
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(send, items[:concurrency * 2]))  # open the connections
-        started = time.time()
-        statuses = list(pool.map(send, items))
-        seconds = time.time() - started
-    client.close()
-    bad = sum(1 for s in statuses if s != 200)
-    return {"events": len(items), "seconds": round(seconds, 3), "rate": len(items) / seconds,
-            "errors": bad}
+    try:
+        return _run_senders(events, concurrency, lambda: send)
+    finally:
+        client.close()
 
 
 class RawAmqp:
@@ -434,12 +496,13 @@ def webhook_part(args, rounds: list[dict[str, Any]]) -> None:
     try:
         for rnd in range(args.rounds):
             row: dict[str, Any] = {}
-            order = ["bare", "relay"] if rnd % 2 == 0 else ["relay", "bare"]
-            for what in order:
+            order = ["bare", "bare_httpx", "relay"]
+            for what in order if rnd % 2 == 0 else list(reversed(order)):
                 receiver.get("/_reset")
-                if what == "bare":
-                    row["bare"] = bare_webhook(receiver.url + "/hook",
-                                               sample_events(args.events), args.concurrency)
+                if what.startswith("bare"):
+                    loop = bare_webhook if what == "bare" else bare_webhook_httpx
+                    row[what] = loop(receiver.url + "/hook", sample_events(args.events),
+                                     args.concurrency)
                 else:
                     row["relay"] = relay_throughput(args, WEBHOOK, options)
                     stats = receiver.get("/_stats")
@@ -447,6 +510,7 @@ def webhook_part(args, rounds: list[dict[str, Any]]) -> None:
                     row["relay"]["unique"] = stats["unique"]
             row["ratio"] = row["relay"]["rate"] / row["bare"]["rate"]
             print(f"  webhook round {rnd + 1}: bare {row['bare']['rate']:8.0f}/s  "
+                  f"(httpx {row['bare_httpx']['rate']:6.0f}/s)  "
                   f"relay {row['relay']['rate']:8.0f}/s  ratio {row['ratio']:.2f}  "
                   f"(received {row['relay']['received']}, unique {row['relay']['unique']})")
             rounds.append(row)
@@ -496,6 +560,25 @@ def redis_part(args, rounds: list[dict[str, Any]]) -> None:
             print(f"  redis round {rnd + 1}: raw(1) {row['raw1']['rate']:7.0f}/s  "
                   f"raw(100) {row['raw100']['rate']:7.0f}/s  "
                   f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}")
+            rounds.append(row)
+    finally:
+        redis_stream_length(delete=True)
+
+
+def batch_part(args, rounds: list[dict[str, Any]]) -> None:
+    """One relay on Redis Streams (the fastest broker here, so the relay's own cost shows)
+    with batch sizes 100, 500 and 1,000."""
+    options = {"url": REDIS_URL, "stream": STREAM}
+    sizes = [100, 500, 1000]
+    try:
+        for rnd in range(args.rounds):
+            row: dict[str, Any] = {}
+            for size in sizes if rnd % 2 == 0 else list(reversed(sizes)):
+                res = relay_throughput(argparse.Namespace(**{**vars(args), "batch_size": size}),
+                                       REDIS, options)
+                res["in_stream"] = redis_stream_length(delete=True)
+                row[str(size)] = res
+                print(f"  batch round {rnd + 1}: batch size {size:5d} {res['rate']:8.0f}/s")
             rounds.append(row)
     finally:
         redis_stream_length(delete=True)
@@ -605,9 +688,13 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                        "reference_rate": median([r["raw" if part != "webhook" else "bare"]
                                                  ["rate"] for r in rows]),
                        "ratio": median([r["ratio"] for r in rows])}
-    if results.get("scaling"):
-        s["scaling"] = {k: median([r[k]["rate"] for r in results["scaling"]])
-                        for k in results["scaling"][0]}
+    for part in ("scaling", "batch"):
+        if results.get(part):
+            s[part] = {k: median([r[k]["rate"] for r in results[part]])
+                       for k in sorted(results[part][0], key=int)}
+    if results.get("webhook"):
+        s["webhook"]["httpx_rate"] = median([r["bare_httpx"]["rate"]
+                                             for r in results["webhook"]])
     if results.get("latency"):
         s["latency"] = results["latency"]
     if results.get("claim"):
@@ -633,6 +720,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         for k, rate in s["scaling"].items():
             lines.append(f"| {k} | {fmt_int(rate)} | {rate / base:.2f} × |" if base else
                          f"| {k} | {fmt_int(rate)} | |")
+    if "batch" in s:
+        base = s["batch"].get("100")
+        lines += ["", "| batch size (Redis) | events/s | × batch 100 |", "|---:|---:|---:|"]
+        for k, rate in s["batch"].items():
+            lines.append(f"| {k} | {fmt_int(rate)} | {rate / base:.2f} × |")
+    if "webhook" in s:
+        lines += ["", f"Webhook bare loop with httpx instead of http.client: "
+                  f"{fmt_int(s['webhook']['httpx_rate'])} events/s."]
     if "latency" in s:
         lines += ["", "| wake-up | events | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
         for mode, v in s["latency"].items():
@@ -650,7 +745,8 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     args = parse_args()
-    parts = args.only or ["webhook", "rabbitmq", "redis", "scaling", "latency", "claim"]
+    parts = args.only or ["webhook", "rabbitmq", "redis", "batch", "scaling", "latency",
+                          "claim"]
     RESULTS_DIR.mkdir(exist_ok=True)
     ensure_database()
     setup_django()
@@ -665,7 +761,7 @@ def main() -> None:
         else:
             results[part] = []
             {"webhook": webhook_part, "rabbitmq": rabbitmq_part, "redis": redis_part,
-             "scaling": scaling_part}[part](args, results[part])
+             "batch": batch_part, "scaling": scaling_part}[part](args, results[part])
     truncate_outbox()
     info["loadavg_end"] = os.getloadavg()
     results["summary"] = summarize(results)
