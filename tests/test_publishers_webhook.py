@@ -469,6 +469,78 @@ def test_an_empty_batch_sends_nothing(receiver: Receiver, make_publisher: Any) -
     assert receiver.received == []
 
 
+# --- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (cert path, key path), made by openssl."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_url(receiver: Receiver, certificate: tuple[str, str]) -> str:
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    receiver.socket = context.wrap_socket(receiver.socket, server_side=True)
+    return receiver.url.replace("http://", "https://")
+
+
+def test_https_with_the_receivers_ca(
+    tls_url: str, certificate: tuple[str, str], receiver: Receiver, make_publisher: Any
+) -> None:
+    publisher = make_publisher(url=tls_url, verify=certificate[0], max_concurrency=1)
+
+    assert publisher.publish_batch(sample_batch(3)) == [None] * 3
+    assert receiver.connections == 1
+    request = receiver.received[0]
+    Verifier(SECRET).verify(request.body, request.headers)
+
+
+def test_https_with_an_unknown_certificate_is_retryable(tls_url: str, make_publisher: Any) -> None:
+    (error,) = make_publisher(url=tls_url).publish_batch([sample_cloudevent()])
+
+    assert error is not None
+    assert not error.permanent
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def test_https_without_verification_when_asked(tls_url: str, make_publisher: Any) -> None:
+    assert make_publisher(url=tls_url, verify=False).publish_batch([sample_cloudevent()]) == [None]
+
+
 # --- configuration -----------------------------------------------------------------------
 
 
