@@ -252,17 +252,31 @@ def relay_env(receiver: Receiver | None = None, **orders_settings: Any) -> dict[
     return env
 
 
-class RelayProcess:
-    """``python -m django orders_outbox_relay`` in a subprocess, output in a file."""
+#: Runs a management command with psycopg (3) made unimportable, so Django falls back to
+#: psycopg2: the relay must work with either driver.
+PSYCOPG2_ONLY = (
+    "import sys; sys.modules['psycopg'] = None; "
+    "from django.core.management import execute_from_command_line; "
+    "execute_from_command_line(sys.argv)"
+)
 
-    def __init__(self, log_path: Path, env: dict[str, str], *args: str) -> None:
+
+class RelayProcess:
+    """``python -m django orders_outbox_relay`` in a subprocess, output in a file.
+
+    ``driver="psycopg2"`` hides psycopg 3 from the subprocess.
+    """
+
+    def __init__(
+        self, log_path: Path, env: dict[str, str], *args: str, driver: str = "default"
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/kill()
+        runner = ["-c", PSYCOPG2_ONLY] if driver == "psycopg2" else ["-m", "django"]
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "django",
+                *runner,
                 "orders_outbox_relay",
                 "--publisher",
                 "tests.relay_helpers.ReceiverPublisher",
@@ -304,10 +318,12 @@ class RelayProcess:
 
 @contextlib.contextmanager
 def relays(
-    log_dir: Path, count: int, env: dict[str, str], *args: str
+    log_dir: Path, count: int, env: dict[str, str], *args: str, driver: str = "default"
 ) -> Iterator[list[RelayProcess]]:
     """Start ``count`` relays; kill whatever is still running on the way out."""
-    started = [RelayProcess(log_dir / f"relay-{i}.log", env, *args) for i in range(count)]
+    started = [
+        RelayProcess(log_dir / f"relay-{i}.log", env, *args, driver=driver) for i in range(count)
+    ]
     try:
         yield started
     finally:

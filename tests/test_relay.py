@@ -346,7 +346,8 @@ def test_the_relay_says_which_mode_it_runs_in(caplog: pytest.LogCaptureFixture) 
         r.getMessage() for r in caplog.records if r.getMessage().startswith("Outbox relay started")
     )
     if connection.vendor == "postgresql":
-        assert "mode=concurrent (PostgreSQL, SELECT ... FOR UPDATE SKIP LOCKED" in started
+        assert "mode=concurrent (PostgreSQL via psycopg" in started
+        assert "SELECT ... FOR UPDATE SKIP LOCKED" in started
     else:
         assert "mode=single relay (sqlite has no SKIP LOCKED)" in started
         assert "exclusive lock" in started

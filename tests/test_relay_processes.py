@@ -219,13 +219,16 @@ def asleep(relay: RelayProcess) -> bool:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("driver", ["default", "psycopg2"])
 @pytest.mark.parametrize("listen", [True, False], ids=["listen", "no-listen"])
-def test_notify_wakes_the_relay(receiver: Receiver, log_dir: Path, listen: bool) -> None:
+def test_notify_wakes_the_relay(
+    receiver: Receiver, log_dir: Path, listen: bool, driver: str
+) -> None:
     env = relay_env(receiver, OUTBOX_POLL_INTERVAL=30)
     args = () if listen else ("--no-listen",)
     services.create_order("shop-1")
 
-    with relays(log_dir, 1, env, *args) as (relay,):
+    with relays(log_dir, 1, env, *args, driver=driver) as (relay,):
         relay.wait_started()
         # The first event goes out in the first poll; then the relay sleeps 30 s.
         wait_until(lambda: receiver.count() == 1, 20, "the first event")
@@ -244,6 +247,8 @@ def test_notify_wakes_the_relay(receiver: Receiver, log_dir: Path, listen: bool)
         relay.signal(signal.SIGTERM)
         assert relay.wait(10) == 0
 
+    expected_driver = "psycopg2" if driver == "psycopg2" else connection.Database.__name__
+    assert f"PostgreSQL via {expected_driver}," in relay.output()
     if listen:
         assert "LISTEN django_orders_outbox" in relay.output()
         assert max(latencies) < 0.5, latencies  # 30 s poll interval: NOTIFY did it

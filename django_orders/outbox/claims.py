@@ -298,7 +298,11 @@ class PostgresClaimStore(ClaimStore):
         return True
 
     def describe(self) -> str:
-        return "concurrent (PostgreSQL, SELECT ... FOR UPDATE SKIP LOCKED, database clock)"
+        driver = self.connection.Database.__name__  # type: ignore[attr-defined]
+        return (
+            f"concurrent (PostgreSQL via {driver}, SELECT ... FOR UPDATE SKIP LOCKED, "
+            "database clock)"
+        )
 
     def claim(self, limit: int, *, due_by: dt.datetime | None = None) -> Claim | None:
         table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
