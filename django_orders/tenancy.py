@@ -23,6 +23,11 @@ from django.http import HttpRequest, HttpResponse
 from django_orders.conf import orders_settings
 from django_orders.problems import Problem, problem_response
 
+# The width of every tenant_id column, as django_orders.models.TENANT_ID_MAX_LENGTH (a
+# test keeps the two equal): this module stays importable without the models, which need
+# the app registry.
+TENANT_ID_MAX_LENGTH = 64
+
 _current_tenant: ContextVar[str | None] = ContextVar("django_orders_tenant", default=None)
 
 ViewT = TypeVar("ViewT", bound=Callable[..., Any])
@@ -52,7 +57,15 @@ def resolve_tenant(request: HttpRequest) -> str:
             "missing_tenant",
             f"The {orders_settings.TENANT_HEADER} header is required.",
         )
-    if not isinstance(tenant, str) or not _compiled_pattern().fullmatch(tenant):
+    # These two hold whatever TENANT_ID_PATTERN a host configures: a longer id does not
+    # fit the 64-character tenant columns, and PostgreSQL cannot store a NUL; either
+    # would be a 500 (CONTRACT §3: no request gets a 5xx).
+    if (
+        not isinstance(tenant, str)
+        or len(tenant) > TENANT_ID_MAX_LENGTH
+        or "\x00" in tenant
+        or not _compiled_pattern().fullmatch(tenant)
+    ):
         raise Problem(
             400,
             "invalid_tenant",

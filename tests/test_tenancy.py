@@ -230,3 +230,95 @@ def test_mixin_resolves_the_tenant_even_without_the_middleware(client: Client) -
         assert_problem(client.get("/host/scoped-api"), 400, "missing_tenant")
         response = client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop-1"})
         assert response.json()["tenant"] == "shop-1"
+
+
+# -- a host's own pattern cannot let an unstorable tenant through ------------------------
+
+
+def test_the_length_cap_is_the_width_of_the_tenant_columns() -> None:
+    from django_orders import models, tenancy
+
+    assert tenancy.TENANT_ID_MAX_LENGTH == models.TENANT_ID_MAX_LENGTH
+    for model in (models.Order, models.IdempotencyKey, models.OutboxEvent):
+        assert model._meta.get_field("tenant_id").max_length == tenancy.TENANT_ID_MAX_LENGTH
+
+
+@pytest.mark.django_db
+@override_settings(DJANGO_ORDERS={"TENANT_ID_PATTERN": r"^[^/]+$"})
+@pytest.mark.parametrize("tenant", ["a" * 65, "a" * 1000, "shop\x00"])
+def test_a_permissive_pattern_still_refuses_what_cannot_be_stored(
+    client: Client, tenant: str
+) -> None:
+    # Before the cap, a 65-character id matched this pattern and failed in the database
+    # (varchar(64)) as a 500.
+    headers = {"X-Tenant-Id": tenant, "Idempotency-Key": "k"}
+    response = client.post("/orders", "{}", content_type="application/json", headers=headers)
+    assert_problem(response, 400, "invalid_tenant")
+    ok = client.post(
+        "/orders",
+        "{}",
+        content_type="application/json",
+        headers={**headers, "X-Tenant-Id": "a" * 64},
+    )
+    assert ok.status_code == 201
+
+
+# -- the host's other DRF settings (CONTRACT §2) ---------------------------------------------
+
+
+@pytest.mark.django_db
+@override_settings(
+    REST_FRAMEWORK={
+        "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.AnonRateThrottle"],
+        "DEFAULT_THROTTLE_RATES": {"anon": "2/min"},
+    }
+)
+def test_package_views_honour_the_hosts_drf_throttles(client: Client) -> None:
+    from django.core.cache import cache
+
+    cache.clear()  # DRF throttles count in the default cache
+    try:
+        headers = {"X-Tenant-Id": "shop-1"}
+        assert [client.get("/orders", headers=headers).status_code for _ in range(2)] == [200] * 2
+        response = client.get("/orders", headers=headers)
+        assert_problem(response, 429, "throttled")
+        assert int(response["Retry-After"]) > 0
+    finally:
+        cache.clear()
+
+
+def host_exception_handler(exc: Exception, context: dict) -> object:
+    """A host's global DRF exception handler with its own error shape."""
+    from rest_framework.response import Response
+
+    return Response({"host_error": str(exc)}, status=418)
+
+
+@pytest.mark.django_db
+@override_settings(
+    REST_FRAMEWORK={
+        "EXCEPTION_HANDLER": "tests.test_tenancy.host_exception_handler",
+        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.FormParser"],
+        "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.BrowsableAPIRenderer"],
+    }
+)
+def test_the_hosts_global_parser_renderer_and_handler_are_neither_used_nor_changed(
+    client: Client,
+) -> None:
+    headers = {"X-Tenant-Id": "shop-1", "Idempotency-Key": "host-settings"}
+    created = client.post(
+        "/orders", '{"totalCents": 3}', content_type="application/json", headers=headers
+    )
+    assert created.status_code == 201
+    assert created["Content-Type"] == "application/json"
+    assert created.json()["totalCents"] == 3
+    refused = client.post("/orders", "{", content_type="application/json", headers=headers)
+    assert_problem(refused, 400, "invalid_json")
+
+    # The host's own view still gets the host's handler: the package changed nothing.
+    from rest_framework.settings import api_settings
+
+    assert api_settings.EXCEPTION_HANDLER is host_exception_handler
+    host = client.delete("/host/plain-api")
+    assert host.status_code == 418
+    assert host.json() == {"host_error": 'Method "DELETE" not allowed.'}
