@@ -145,15 +145,19 @@ class Relay:
         if self._in_hand:
             # The publisher's timeout bounds one publish; if a misbehaving one overruns
             # it, give up: the leased events are claimed again once the lease runs out.
-            watchdog = threading.Timer(self.publisher.timeout + SHUTDOWN_GRACE, self._give_up)
+            watchdog = threading.Timer(self._publish_timeout + SHUTDOWN_GRACE, self._give_up)
             watchdog.daemon = True
             watchdog.start()
+
+    @property
+    def _publish_timeout(self) -> float:
+        return float(getattr(self.publisher, "timeout", Publisher.timeout))
 
     def _give_up(self) -> None:
         logger.error(
             "The publish in hand outlived the publisher's timeout (%ss): exiting; "
             "its events are published again after their lease",
-            self.publisher.timeout,
+            self._publish_timeout,
         )
         os._exit(1)
 
@@ -275,31 +279,43 @@ class Relay:
 
     def _publish(self, claim: Claim) -> list[PublishError | None]:
         assert self._keeper is not None
+        results: list[PublishError | None] = [None] * len(claim.events)
+        documents: list[dict[str, Any]] = []
+        positions: list[int] = []
+        for position, event in enumerate(claim.events):
+            try:
+                documents.append(to_cloudevent(event))
+            except Exception as exc:
+                # An event that cannot even be built will not build on a retry either.
+                logger.exception("Outbox event %s cannot be turned into a CloudEvent", event.id)
+                results[position] = PublishError(f"{type(exc).__name__}: {exc}", permanent=True)
+            else:
+                positions.append(position)
+        if not documents:
+            return results
         self._in_hand = True
         self._keeper.hold(claim.token)
         try:
-            documents = [to_cloudevent(event) for event in claim.events]
             try:
-                results = list(self.publisher.publish_batch(documents))
-                if len(results) != len(documents):
+                published = list(self.publisher.publish_batch(documents))
+                if len(published) != len(documents):
                     raise RuntimeError(
-                        f"publish_batch returned {len(results)} results for {len(documents)} events"
+                        f"publish_batch returned {len(published)} results for "
+                        f"{len(documents)} events"
                     )
             except Exception as exc:
                 # A publisher bug or an unexpected driver error: the whole batch failed
                 # and is retried with backoff like any transient failure.
                 logger.exception("Publisher %s raised", type(self.publisher).__qualname__)
-                error = PublishError(f"{type(exc).__name__}: {exc}")
-                results = [error] * len(documents)
+                published = [PublishError(f"{type(exc).__name__}: {exc}")] * len(documents)
         finally:
             self._keeper.release()
             self._in_hand = False
-        return [
-            result
-            if result is None or isinstance(result, PublishError)
-            else PublishError(f"{type(result).__name__}: {result}")
-            for result in results
-        ]
+        for position, result in zip(positions, published, strict=True):
+            if result is not None and not isinstance(result, PublishError):
+                result = PublishError(f"{type(result).__name__}: {result}")
+            results[position] = result
+        return results
 
     def _settle(self, claim: Claim, results: list[PublishError | None]) -> BatchReport:
         now = timezone.now()
@@ -407,6 +423,8 @@ class LeaseKeeper:
                     renewed = self.store.renew(token)
                 except Exception:
                     logger.exception("Renewing the lease failed")
+                    # Reconnect on the next try (the database may have restarted).
+                    connections[self.store.using].close()
                     continue
                 logger.debug("Renewed the lease of %d events", renewed)
         finally:

@@ -313,6 +313,39 @@ def test_a_raising_publisher_counts_as_a_transient_failure() -> None:
     assert "ConnectionResetError: broker went away" in event.last_error
 
 
+def test_a_publisher_answering_the_wrong_number_of_results_fails_the_batch() -> None:
+    class Short(RecordingPublisher):
+        def publish_batch(self, events):  # type: ignore[no-untyped-def]
+            return []
+
+    order = services.create_order("shop-1")
+    assert Relay(Short(), listen=False).run(once=True) is False
+    event = events_of(order)[0]
+    assert event.status == "pending"
+    assert "publish_batch returned 0 results for 1 events" in event.last_error
+
+
+def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = services.create_order("shop-1")
+    fine = services.create_order("shop-1")
+    from django_orders import relay as relay_module
+
+    def to_cloudevent(event: OutboxEvent) -> dict[str, object]:
+        if event.aggregate_id == broken.id:
+            raise ValueError("unbuildable")
+        return {"id": str(event.id)}
+
+    monkeypatch.setattr(relay_module, "to_cloudevent", to_cloudevent)
+    publisher = RecordingPublisher()
+    assert Relay(publisher, listen=False).run(once=True) is False
+    assert publisher.events == [{"id": str(events_of(fine)[0].id)}]
+    dead = events_of(broken)[0]
+    assert dead.status == OutboxEvent.Status.DEAD
+    assert "ValueError: unbuildable" in dead.last_error
+
+
 def test_the_publisher_is_closed_when_the_relay_stops() -> None:
     publisher = RecordingPublisher()
     services.create_order("shop-1")
