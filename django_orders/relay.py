@@ -108,8 +108,8 @@ class Relay:
         when it starts (and those they unblock), never one written or retried later, so
         it ends even while writes keep coming.
         """
-        self._start()
         try:
+            self._start()
             if once:
                 self._drain(due_by=timezone.now())
             else:
