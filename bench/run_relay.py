@@ -11,7 +11,7 @@ N / (last ``published_at`` − commit of the insert). Each reference: the same n
 pre-serialised CloudEvents sent by a bare loop with the same client library and settings,
 no database. Ratios are taken within a round; medians over rounds are reported.
 
-Parts (``--only``): webhook, rabbitmq, redis, batch, scaling, latency, claim.
+Parts (``--only``): webhook, rabbitmq, redis, batch, scaling, latency, claim, steady.
 Results: bench/results/relay-<stamp>.json, -latest.json, -latest.md.
 """
 
@@ -72,10 +72,12 @@ def parse_args() -> argparse.Namespace:
                    help="webhook requests in flight (publisher's max_concurrency) [16]")
     p.add_argument("--only", action="append",
                    choices=["webhook", "rabbitmq", "redis", "batch", "scaling", "latency",
-                            "claim"])
+                            "claim", "steady"])
     p.add_argument("--relays", default="1,2,4", help="relay counts for scaling [1,2,4]")
     p.add_argument("--latency-events", type=int, default=600)
     p.add_argument("--latency-rate", type=float, default=50.0, help="commits per second")
+    p.add_argument("--steady-events", type=int, default=10_000,
+                   help="burst size of the steady-state part [10000]")
     p.add_argument("--port", type=int, default=8099)
     return p.parse_args()
 
@@ -646,6 +648,40 @@ def latency_part(args, results: dict[str, Any]) -> None:
         receiver.stop()
 
 
+def steady_part(args, results: dict[str, Any]) -> None:
+    """End to end, what ``claim_part`` measures per batch: one relay on Redis Streams
+    drains a burst of ``--steady-events`` that lands on an outbox in its steady state
+    (100,000 published events kept for retention, analysed while nothing was pending),
+    with no ANALYZE after the burst. Compare with the ``redis`` part's relay rate."""
+    truncate_outbox()
+    insert_events(100_000, analyze=False, status="published")
+    sql("ANALYZE django_orders_outbox_event")
+    options = {"url": REDIS_URL, "stream": STREAM}
+    procs = start_relays(1, REDIS, options, batch_size=args.batch_size)
+    try:
+        committed = insert_events(args.steady_events, analyze=False)
+        deadline = time.monotonic() + 600
+        while sql("SELECT count(*) FROM django_orders_outbox_event "
+                  "WHERE status = 'pending'")[0][0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the steady-state burst was not drained in 10 minutes")
+            time.sleep(0.5)
+        (last,) = sql("SELECT extract(epoch FROM max(published_at)) "
+                      "FROM django_orders_outbox_event")[0]
+    finally:
+        stop_relays(procs)
+        redis_stream_length(delete=True)
+    seconds = float(last) - committed
+    analyzed = sql("SELECT last_autoanalyze FROM pg_stat_user_tables "
+                   "WHERE relname = 'django_orders_outbox_event'")[0][0]
+    results.update({"events": args.steady_events, "seconds": round(seconds, 1),
+                    "rate": args.steady_events / seconds,
+                    "autoanalyze_ran": analyzed is not None})
+    truncate_outbox()
+    print(f"  steady-state burst: {args.steady_events} events in {seconds:.1f}s "
+          f"({results['rate']:.0f}/s), autoanalyze ran: {analyzed is not None}")
+
+
 def claim_part(args, results: dict[str, Any]) -> None:
     """Claim + write-back time per batch of 100, in-process, for a burst of ``--events``
     pending events: (a) statistics that know the backlog (ANALYZE in the inserting
@@ -699,6 +735,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         s["latency"] = results["latency"]
     if results.get("claim"):
         s["claim"] = results["claim"]
+    if results.get("steady"):
+        s["steady"] = results["steady"]
     return s
 
 
@@ -740,13 +778,18 @@ def render_markdown(results: dict[str, Any]) -> str:
                   f"| statistics know the backlog | {c['fresh_stats_ms']:.1f} |",
                   f"| burst on an analysed history of 100,000 published events | "
                   f"{c['steady_state_burst_ms']:.1f} |"]
+    if "steady" in s:
+        v = s["steady"]
+        lines += ["", f"Steady-state burst (Redis, one relay, no ANALYZE after the burst): "
+                  f"{v['events']:,} events in {v['seconds']} s = {fmt_int(v['rate'])} events/s "
+                  f"(autoanalyze ran meanwhile: {v['autoanalyze_ran']})."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     args = parse_args()
     parts = args.only or ["webhook", "rabbitmq", "redis", "batch", "scaling", "latency",
-                          "claim"]
+                          "claim", "steady"]
     RESULTS_DIR.mkdir(exist_ok=True)
     ensure_database()
     setup_django()
@@ -755,9 +798,10 @@ def main() -> None:
     results: dict[str, Any] = {"machine": info, "args": vars(args)}
     for part in parts:
         print(f"{part}:")
-        if part in ("latency", "claim"):
+        if part in ("latency", "claim", "steady"):
             results[part] = {}
-            (latency_part if part == "latency" else claim_part)(args, results[part])
+            {"latency": latency_part, "claim": claim_part,
+             "steady": steady_part}[part](args, results[part])
         else:
             results[part] = []
             {"webhook": webhook_part, "rabbitmq": rabbitmq_part, "redis": redis_part,
