@@ -282,7 +282,17 @@ class Relay:
         results: list[PublishError | None] = [None] * len(claim.events)
         documents: list[dict[str, Any]] = []
         positions: list[int] = []
+        max_attempts = int(orders_settings.OUTBOX_MAX_ATTEMPTS)
         for position, event in enumerate(claim.events):
+            if event.attempts > max_attempts:
+                # Claimed more often than it may be tried, yet no outcome was ever written:
+                # each relay holding it died (or lost its lease) — perhaps because of this
+                # very event. Park it instead of risking that again.
+                results[position] = PublishError(
+                    f"claimed {event.attempts} times without an outcome: the relays holding "
+                    "it died or lost their lease while publishing it"
+                )
+                continue
             try:
                 documents.append(to_cloudevent(event))
             except Exception as exc:

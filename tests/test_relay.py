@@ -346,6 +346,19 @@ def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
     assert "ValueError: unbuildable" in dead.last_error
 
 
+@override_settings(DJANGO_ORDERS={"OUTBOX_MAX_ATTEMPTS": 2})
+def test_an_event_whose_relays_keep_dying_is_parked_not_tried_again() -> None:
+    order = services.create_order("shop-1")
+    # Two claims whose relays died before writing an outcome (attempts count claims).
+    OutboxEvent.objects.update(attempts=2)
+    publisher = RecordingPublisher()
+    assert Relay(publisher, listen=False).run(once=True) is False
+    assert publisher.events == []
+    event = events_of(order)[0]
+    assert event.status == OutboxEvent.Status.DEAD
+    assert "claimed 3 times without an outcome" in event.last_error
+
+
 def test_the_publisher_is_closed_when_the_relay_stops() -> None:
     publisher = RecordingPublisher()
     services.create_order("shop-1")
