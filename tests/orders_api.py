@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from django.db import connection
 from django.test import Client
 
 PROBLEM = "application/problem+json"
@@ -74,3 +77,36 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert body["title"]
     assert body["detail"]
     return body
+
+
+@contextmanager
+def failing_trigger(table: str, event: str, condition: str) -> Iterator[None]:
+    """While active, a database trigger makes ``event`` (``"INSERT"`` / ``"UPDATE"``) on
+    ``table`` fail for rows matching ``condition`` (SQL on ``NEW``), *after* the row is
+    written: the way to prove that a failure late in a transaction leaves nothing behind.
+    Statements, not Python mocks, so the failure is the database's own."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION orders_test_fail() RETURNS trigger "
+                "LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'forced failure (test trigger)'; END $$"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER orders_test_fail AFTER {event} ON {table} "
+                f"FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION orders_test_fail()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER orders_test_fail AFTER {event} ON {table} "
+                f"WHEN {condition} BEGIN SELECT RAISE(ABORT, 'forced failure'); END"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"DROP TRIGGER IF EXISTS orders_test_fail ON {table}")
+                cursor.execute("DROP FUNCTION IF EXISTS orders_test_fail()")
+            else:
+                cursor.execute("DROP TRIGGER IF EXISTS orders_test_fail")

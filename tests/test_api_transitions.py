@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import DatabaseError, transaction
 from django.test import override_settings
 
-from django_orders import services
-from django_orders.models import Order, OutboxEvent
-from tests.orders_api import OrdersClient, assert_problem
+from django_orders import services, signals
+from django_orders.models import IdempotencyKey, Order, OutboxEvent
+from django_orders.serializers import READ_ONLY_FIELDS
+from tests.orders_api import OrdersClient, assert_problem, failing_trigger
 
 pytestmark = pytest.mark.django_db
 
@@ -252,3 +254,108 @@ def test_order_of_checks_body_before_transition(api: OrdersClient, confirmed: Or
 def test_other_methods_are_405(api: OrdersClient, draft: Order, method: str, path: str) -> None:
     response = api.call(method, f"/orders/{draft.id}/{path}", {}, headers={"If-Match": '"1"'})
     assert_problem(response, 405, "method_not_allowed")
+
+
+# -- the change and its event commit together or not at all (CONTRACT §4.3, §4.4, §5) ----
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("event_type", ["order.confirmed", "order.closed"])
+def test_a_failure_after_the_event_is_written_keeps_neither_the_change_nor_the_event(
+    event_type: str,
+) -> None:
+    api = OrdersClient()
+    order = services.create_order("shop-1")
+    if event_type == "order.closed":
+        with transaction.atomic():
+            services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=7)
+
+    def send() -> object:
+        headers = {"Idempotency-Key": f"fail-{event_type}"}
+        if event_type == "order.confirmed":
+            return api.confirm(str(order.id), {"totalCents": 9}, if_match="*", headers=headers)
+        return api.close_order(str(order.id), if_match="*", headers=headers)
+
+    before = Order.objects.filter(pk=order.id).values().get()
+    sent: list[object] = []
+    signal = signals.order_confirmed if event_type == "order.confirmed" else signals.order_closed
+    signal.connect(sent.append, sender=Order, weak=False, dispatch_uid="audit")
+    try:
+        # The trigger fires once the event row is in: the order row was updated before it.
+        trigger = failing_trigger(
+            "django_orders_outbox_event", "INSERT", f"NEW.type = '{event_type}'"
+        )
+        with trigger, pytest.raises(DatabaseError):
+            send()
+    finally:
+        signal.disconnect(sender=Order, dispatch_uid="audit")
+
+    assert Order.objects.filter(pk=order.id).values().get() == before
+    assert not OutboxEvent.objects.filter(type=event_type).exists()
+    assert not IdempotencyKey.objects.exists()
+    assert sent == []
+    # Nothing was kept, so the very same request (same key) now succeeds.
+    response = send()
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    assert "Idempotent-Replayed" not in response  # type: ignore[operator]
+    assert OutboxEvent.objects.filter(type=event_type).count() == 1
+
+
+# -- another tenant's order (CONTRACT §2) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["confirm", "close"])
+@pytest.mark.parametrize("if_match", ['"1"', None, "junk"])
+def test_another_tenants_order_answers_exactly_like_a_missing_one(
+    draft: Order, action: str, if_match: str | None
+) -> None:
+    other = OrdersClient(tenant="shop-2")
+
+    def send(order_id: str) -> object:
+        if action == "confirm":
+            return other.confirm(order_id, {"totalCents": 1}, if_match=if_match)
+        return other.close_order(order_id, if_match=if_match)
+
+    foreign, missing = send(str(draft.id)), send(str(uuid.uuid4()))
+    assert_problem(foreign, 404, "not_found")
+    assert foreign.content == missing.content  # type: ignore[attr-defined]
+    assert dict(foreign.headers) == dict(missing.headers)  # type: ignore[attr-defined]
+    assert Order.objects.get(pk=draft.id).version == 1
+
+
+# -- every body refuses the order's read-only members and unknown ones (CONTRACT §4.1) --
+
+
+@pytest.mark.parametrize("action", ["create", "confirm", "close"])
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        *((name, "This field is read-only.") for name in sorted(READ_ONLY_FIELDS)),
+        ("colour", "Unknown field."),
+        ("total_cents", "Unknown field."),
+        ("tenant_id", "Unknown field."),
+    ],
+)
+def test_read_only_and_unknown_members_are_400_in_every_body(
+    api: OrdersClient, draft: Order, confirmed: Order, action: str, field: str, message: str
+) -> None:
+    value = "x"
+    if action == "create":
+        response = api.create({field: value})
+    elif action == "confirm":
+        response = api.confirm(str(draft.id), {"totalCents": 1, field: value})
+    else:
+        response = api.close_order(str(confirmed.id), {field: value})
+
+    problem = assert_problem(response, 400, "validation_error")
+    assert problem["errors"] == {field: [message]}
+    assert Order.objects.count() == 2
+    assert Order.objects.get(pk=draft.id).status == "draft"
+    assert Order.objects.get(pk=confirmed.id).status == "confirmed"
+    assert not IdempotencyKey.objects.exists()
+
+
+def test_the_read_only_members_are_the_order_documents_other_members() -> None:
+    # If the order document grows a member, it is refused in bodies unless writable.
+    writable = {"totalCents", "currency", "metadata"}
+    assert set(services.create_order("t").to_dict()) == READ_ONLY_FIELDS | writable

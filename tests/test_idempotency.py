@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models.signals import post_save
 from django.test import override_settings
 from django.urls import path
@@ -20,7 +20,7 @@ from django_orders.idempotency import IdempotencyMixin, parse_key, request_finge
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
 from django_orders.parsers import OrdersJSONParser
 from django_orders.tenancy import TenantScopedMixin
-from tests.orders_api import OrdersClient, assert_problem
+from tests.orders_api import OrdersClient, assert_problem, failing_trigger
 
 pytestmark = pytest.mark.django_db
 
@@ -418,3 +418,94 @@ def test_sqlite_busy_while_another_request_writes_is_409(api: OrdersClient) -> N
     assert_problem(response, 409, "idempotency_key_in_use")
     assert response["Retry-After"] == "1"
     assert api.create({}, key="busy-sqlite").status_code == 201
+
+
+# -- late failures and replays after the order moved on -----------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_while_storing_the_response_leaves_neither_key_nor_order_nor_event() -> None:
+    api = OrdersClient()
+    # The last statement before commit fails: the order and its event are already written.
+    trigger = failing_trigger("django_orders_idempotency_key", "UPDATE", "NEW.state = 'completed'")
+    with trigger, pytest.raises(DatabaseError):
+        api.create({"totalCents": 1}, key="store-fails")
+
+    assert not IdempotencyKey.objects.exists()
+    assert not Order.objects.exists()
+    assert not OutboxEvent.objects.exists()
+    retry = api.create({"totalCents": 1}, key="store-fails")
+    assert retry.status_code == 201
+    assert "Idempotent-Replayed" not in retry
+
+
+def test_a_replayed_confirm_is_its_snapshot_after_the_order_was_closed(api: OrdersClient) -> None:
+    order_id = api.create({}).json()["id"]
+    key = {"Idempotency-Key": "confirm-snapshot"}
+    first = api.confirm(order_id, {"totalCents": 5}, headers=key)
+    assert api.close_order(order_id).status_code == 200
+
+    # No If-Match at all, and the current version is 3: the key is looked at first.
+    replay = api.confirm(order_id, {"totalCents": 5}, if_match=None, headers=key)
+
+    assert replay.status_code == 200
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.content == first.content
+    assert replay["ETag"] == '"2"'
+    assert replay.json()["status"] == "confirmed"
+    assert Order.objects.get().version == 3
+    assert OutboxEvent.objects.filter(type="order.confirmed").count() == 1
+
+
+def test_the_trailing_slash_is_not_part_of_a_confirms_fingerprint(api: OrdersClient) -> None:
+    order_id = api.create({}).json()["id"]
+    key = {"Idempotency-Key": "confirm-slash"}
+    first = api.confirm(order_id, {"totalCents": 5}, headers=key)
+    replay = api.call(
+        "PATCH",
+        f"/orders/{order_id}/confirm/",
+        {"totalCents": 5},
+        headers={**key, "If-Match": '"1"'},
+    )
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.content == first.content
+
+
+def test_the_same_key_on_another_order_is_422(api: OrdersClient) -> None:
+    first_id = api.create({}).json()["id"]
+    second_id = api.create({}).json()["id"]
+    key = {"Idempotency-Key": "one-confirm"}
+    assert api.confirm(first_id, {"totalCents": 5}, headers=key).status_code == 200
+    response = api.confirm(second_id, {"totalCents": 5}, headers=key)
+    assert_problem(response, 422, "idempotency_key_reused")
+    assert Order.objects.get(pk=second_id).status == "draft"
+
+
+def test_a_409_transition_with_a_key_keeps_no_key(api: OrdersClient) -> None:
+    order_id = api.create({}).json()["id"]
+    key = {"Idempotency-Key": "close-too-early"}
+    assert_problem(
+        api.close_order(order_id, if_match='"1"', headers=key), 409, "invalid_transition"
+    )
+    assert IdempotencyKey.objects.filter(key="close-too-early").count() == 0
+    assert api.confirm(order_id, {"totalCents": 5}).status_code == 200
+    assert api.close_order(order_id, headers=key).status_code == 200
+
+
+@override_settings(DJANGO_ORDERS={"IDEMPOTENCY_TTL": 2})
+def test_a_key_replays_until_it_expires_then_is_new(api: OrdersClient) -> None:
+    first = api.create({}, key="short-ttl")
+    record = IdempotencyKey.objects.get()
+    assert record.expires_at - record.created_at == dt.timedelta(seconds=2)
+    assert api.create({}, key="short-ttl")["Idempotent-Replayed"] == "true"
+
+    # Move time rather than sleep: the record's expiry is now in the past.
+    IdempotencyKey.objects.update(expires_at=timezone.now() - dt.timedelta(microseconds=1))
+    again = api.create({}, key="short-ttl")
+
+    assert again.status_code == 201
+    assert "Idempotent-Replayed" not in again
+    assert again.json()["id"] != first.json()["id"]
+    assert Order.objects.count() == 2
+    assert OutboxEvent.objects.count() == 2
+    assert IdempotencyKey.objects.count() == 1
