@@ -99,6 +99,23 @@ def test_the_key_is_checked_before_the_body_and_after_the_tenant(api: OrdersClie
     assert_problem(anonymous.create({}, key=""), 400, "missing_tenant")
 
 
+@override_settings(DJANGO_ORDERS={"MAX_BODY_BYTES": 200})
+def test_a_used_key_with_a_broken_body_gets_the_body_error_not_a_replay(
+    api: OrdersClient,
+) -> None:
+    # The body's JSON is checked before the key is looked at (CONTRACT §4.1) ...
+    api.create({}, key="used")
+    assert_problem(api.create(raw="{", key="used"), 400, "invalid_json")
+    assert_problem(
+        api.create(raw="{}", key="used", content_type="text/plain"), 415, "unsupported_media_type"
+    )
+    assert_problem(api.create(raw=" " * 201, key="used"), 413, "payload_too_large")
+    # ... and the body's validation after: an invalid body is another request (422).
+    assert_problem(api.create({"totalCents": -1}, key="used"), 422, "idempotency_key_reused")
+    assert api.create({}, key="used")["Idempotent-Replayed"] == "true"
+    assert Order.objects.count() == 1
+
+
 @override_settings(DJANGO_ORDERS={"TENANT_ACCESS_CHECK": "tests.hooks.allow_shop_1"})
 def test_a_forbidden_tenant_is_403_before_the_key_is_looked_at() -> None:
     other = OrdersClient(tenant="shop-2")
