@@ -194,8 +194,8 @@ def test_several_relays_never_publish_twice_and_keep_order_per_order(
 @pytest.mark.postgres
 def test_a_slow_batch_keeps_its_lease(receiver: Receiver, log_dir: Path) -> None:
     bulk_events(8, versions=1)
-    receiver.delay = 0.5  # the batch takes 4 s, four times the lease
-    env = relay_env(receiver, OUTBOX_LEASE=1, OUTBOX_POLL_INTERVAL=0.1)
+    receiver.delay = 0.75  # the batch takes 6 s, three times the lease
+    env = relay_env(receiver, OUTBOX_LEASE=2, OUTBOX_POLL_INTERVAL=0.1)
 
     with relays(log_dir, 1, env, "--batch-size", "8") as (first,):
         wait_until(lambda: receiver.count() >= 1, 30, "the slow batch has started")
