@@ -4,6 +4,7 @@ succeeds"). Threads start together on a barrier; nothing waits on a sleep."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from django.core.servers.basehttp import ThreadedWSGIServer
 from django.test.testcases import LiveServerThread
+from django.utils import timezone
 
 from django_orders import services
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
@@ -156,3 +158,51 @@ def test_concurrent_closes_close_once(live_url: str) -> None:
     statuses = Counter(response.status_code for response in responses)
     assert statuses == {200: 1, 409: 9}, statuses
     assert OutboxEvent.objects.filter(type="order.closed").count() == 1
+
+
+def test_concurrent_requests_with_one_key_and_different_bodies_make_one_order(
+    live_url: str,
+) -> None:
+    url = f"{live_url}/orders"
+    totals = iter(range(12))
+    lock = threading.Lock()
+
+    def create(client: httpx.Client) -> httpx.Response:
+        with lock:
+            total = next(totals)
+        headers = {**TENANT, "Idempotency-Key": "one-key-many-bodies"}
+        return client.post(url, json={"totalCents": total}, headers=headers)
+
+    responses = run_together(12, create)
+
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses[201] == 1, statuses
+    assert set(statuses) <= {201, 409, 422}, statuses
+    assert Order.objects.count() == 1
+    assert OutboxEvent.objects.count() == 1
+
+
+def test_concurrent_requests_with_an_expired_key_make_exactly_one_new_order(
+    live_url: str,
+) -> None:
+    url = f"{live_url}/orders"
+    headers = {**TENANT, "Idempotency-Key": "expired-key"}
+    first = httpx.post(url, json={}, headers=headers)
+    assert first.status_code == 201
+    IdempotencyKey.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+
+    responses = run_together(10, lambda client: client.post(url, json={}, headers=headers))
+
+    assert {response.status_code for response in responses} <= {201, 409}
+    fresh = [
+        r for r in responses if r.status_code == 201 and "Idempotent-Replayed" not in r.headers
+    ]
+    assert len(fresh) == 1
+    new_id = fresh[0].json()["id"]
+    assert new_id != first.json()["id"]
+    for response in responses:
+        if response.status_code == 201:
+            assert response.json()["id"] == new_id
+    assert Order.objects.count() == 2
+    assert OutboxEvent.objects.count() == 2
+    assert IdempotencyKey.objects.get().expires_at > timezone.now()
