@@ -209,7 +209,10 @@ class IdempotencyMixin:
             if required:
                 raise Problem(400, "missing_idempotency_key", f"The {HEADER} header is required.")
             return None
-        return parse_key(value.strip())
+        # Only OWS (SP, HTAB; RFC 9110 §5.5) around a field value is not part of it:
+        # str.strip() would also drop control characters and U+0085/U+00A0 (what WSGI
+        # makes of such bytes), turning an invalid key into a valid, different one.
+        return parse_key(value.strip(" \t"))
 
     def _claim_key(
         self, using: str, tenant_id: str, key: str, request: Request, fingerprint: str

@@ -83,6 +83,21 @@ def test_valid_keys_bare_tokens_and_rfc8941_strings(header: str, key: str) -> No
     assert parse_key(header) == key
 
 
+@pytest.mark.parametrize("key", ["abc\x1f", "abc\x0b", "\x1cabc", "\xa0abc", "abc\x85"])
+def test_control_and_non_ascii_whitespace_around_a_key_is_not_trimmed(
+    api: OrdersClient, key: str
+) -> None:
+    # Python's str.strip() would turn each of these into the valid key "abc".
+    api.create({}, key="abc")
+    assert_problem(api.create({}, key=key), 400, "invalid_idempotency_key")
+
+
+def test_spaces_and_tabs_around_a_key_are_not_part_of_it(api: OrdersClient) -> None:
+    first = api.create({}, key="trim")
+    assert api.create({}, key=" \ttrim \t")["Idempotent-Replayed"] == "true"
+    assert api.create({}, key='\t"trim" ').json()["id"] == first.json()["id"]
+
+
 def test_a_quoted_key_is_the_same_key_as_the_bare_token(api: OrdersClient) -> None:
     first = api.create({}, key="same")
     second = api.create({}, key='"same"')
