@@ -86,7 +86,12 @@ class Order(models.Model):
         return f'"{self.version}"'
 
     def to_dict(self) -> dict[str, Any]:
-        """The order as the API and the events show it (CONTRACT §3)."""
+        """The order as the API and the events show it (CONTRACT §3).
+
+        ``metadata`` keys are sorted: PostgreSQL's ``jsonb`` gives them back in its own
+        order, not the client's, and one version must always be the same bytes, as its
+        strong ``ETag`` promises (RFC 9110 §8.8.1): the 201 of a create and a later ``GET``.
+        """
         return {
             "id": str(self.id),
             "tenantId": self.tenant_id,
@@ -94,7 +99,7 @@ class Order(models.Model):
             "version": self.version,
             "totalCents": self.total_cents,
             "currency": self.currency,
-            "metadata": self.metadata,
+            "metadata": dict(sorted(self.metadata.items())),
             "createdAt": rfc3339(self.created_at),
             "updatedAt": rfc3339(self.updated_at),
             "confirmedAt": rfc3339(self.confirmed_at),

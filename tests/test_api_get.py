@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 
 from django_orders import services
-from django_orders.models import Order
+from django_orders.models import Order, OutboxEvent
 from tests.orders_api import OrdersClient, assert_problem
 
 pytestmark = pytest.mark.django_db
@@ -110,3 +110,17 @@ def test_other_methods_are_405(api: OrdersClient, order: Order, method: str) -> 
     response = api.call(method, f"/orders/{order.id}", {})
     assert_problem(response, 405, "method_not_allowed")
     assert "GET" in response["Allow"]
+
+
+def test_one_version_is_always_the_same_bytes(api: OrdersClient) -> None:
+    # A strong ETag (RFC 9110 §8.8.1) promises byte-identical representations. PostgreSQL's
+    # jsonb gives metadata keys back in its own order (shorter keys first), so the order
+    # is serialized with sorted keys: the 201 and a GET are the same bytes.
+    metadata = {"bb": "1", "a": "2", "ccc": "3", "B": "4", "é": "5"}
+    created = api.create({"metadata": metadata})
+    fetched = api.call("GET", created["Location"])
+
+    assert fetched["ETag"] == created["ETag"] == '"1"'
+    assert fetched.content == created.content
+    assert list(fetched.json()["metadata"]) == ["B", "a", "bb", "ccc", "é"]
+    assert OutboxEvent.objects.get().payload == fetched.json()
