@@ -4,9 +4,11 @@ The entity-tag of a resource is its ``version`` as a strong tag: version 3 is ``
 
 - :func:`evaluate_if_match` guards an unsafe request (optimistic locking): 428 when the
   header is missing and required, 400 when it cannot be parsed, 412 when no tag matches.
-  It compares in Python; the write that follows must still check the version atomically
-  (``UPDATE … WHERE version = %s``) so that two requests holding the same tag cannot both
-  succeed.
+  It compares in Python, so the comparison and the write that follows must be atomic:
+  evaluate it on a row locked until commit (``select_for_update()`` in the request's
+  transaction, as the package's views do), or make the write itself conditional
+  (``UPDATE … WHERE version = %s``) — otherwise two requests holding the same tag can
+  both succeed.
 - :func:`if_none_match_matches` tells a ``GET`` handler to answer 304 Not Modified.
 
 Both are plain functions of a header value and a version, usable from any view::
