@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import random
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -22,11 +23,16 @@ from django.utils import timezone
 from django_orders import services
 from django_orders.models import Order, OutboxEvent
 from django_orders.outbox.backoff import retry_delay
-from django_orders.outbox.claims import PARKED_UNTIL, Failure, claim_store_for
+from django_orders.outbox.claims import (
+    PARKED_UNTIL,
+    Failure,
+    PostgresClaimStore,
+    claim_store_for,
+)
 from django_orders.outbox.exclusive import RelayLock
 from django_orders.outbox.maintenance import discard, requeue
 from django_orders.relay import Relay
-from tests.relay_helpers import FailingPublisher, Receiver, RecordingPublisher
+from tests.relay_helpers import FailingPublisher, Receiver, RecordingPublisher, bulk_events
 
 pytestmark = pytest.mark.django_db
 
@@ -501,6 +507,26 @@ def test_failing_publisher_helper_is_permanent_on_request() -> None:
     order = services.create_order("shop-1")
     assert Relay(FailingPublisher(permanent=True), listen=False).run(once=True) is False
     assert events_of(order)[0].status == OutboxEvent.Status.DEAD
+
+
+@pytest.mark.postgres
+def test_the_claim_probes_per_candidate_even_with_stale_statistics() -> None:
+    """The steady state of a production outbox: analysed while nothing was pending, then
+    a burst. The claim must still probe the unfinished index per candidate row, not scan
+    it whole per candidate (that plan took ~1 s per claim on 20,000 pending events)."""
+    bulk_events(2000, versions=1)
+    OutboxEvent.objects.update(status="published", published_at=timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_orders_outbox_event")
+    bulk_events(2000, versions=1)
+    store = claim_store_for("default")
+    assert isinstance(store, PostgresClaimStore)
+    sql, params = store.claim_sql(uuid.uuid4(), 100)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "SubPlan" in plan, plan
+    assert "Index Cond: ((aggregate_id = e.aggregate_id)" in plan, plan
 
 
 # -- backoff ---------------------------------------------------------------------------
