@@ -12,9 +12,10 @@ leaks into the next request served by the same thread.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -136,6 +137,12 @@ class TenantScopedMixin:
     def tenant_id(self) -> str | None:
         return getattr(self.request, "tenant_id", None)  # type: ignore[attr-defined]
 
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # Without the middleware, initial() below is what sets the current tenant: put
+        # back what was there before, so it never outlives the request on this thread.
+        with _tenant_restored():
+            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         # Defence in depth: without the middleware (a system check reports that), resolve
         # the tenant here so a scoped view never runs unscoped.
@@ -177,14 +184,33 @@ def tenant_scoped(view: ViewT) -> ViewT:
 
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        problem = activate_tenant(request)
-        if problem is not None:
-            return problem_response(
-                problem.status_code, problem.problem_code, problem.problem_detail
-            )
-        if not check_tenant_access(request, getattr(request, "tenant_id", None)):
-            return problem_response(403, "tenant_forbidden", "You may not act for this tenant.")
-        return view(request, *args, **kwargs)
+        with _tenant_restored():
+            return _call_scoped(view, request, *args, **kwargs)
 
     wrapper.tenant_scoped = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def _call_scoped(view: Callable[..., Any], request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+    """Run a ``@tenant_scoped`` function view: resolve the tenant, ask the access hook."""
+    problem = activate_tenant(request)
+    if problem is not None:
+        return problem_response(problem.status_code, problem.problem_code, problem.problem_detail)
+    if not check_tenant_access(request, getattr(request, "tenant_id", None)):
+        return problem_response(403, "tenant_forbidden", "You may not act for this tenant.")
+    return view(request, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def _tenant_restored() -> Iterator[None]:
+    """Put the current tenant back as it was on entry, however the block ends.
+
+    The middleware does this around the whole request; a scoped view does it too, so the
+    tenant it sets never leaks into the thread's next request when the host forgot the
+    middleware (system check ``django_orders.E005`` reports that).
+    """
+    token = _current_tenant.set(_current_tenant.get())
+    try:
+        yield
+    finally:
+        _current_tenant.reset(token)

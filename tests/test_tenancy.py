@@ -232,6 +232,20 @@ def test_mixin_resolves_the_tenant_even_without_the_middleware(client: Client) -
         assert response.json()["tenant"] == "shop-1"
 
 
+@pytest.mark.parametrize("path", ["/host/scoped-api", "/host/scoped-function"])
+def test_without_the_middleware_the_tenant_still_does_not_leak(client: Client, path: str) -> None:
+    from django.conf import settings
+
+    middleware = [m for m in settings.MIDDLEWARE if "TenantMiddleware" not in m]
+    with override_settings(MIDDLEWARE=middleware):
+        assert client.get(path, headers={"X-Tenant-Id": "shop-1"}).json()["tenant"] == "shop-1"
+        assert get_current_tenant() is None
+        assert client.get("/health").json()["tenant"] is None
+        client.raise_request_exception = False
+        client.get("/host/scoped-api", headers={"X-Tenant-Id": "shop-2"}, data={"boom": "1"})
+        assert get_current_tenant() is None
+
+
 # -- a host's own pattern cannot let an unstorable tenant through ------------------------
 
 
