@@ -336,3 +336,23 @@ def test_the_hosts_global_parser_renderer_and_handler_are_neither_used_nor_chang
     host = client.delete("/host/plain-api")
     assert host.status_code == 418
     assert host.json() == {"host_error": 'Method "DELETE" not allowed.'}
+
+
+@pytest.mark.parametrize(
+    ("path", "exempt"),
+    [
+        ("/schema/", True),
+        ("/schema/?format=json", True),
+        ("/docs/", True),
+        ("/docs/scoped-api", True),
+        ("/admin/", True),
+        ("/admin/django_orders/order/", True),
+        ("/orders", False),
+        ("/schema", False),  # a prefix match on "/schema/", not on "/schema"
+        ("/host/admin/", False),
+    ],
+)
+def test_the_default_exempt_paths(path: str, exempt: bool) -> None:
+    from django_orders.tenancy import is_exempt_path
+
+    assert is_exempt_path(path) is exempt
