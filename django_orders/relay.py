@@ -255,7 +255,7 @@ class Relay:
         if claim is None:
             return None
         if self.stopping:
-            released = self.store.release(claim.token)
+            released = self.store.release(claim)
             logger.info("Outbox relay stopping: released %d claimed events", released)
             return None
         results = self._publish(claim)
@@ -304,7 +304,7 @@ class Relay:
         if not documents:
             return results
         self._in_hand = True
-        self._keeper.hold(claim.token)
+        self._keeper.hold(claim)
         try:
             try:
                 published = list(self.publisher.publish_batch(documents))
@@ -389,7 +389,7 @@ class LeaseKeeper:
     def __init__(self, store: ClaimStore, interval: float) -> None:
         self.store = store
         self.interval = max(0.05, interval)
-        self._token: uuid.UUID | None = None
+        self._claim: Claim | None = None
         self._stopped = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="orders-relay-lease", daemon=True)
@@ -397,14 +397,14 @@ class LeaseKeeper:
     def start(self) -> None:
         self._thread.start()
 
-    def hold(self, token: uuid.UUID) -> None:
+    def hold(self, claim: Claim) -> None:
         with self._cond:
-            self._token = token
+            self._claim = claim
             self._cond.notify_all()
 
     def release(self) -> None:
         with self._cond:
-            self._token = None
+            self._claim = None
             self._cond.notify_all()
 
     def stop(self) -> None:
@@ -413,24 +413,24 @@ class LeaseKeeper:
             self._cond.notify_all()
         self._thread.join(timeout=5)
 
-    def _done_with(self, token: uuid.UUID | None) -> bool:
-        return self._stopped or self._token != token
+    def _done_with(self, claim: Claim | None) -> bool:
+        return self._stopped or self._claim is not claim
 
     def _run(self) -> None:
         try:
             while True:
                 with self._cond:
-                    self._cond.wait_for(lambda: self._stopped or self._token is not None)
-                    token = self._token
+                    self._cond.wait_for(lambda: self._stopped or self._claim is not None)
+                    claim = self._claim
                     self._cond.wait_for(
-                        functools.partial(self._done_with, token), timeout=self.interval
+                        functools.partial(self._done_with, claim), timeout=self.interval
                     )
                     if self._stopped:
                         return
-                    if self._token != token or token is None:
+                    if self._claim is not claim or claim is None:
                         continue
                 try:
-                    renewed = self.store.renew(token)
+                    renewed = self.store.renew(claim)
                 except Exception:
                     logger.exception("Renewing the lease failed")
                     # Reconnect on the next try (the database may have restarted).

@@ -475,8 +475,8 @@ def test_a_relay_that_lost_its_lease_cannot_overwrite_the_new_owners_result() ->
     owner = store.claim(10)
     assert owner is not None
     assert store.settle(stale.token, [stale.events[0].id], []).published == 0
-    assert store.renew(stale.token) == 0
-    assert store.renew(owner.token) == 1
+    assert store.renew(stale) == 0
+    assert store.renew(owner) == 1
     assert OutboxEvent.objects.get(id=owner.events[0].id).status == "pending"
 
 
@@ -486,7 +486,7 @@ def test_renewing_extends_the_lease() -> None:
     claim = store.claim(10)
     assert claim is not None
     OutboxEvent.objects.update(leased_until=timezone.now() + dt.timedelta(seconds=1))
-    assert store.renew(claim.token) == 1
+    assert store.renew(claim) == 1
     event = OutboxEvent.objects.get()
     assert event.leased_until is not None
     assert event.leased_until > timezone.now() + dt.timedelta(seconds=25)

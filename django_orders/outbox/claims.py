@@ -76,9 +76,16 @@ class OutboxQuerySet(models.QuerySet[OutboxEvent]):
         )
         return self.filter(~Exists(earlier))
 
-    def leased_by(self, token: uuid.UUID) -> OutboxQuerySet:
-        """Rows still held by this claim: the fence of every write after the claim."""
-        return self.filter(lease_token=token, status=PENDING)
+    def held(self, token: uuid.UUID, ids: Sequence[uuid.UUID]) -> OutboxQuerySet:
+        """Those of ``ids`` still held by the claim ``token``: the fence of every write
+        after the claim.
+
+        By primary key, so each row is one index probe whatever the statistics say: a
+        ``status = 'pending'`` condition would let the planner walk the whole pending
+        partial index when stale statistics call it empty. A lease token is cleared by
+        every write that changes the status, so a row still holding one is pending.
+        """
+        return self.filter(id__in=ids, lease_token=token)
 
 
 @dataclasses.dataclass
@@ -87,6 +94,10 @@ class Claim:
 
     token: uuid.UUID
     events: list[OutboxEvent]
+
+    @property
+    def ids(self) -> list[uuid.UUID]:
+        return [event.id for event in self.events]
 
 
 @dataclasses.dataclass
@@ -154,13 +165,13 @@ class ClaimStore:
             self.events().filter(id__in=ids).update(
                 lease_token=token, leased_until=now + lease, attempts=F("attempts") + 1
             )
-        batch = list(self.events().leased_by(token).order_by("created_at", "id"))
+        batch = list(self.events().held(token, ids).order_by("created_at", "id"))
         return Claim(token, batch) if batch else None
 
-    def renew(self, token: uuid.UUID) -> int:
+    def renew(self, claim: Claim) -> int:
         """Extend the lease of the events this claim still holds; returns how many."""
         leased_until = timezone.now() + orders_settings.OUTBOX_LEASE
-        return self.events().leased_by(token).update(leased_until=leased_until)
+        return self.events().held(claim.token, claim.ids).update(leased_until=leased_until)
 
     def settle(
         self, token: uuid.UUID, published: Sequence[uuid.UUID], failures: Sequence[Failure]
@@ -175,8 +186,7 @@ class ClaimStore:
             if published:
                 settled.published = (
                     self.events()
-                    .leased_by(token)
-                    .filter(id__in=published)
+                    .held(token, published)
                     .update(
                         status=PUBLISHED,
                         published_at=now,
@@ -188,8 +198,7 @@ class ClaimStore:
             for failure in failures:
                 changed = (
                     self.events()
-                    .leased_by(token)
-                    .filter(id=failure.event.id)
+                    .held(token, [failure.event.id])
                     .update(
                         status=DEAD if failure.dead else PENDING,
                         available_at=failure.available_at,
@@ -236,11 +245,11 @@ class ClaimStore:
             parked = parked.filter(aggregate_id__in=aggregate_ids)
         return parked.update(available_at=timezone.now())
 
-    def release(self, token: uuid.UUID) -> int:
+    def release(self, claim: Claim) -> int:
         """Give back a claim that was never published (shutdown): due now, attempt undone."""
         return (
             self.events()
-            .leased_by(token)
+            .held(claim.token, claim.ids)
             .update(lease_token=None, leased_until=None, attempts=F("attempts") - 1)
         )
 
@@ -298,7 +307,7 @@ class PostgresClaimStore(ClaimStore):
 
     RENEW_SQL = """
         UPDATE {table} SET leased_until = statement_timestamp() + %s
-         WHERE lease_token = %s::uuid AND status = 'pending'
+         WHERE id = ANY(%s::uuid[]) AND lease_token = %s::uuid
     """
 
     @property
@@ -346,12 +355,11 @@ class PostgresClaimStore(ClaimStore):
         batch.sort(key=lambda event: (event.created_at, event.id))
         return Claim(token, batch)
 
-    def renew(self, token: uuid.UUID) -> int:
+    def renew(self, claim: Claim) -> int:
         table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
+        params = [orders_settings.OUTBOX_LEASE, [str(pk) for pk in claim.ids], str(claim.token)]
         with self.connection.cursor() as cursor:
-            cursor.execute(
-                self.RENEW_SQL.format(table=table), [orders_settings.OUTBOX_LEASE, str(token)]
-            )
+            cursor.execute(self.RENEW_SQL.format(table=table), params)
             return int(cursor.rowcount)
 
 
