@@ -12,7 +12,6 @@ from typing import Any
 
 from django.db import router, transaction
 from django.urls import NoReverseMatch, reverse
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -27,6 +26,7 @@ from django_orders.pagination import KeysetPagination
 from django_orders.parsers import OrdersJSONParser
 from django_orders.permissions import TenantAccessPermission
 from django_orders.problems import Problem
+from django_orders.renderers import OrdersJSONRenderer
 from django_orders.serializers import (
     OrderCloseSerializer,
     OrderConfirmSerializer,
@@ -45,7 +45,7 @@ class OrdersAPIView(TenantScopedMixin, APIView):
     handler so the host's global DRF settings for those are untouched.
     """
 
-    renderer_classes = (JSONRenderer,)
+    renderer_classes = (OrdersJSONRenderer,)
     parser_classes = (OrdersJSONParser,)
 
     def get_exception_handler(self) -> Any:

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 from django.db import transaction
+from django.test import override_settings
 
 from django_orders import services
 from django_orders.models import Order, OutboxEvent
@@ -124,3 +125,19 @@ def test_one_version_is_always_the_same_bytes(api: OrdersClient) -> None:
     assert fetched.content == created.content
     assert list(fetched.json()["metadata"]) == ["B", "a", "bb", "ccc", "é"]
     assert OutboxEvent.objects.get().payload == fetched.json()
+
+
+@override_settings(REST_FRAMEWORK={"COMPACT_JSON": False, "UNICODE_JSON": False})
+def test_the_bytes_do_not_depend_on_accept_or_the_hosts_json_settings(api: OrdersClient) -> None:
+    # DRF's JSONRenderer indents for "Accept: application/json; indent=4" (and takes its
+    # spacing from the host's COMPACT_JSON / UNICODE_JSON, read when DRF is imported).
+    created = api.create({"metadata": {"note": "café"}}, key="bytes")
+    indented = {"Accept": "application/json; indent=4"}
+    replay = api.create({"metadata": {"note": "café"}}, key="bytes", headers=indented)
+    fetched = api.call("GET", created["Location"], headers=indented)
+
+    assert b"\n" not in created.content
+    assert b'"note":"caf\xc3\xa9"' in created.content
+    assert replay.content == fetched.content == created.content
+    missing = api.call("GET", f"/orders/{uuid.uuid4()}", headers=indented)
+    assert b"\n" not in missing.content
