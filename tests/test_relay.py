@@ -528,6 +528,13 @@ def test_the_claim_probes_per_candidate_even_with_stale_statistics() -> None:
     assert "SubPlan" in plan, plan
     assert "Index Cond: ((aggregate_id = e.aggregate_id)" in plan, plan
 
+    # The writes after the claim probe by primary key / aggregate, not the pending index.
+    claim = store.claim(100)
+    assert claim is not None
+    assert "pkey" in store.events().held(claim.token, claim.ids).explain()
+    followers = store.followers(claim.events[0], PARKED_UNTIL).explain()
+    assert "orders_outbox_unfinished" in followers, followers
+
 
 # -- backoff ---------------------------------------------------------------------------
 

@@ -229,14 +229,24 @@ class ClaimStore:
             until = PARKED_UNTIL
         else:
             until = failure.available_at
-        event = failure.event
-        self.events().filter(
-            aggregate_type=event.aggregate_type,
-            aggregate_id=event.aggregate_id,
-            aggregate_version__gt=event.aggregate_version,
-            status=PENDING,
-            available_at__lt=until,
-        ).update(available_at=until)
+        self.followers(failure.event, until).update(available_at=until)
+
+    def followers(self, event: OutboxEvent, before: dt.datetime) -> OutboxQuerySet:
+        """The pending later events of ``event``'s aggregate due before ``before``."""
+        # "Neither published nor dead" rather than "pending": the same rows, but only the
+        # per-aggregate orders_outbox_unfinished index matches it; with stale statistics
+        # status = 'pending' could send the planner through the whole pending index.
+        return (
+            self.events()
+            .filter(
+                aggregate_type=event.aggregate_type,
+                aggregate_id=event.aggregate_id,
+                aggregate_version__gt=event.aggregate_version,
+                available_at__lt=before,
+            )
+            .exclude(status=PUBLISHED)
+            .exclude(status=DEAD)
+        )
 
     def unpark(self, aggregate_ids: Sequence[uuid.UUID] | None = None) -> int:
         """Make events parked behind dead events due now (all, or of these aggregates)."""
