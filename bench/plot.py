@@ -17,7 +17,7 @@ def plot_depth(results: dict[str, Any], out: Path) -> Path:
     curve = results["summary"]["depth"]
     fig, (ax_abs, ax_rel) = plt.subplots(1, 2, figsize=(11, 4.2))
     styles = {"keyset (django-orders)": "o-", "OR-expanded keyset": "s--",
-              "DRF LimitOffsetPagination": "^:"}
+              "DRF LimitOffsetPagination": "^:", "OFFSET without COUNT": "v-."}
     for paginator, by_depth in curve.items():
         depths = sorted(int(d) for d in by_depth)
         rps = [by_depth[d if d in by_depth else str(d)]["rps"] for d in depths]

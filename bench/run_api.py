@@ -223,6 +223,8 @@ def depth_scenarios(cursors: dict[int, str | None], list_orders: int
             rows.append(("keyset (django-orders)", depth, "/orders?" + urllib.parse.urlencode(q)))
         rows.append(("DRF LimitOffsetPagination", depth,
                      f"/ref/list/offset?limit=20&offset={depth}"))
+        rows.append(("OFFSET without COUNT", depth,
+                     f"/ref/list/offset-nocount?limit=20&offset={depth}"))
         q = {"limit": 20}
         if depth:
             stamp, pk = seed.row_at_depth(seed.LIST_TENANT, depth)

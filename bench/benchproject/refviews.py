@@ -6,6 +6,7 @@
   event, no tenant checks: the floor any create with those features is compared with.
 - ``OffsetListView``: DRF's stock ``LimitOffsetPagination`` (``?limit=&offset=``), as shipped
   (it runs ``COUNT(*)`` for every page, as DRF does).
+- ``OffsetNoCountListView``: the same without the ``COUNT(*)``: ``OFFSET`` alone.
 - ``OrKeysetListView``: a keyset walk with the OR-expanded predicate
   ``created_at < x OR (created_at = x AND id < y)``, the form most hand-written keyset
   paginators use; the cursor is an unsigned ``<iso timestamp>,<uuid>``.
@@ -77,6 +78,18 @@ class OffsetListView(ListAPIView):
         return Order.objects.filter(tenant_id=_tenant(self.request)).order_by(
             "-created_at", "-id"
         )
+
+
+class NoCountLimitOffsetPagination(BenchLimitOffsetPagination):
+    """``LimitOffsetPagination`` minus its ``COUNT(*)``: the cost of ``OFFSET`` alone.
+    (The ``count`` it reports is a placeholder.)"""
+
+    def get_count(self, queryset):
+        return 10**12
+
+
+class OffsetNoCountListView(OffsetListView):
+    pagination_class = NoCountLimitOffsetPagination
 
 
 class OrKeysetListView(APIView):
