@@ -9,6 +9,8 @@ such body with a 4xx problem instead (CONTRACT §3):
 - a body larger than ``MAX_BODY_BYTES`` → 413 ``payload_too_large``, judged from
   ``Content-Length`` before anything is read, and by reading at most one byte past the
   cap (a lying or missing ``Content-Length`` cannot make it buffer more);
+- a ``Content-Type`` that is a range (``*/*``, ``application/*``) rather than
+  ``application/json`` → 415 ``unsupported_media_type``;
 - a ``charset`` other than UTF-8 → 415 ``unsupported_media_type`` (RFC 8259 §8.1: JSON
   exchanged between systems is UTF-8);
 - anything that is not strict JSON → 400 ``invalid_json``: invalid UTF-8, ``NaN`` /
@@ -93,6 +95,7 @@ class OrdersJSONParser(BaseParser):
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         """Return the parsed document, or raise a :class:`~django_orders.problems.Problem`."""
+        self.check_media_type(media_type)
         self.check_charset(media_type)
         limit = int(orders_settings.MAX_BODY_BYTES)
         request = (parser_context or {}).get("request")
@@ -106,6 +109,23 @@ class OrdersJSONParser(BaseParser):
         return self.loads(raw)
 
     # The steps, each overridable.
+
+    def check_media_type(self, media_type: str | None) -> None:
+        """415 unless the request names exactly :attr:`media_type` (any parameters aside).
+
+        DRF picks a parser whose type *matches* the request's ``Content-Type``, so a
+        request declaring ``*/*`` or ``application/*`` would reach this parser: declaring
+        a range says nothing of what the body is (RFC 9110 §8.3), so it is refused too.
+        """
+        if not media_type:
+            return
+        declared, _ = parse_header_parameters(media_type)
+        if declared.strip().lower() != self.media_type:
+            raise Problem(
+                415,
+                "unsupported_media_type",
+                f'Unsupported media type "{declared}" in request: send {self.media_type}.',
+            )
 
     def check_charset(self, media_type: str | None) -> None:
         """415 unless the ``charset`` parameter, if any, names UTF-8."""

@@ -366,6 +366,9 @@ class TestThroughAView:
             "application/problem+json",
             "application/jsonx",
             "json",
+            "*/*",
+            "application/*",
+            "*/*; charset=utf-8",
         ],
     )
     def test_other_media_types_are_415(self, content_type: str) -> None:
