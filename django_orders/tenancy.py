@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
 
 from django_orders.conf import orders_settings
 from django_orders.problems import Problem, problem_response
@@ -151,6 +152,15 @@ class TenantScopedMixin:
             raise problem
         request.tenant_id = request._request.tenant_id
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
+
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(  # type: ignore[misc]
+            request, response, *args, **kwargs
+        )
+        # The representation depends on the tenant header, not only on the URL: say so,
+        # or a shared cache could answer one tenant with another's (RFC 9110 §12.5.5).
+        patch_vary_headers(response, (orders_settings.TENANT_HEADER,))
+        return response
 
     def handle_exception(self, exc: Exception) -> Any:
         # The package's problems (tenant_forbidden, …) are problem+json even on a host view

@@ -356,3 +356,47 @@ def test_the_default_exempt_paths(path: str, exempt: bool) -> None:
     from django_orders.tenancy import is_exempt_path
 
     assert is_exempt_path(path) is exempt
+
+
+# -- caches must key tenant-scoped responses by the tenant ---------------------------------
+
+
+def vary(response: object) -> set[str]:
+    header = response.get("Vary", "")  # type: ignore[attr-defined]
+    return {name.strip().lower() for name in header.split(",") if name.strip()}
+
+
+@pytest.mark.django_db
+def test_scoped_responses_vary_by_the_tenant_header(client: Client) -> None:
+    headers = {"X-Tenant-Id": "shop-1"}
+    created = client.post(
+        "/orders",
+        "{}",
+        content_type="application/json",
+        headers={**headers, "Idempotency-Key": "v"},
+    )
+    responses = [
+        created,
+        client.post(
+            "/orders",
+            "{}",
+            content_type="application/json",
+            headers={**headers, "Idempotency-Key": "v"},
+        ),  # the replay
+        client.get(created["Location"], headers=headers),
+        client.get(created["Location"], headers={**headers, "If-None-Match": '"1"'}),  # 304
+        client.get("/orders", headers=headers),
+        client.get("/orders/nope", headers=headers),
+        client.get("/host/scoped-api", headers=headers),
+    ]
+    assert [r.status_code for r in responses] == [201, 201, 200, 304, 200, 404, 200]
+    for response in responses:
+        assert "x-tenant-id" in vary(response), response
+    assert "x-tenant-id" not in vary(client.get("/host/plain-api"))
+
+
+@override_settings(DJANGO_ORDERS={"TENANT_HEADER": "X-Shop"})
+def test_the_vary_header_names_the_configured_tenant_header(client: Client) -> None:
+    response = client.get("/host/scoped-api", headers={"X-Shop": "a"})
+    assert "x-shop" in vary(response)
+    assert "x-tenant-id" not in vary(response)
