@@ -195,7 +195,9 @@ def tenant_scoped(view: ViewT) -> ViewT:
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         with _tenant_restored():
-            return _call_scoped(view, request, *args, **kwargs)
+            response = _call_scoped(view, request, *args, **kwargs)
+        patch_vary_headers(response, (orders_settings.TENANT_HEADER,))
+        return response
 
     wrapper.tenant_scoped = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

@@ -388,8 +388,9 @@ def test_scoped_responses_vary_by_the_tenant_header(client: Client) -> None:
         client.get("/orders", headers=headers),
         client.get("/orders/nope", headers=headers),
         client.get("/host/scoped-api", headers=headers),
+        client.get("/host/scoped-function", headers=headers),
     ]
-    assert [r.status_code for r in responses] == [201, 201, 200, 304, 200, 404, 200]
+    assert [r.status_code for r in responses] == [201, 201, 200, 304, 200, 404, 200, 200]
     for response in responses:
         assert "x-tenant-id" in vary(response), response
     assert "x-tenant-id" not in vary(client.get("/host/plain-api"))
