@@ -359,3 +359,17 @@ def test_the_read_only_members_are_the_order_documents_other_members() -> None:
     # If the order document grows a member, it is refused in bodies unless writable.
     writable = {"totalCents", "currency", "metadata"}
     assert set(services.create_order("t").to_dict()) == READ_ONLY_FIELDS | writable
+
+
+def test_order_of_checks_for_close_428_400_412_body_then_transition(
+    api: OrdersClient, draft: Order
+) -> None:
+    # On a draft, so that every step that passes would end in a 409.
+    oid = str(draft.id)
+    bad = {"reason": "x"}
+    assert_problem(api.close_order(oid, bad, if_match=None), 428, "precondition_required")
+    assert_problem(api.close_order(oid, bad, if_match="junk"), 400, "invalid_if_match")
+    assert_problem(api.close_order(oid, bad, if_match='"9"'), 412, "version_mismatch")
+    assert_problem(api.close_order(oid, bad, if_match='"1"'), 400, "validation_error")
+    assert_problem(api.close_order(oid, {}, if_match='"1"'), 409, "invalid_transition")
+    assert Order.objects.get(pk=draft.id).version == 1
