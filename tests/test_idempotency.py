@@ -139,6 +139,18 @@ def test_a_forbidden_tenant_is_403_before_the_key_is_looked_at() -> None:
     assert not IdempotencyKey.objects.exists()
 
 
+@override_settings(DJANGO_ORDERS={"TENANT_ACCESS_CHECK": "tests.hooks.allow_shop_1"})
+def test_a_forbidden_tenant_is_403_before_the_key_on_confirm_and_close() -> None:
+    order = services.create_order("shop-2")
+    other = OrdersClient(tenant="shop-2")
+    bad_key = {"Idempotency-Key": ""}
+    assert_problem(
+        other.confirm(str(order.id), {"totalCents": 1}, headers=bad_key), 403, "tenant_forbidden"
+    )
+    assert_problem(other.close_order(str(order.id), headers=bad_key), 403, "tenant_forbidden")
+    assert Order.objects.get().version == 1
+
+
 # -- replay -------------------------------------------------------------------------------
 
 
