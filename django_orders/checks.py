@@ -10,6 +10,7 @@ Ids are numbered and never reused; docs/reference/checks.md lists them.
 - ``django_orders.E006`` a removed setting is used.
 - ``django_orders.E007`` a duration setting is neither a timedelta nor seconds.
 - ``django_orders.E008`` an outbox or body-size number is out of range.
+- ``django_orders.E009`` the orders URLs are mounted under a tenant-exempt path.
 - ``django_orders.W001`` (deploy) no ``TENANT_ACCESS_CHECK`` while ``DEBUG`` is off.
 """
 
@@ -142,6 +143,28 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint="Add it so tenant-scoped views resolve the tenant and reset it after each "
             "request.",
             id="django_orders.E005",
+        )
+    ]
+
+
+@register(Tags.urls)
+def check_urls_not_exempt(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    from django.urls import NoReverseMatch, reverse
+
+    from django_orders.tenancy import is_exempt_path
+
+    try:
+        path = reverse("django_orders:order-list")
+    except (NoReverseMatch, ImportError):
+        return []  # not mounted (yet), or mounted under another namespace: nothing to say
+    if not is_exempt_path(path):
+        return []
+    return [
+        Error(
+            f"The orders API is mounted at {path!r}, under a TENANT_EXEMPT_PATHS prefix: "
+            "its requests would have no tenant.",
+            hint="Mount django_orders.urls elsewhere, or narrow TENANT_EXEMPT_PATHS.",
+            id="django_orders.E009",
         )
     ]
 

@@ -10,12 +10,13 @@ replays identically whoever asks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 
-__all__ = ["OrdersJSONRenderer"]
+__all__ = ["JSONOnlyNegotiation", "OrdersJSONRenderer"]
 
 
 class OrdersJSONRenderer(JSONRenderer):
@@ -26,3 +27,19 @@ class OrdersJSONRenderer(JSONRenderer):
 
     def get_indent(self, accepted_media_type: str, renderer_context: Mapping[str, Any]) -> None:
         return None
+
+
+class JSONOnlyNegotiation(DefaultContentNegotiation):
+    """Always answer with the view's first renderer, whatever ``Accept`` says.
+
+    The package's views have one representation. RFC 9110 §12.5.1 lets a server disregard
+    an ``Accept`` it cannot satisfy and send its default rather than 406; a client that
+    sends ``Accept: application/problem+json`` alone (or ``text/html``) thereby still gets
+    its 404 or its order, not an unrelated 406.
+    """
+
+    def select_renderer(
+        self, request: Any, renderers: Iterable[Any], format_suffix: str | None = None
+    ) -> tuple[Any, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type

@@ -26,7 +26,7 @@ from django_orders.pagination import KeysetPagination
 from django_orders.parsers import OrdersJSONParser
 from django_orders.permissions import TenantAccessPermission
 from django_orders.problems import Problem
-from django_orders.renderers import OrdersJSONRenderer
+from django_orders.renderers import JSONOnlyNegotiation, OrdersJSONRenderer
 from django_orders.serializers import (
     OrderCloseSerializer,
     OrderConfirmSerializer,
@@ -47,12 +47,22 @@ class OrdersAPIView(TenantScopedMixin, APIView):
 
     renderer_classes = (OrdersJSONRenderer,)
     parser_classes = (OrdersJSONParser,)
+    content_negotiation_class = JSONOnlyNegotiation
 
     def get_exception_handler(self) -> Any:
         return problems.exception_handler
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        if self.tenant_id is None:
+            # Only on a tenant-exempt path (system check E009 reports such a mount): the
+            # orders API has nothing it could do without a tenant, so it refuses to act.
+            raise Problem(
+                400,
+                "missing_tenant",
+                "The orders API is mounted under a tenant-exempt path and cannot act "
+                "without a tenant.",
+            )
         meta = request._request.META
         if (
             request.method in BODY_METHODS

@@ -141,3 +141,23 @@ def test_the_bytes_do_not_depend_on_accept_or_the_hosts_json_settings(api: Order
     assert replay.content == fetched.content == created.content
     missing = api.call("GET", f"/orders/{uuid.uuid4()}", headers=indented)
     assert b"\n" not in missing.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("accept", ["application/problem+json", "text/html", "image/png"])
+def test_an_accept_the_api_cannot_satisfy_is_disregarded_not_406(accept: str) -> None:
+    """RFC 9110 §12.5.1: the server may disregard Accept and send its one representation."""
+    from django.test import Client
+
+    from django_orders.services import create_order
+
+    order = create_order("shop-1")
+    client = Client(headers={"X-Tenant-Id": "shop-1", "Accept": accept})
+    found = client.get(f"/orders/{order.id}")
+    assert found.status_code == 200
+    assert found["Content-Type"] == "application/json"
+    assert found.json()["id"] == str(order.id)
+    missing = client.get("/orders/01a213bb-a255-759a-98dd-9524e290f4a3")
+    assert missing.status_code == 404
+    assert missing["Content-Type"] == "application/problem+json"
+    assert missing.json()["code"] == "not_found"

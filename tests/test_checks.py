@@ -133,3 +133,30 @@ def test_w001_silent_in_debug() -> None:
 def test_manage_py_check_reports_errors() -> None:
     with pytest.raises(SystemCheckError, match=r"django_orders\.E004"):
         call_command("check")
+
+
+def test_e009_urls_mounted_under_an_exempt_path() -> None:
+    assert checks.check_urls_not_exempt() == []
+    with override_settings(ROOT_URLCONF="tests.urls_exempt_mount"):
+        (error,) = checks.check_urls_not_exempt()
+    assert error.id == "django_orders.E009"
+    assert "/docs/api/orders" in error.msg
+
+
+@override_settings(ROOT_URLCONF="tests.urls_exempt_mount")
+@pytest.mark.django_db
+def test_under_an_exempt_path_the_api_refuses_to_act_without_a_tenant() -> None:
+    from django.test import Client
+
+    from django_orders.models import IdempotencyKey, Order
+
+    response = Client().post(
+        "/docs/api/orders",
+        data={},
+        content_type="application/json",
+        headers={"X-Tenant-Id": "shop-1", "Idempotency-Key": "k"},
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "missing_tenant"
+    assert not Order.objects.exists()
+    assert not IdempotencyKey.objects.exists()
