@@ -35,9 +35,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.files.uploadedfile import UploadedFile
 from django.db import OperationalError, connections, router, transaction
 from django.http import HttpResponse, HttpResponseBase
 from django.utils import timezone
+from django.utils.datastructures import MultiValueDict
 from rest_framework.request import Request
 
 from django_orders.conf import orders_settings
@@ -103,9 +105,34 @@ def request_fingerprint(method: str, path: str, data: Any) -> str:
     The body is canonical JSON (sorted keys, no whitespace), so ``{"a":1,"b":2}`` and
     ``{ "b": 2, "a": 1 }`` are the same request; so are ``/orders`` and ``/orders/``.
     """
-    body = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    body = json.dumps(
+        _canonical(data),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+        default=_canonical_upload,
+    )
     material = "\n".join((method.upper(), path.rstrip("/"), body))
     return hashlib.sha256(material.encode()).hexdigest()
+
+
+def _canonical(data: Any) -> Any:
+    """Form data (a host's multipart or urlencoded view) as a JSON-able mapping of lists."""
+    if isinstance(data, MultiValueDict):
+        return {key: data.getlist(key) for key in data}
+    return data
+
+
+def _canonical_upload(value: Any) -> Any:
+    """An uploaded file by name, size and content hash, so a different file is a different
+    request; the file is rewound for the view."""
+    if isinstance(value, UploadedFile):
+        digest = hashlib.sha256()
+        for chunk in value.chunks():
+            digest.update(chunk)
+        value.seek(0)
+        return {"name": value.name, "size": value.size, "sha256": digest.hexdigest()}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @dataclass

@@ -410,7 +410,21 @@ class HostDepositView(IdempotencyMixin, TenantScopedMixin, APIView):
         return Response({"order": str(order.id)}, status=202, headers={"ETag": '"x"'})
 
 
-urlpatterns = [path("host/deposits/", HostDepositView.as_view())]
+class HostUploadView(IdempotencyMixin, TenantScopedMixin, APIView):
+    """A host's multipart view: form fields and an uploaded file are the request."""
+
+    def post(self, request: Any) -> Response:
+        upload = request.data["receipt"]
+        order = services.create_order(
+            request.tenant_id, metadata={"receipt": upload.name, "size": str(upload.size)}
+        )
+        return Response({"order": str(order.id), "bytes": len(upload.read())}, status=201)
+
+
+urlpatterns = [
+    path("host/deposits/", HostDepositView.as_view()),
+    path("host/uploads/", HostUploadView.as_view()),
+]
 host_urls = override_settings(ROOT_URLCONF=__name__)
 
 
@@ -427,6 +441,28 @@ def test_a_host_view_replays_with_the_mixin(api: OrdersClient) -> None:
     assert Order.objects.count() == 1
     other = api.call("POST", "/host/deposits/", {"amount": 6}, headers={"Idempotency-Key": "h"})
     assert other.status_code == 422
+
+
+@host_urls
+def test_a_multipart_host_view_fingerprints_fields_and_file_content() -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    client = Client(headers={"X-Tenant-Id": "shop-1", "Idempotency-Key": "upload-1"})
+
+    def upload(content: bytes) -> Any:
+        receipt = SimpleUploadedFile("receipt.txt", content, content_type="text/plain")
+        return client.post("/host/uploads/", {"note": "x", "receipt": receipt})
+
+    first = upload(b"hello")
+    assert first.status_code == 201, first.content
+    assert first.json()["bytes"] == 5  # the view still reads the whole file
+    replay = upload(b"hello")
+    assert replay.status_code == 201
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.json() == first.json()
+    assert upload(b"other").status_code == 422  # same name and size class, other content
+    assert Order.objects.count() == 1
 
 
 @host_urls
