@@ -39,7 +39,7 @@ from django_orders.outbox.backoff import retry_delay
 from django_orders.outbox.claims import Claim, ClaimStore, Failure, claim_store_for
 from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
 from django_orders.outbox.wakeup import Wakeup
-from django_orders.publishers.base import Publisher, PublishError
+from django_orders.publishers.base import NotSent, Publisher, PublishError
 
 __all__ = ["BatchReport", "Relay", "RelayAlreadyRunning"]
 
@@ -58,6 +58,7 @@ class BatchReport:
     failed: int = 0
     dead: int = 0
     lost: int = 0  # outcomes not written: the lease had passed to another relay
+    released: int = 0  # not sent because the relay was stopping: given back, due at once
 
     def add(self, other: BatchReport) -> None:
         for field in dataclasses.fields(self):
@@ -119,8 +120,16 @@ class Relay:
         return self.totals.failed == 0
 
     def stop(self) -> None:
-        """Stop claiming; the batch in hand is finished. Thread- and signal-safe."""
+        """Stop claiming; finish the sends in flight and give back the rest of the batch.
+
+        Thread- and signal-safe. The publisher is told through ``request_stop()`` (if it
+        has one), so a stop does not wait for a whole batch to a slow receiver: what it
+        has not sent yet is released, due at once for another relay.
+        """
         self.stopping = True
+        request_stop = getattr(self.publisher, "request_stop", None)
+        if request_stop is not None:
+            request_stop()
         self.wakeup.wake()
 
     def install_signal_handlers(self) -> None:
@@ -333,9 +342,13 @@ class Relay:
         cap = orders_settings.OUTBOX_BACKOFF_MAX.total_seconds()
         published: list[uuid.UUID] = []
         failures: list[Failure] = []
+        unsent: list[OutboxEvent] = []
         for event, result in zip(claim.events, results, strict=True):
             if result is None:
                 published.append(event.id)
+                continue
+            if isinstance(result, NotSent):
+                unsent.append(event)
                 continue
             dead = result.permanent or event.attempts >= max_attempts
             delay = (
@@ -370,7 +383,13 @@ class Relay:
             failed=len(failures),
             dead=settled.dead,
         )
-        report.lost = report.claimed - (settled.published + settled.retried + settled.dead)
+        if unsent:
+            # Never tried: due at once for the next relay, attempt undone, no error noted.
+            report.released = self.store.release(Claim(claim.token, unsent))
+            logger.info("Outbox relay stopping: released %d unsent events", report.released)
+        report.lost = report.claimed - (
+            settled.published + settled.retried + settled.dead + report.released
+        )
         if report.lost:
             logger.warning(
                 "Outbox relay: %d outcomes not written, their lease had passed to another relay",

@@ -50,11 +50,17 @@ class Receiver:
 
     ``status`` is what it answers (200 by default; set 503 to refuse for a while),
     ``delay`` seconds it waits before answering, ``retry_after`` an optional header.
+    ``started`` counts requests that arrived (answered or not yet); ``requests`` keeps
+    each one's headers and raw body, refused ones included. A received event gets
+    ``_received_at`` (monotonic), ``_received_wall`` (epoch seconds) and ``_relay_pid``
+    (the ``X-Relay-Pid`` header :class:`ReceiverPublisher` sends).
     """
 
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
+        self.requests: list[tuple[dict[str, str], bytes, int]] = []
         self.refused = 0
+        self.started = 0
         self.status = 200
         self.delay = 0.0
         self.retry_after: str | None = None
@@ -66,12 +72,19 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    receiver.started += 1
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 status = receiver.status
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with receiver.lock:
+                    receiver.requests.append((headers, body, status))
                 if 200 <= status < 300:
                     event = json.loads(body)
                     event["_received_at"] = time.monotonic()
+                    event["_received_wall"] = time.time()
+                    event["_relay_pid"] = headers.get("x-relay-pid")
                     with receiver.lock:
                         receiver.received.append(event)
                 else:
@@ -143,7 +156,10 @@ class ReceiverPublisher(Publisher):
                 "POST",
                 self.path,
                 body=body,
-                headers={"Content-Type": "application/cloudevents+json"},
+                headers={
+                    "Content-Type": "application/cloudevents+json",
+                    "X-Relay-Pid": str(os.getpid()),
+                },
             )
             response = self.conn.getresponse()
             response.read()

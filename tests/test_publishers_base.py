@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from django_orders.cloudevents import serialize
-from django_orders.publishers import LoggingPublisher, Publisher, PublishError
+from django_orders.publishers import LoggingPublisher, NotSent, Publisher, PublishError
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 
 
@@ -90,3 +90,53 @@ def test_the_logging_publisher_has_a_timeout_and_closes() -> None:
     assert publisher.timeout > 0
     publisher.close()
     assert sample_cloudevent()["specversion"] == "1.0"
+
+
+class Crashing(Publisher):
+    """``publish`` raises something that is not a PublishError on the second event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.seen.append(event["id"])
+        if len(self.seen) == 2:
+            raise ConnectionResetError("driver bug")
+
+
+def test_an_unexpected_exception_keeps_what_was_sent_and_tries_no_more(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events = sample_batch(4)
+    publisher = Crashing()
+
+    with caplog.at_level(logging.ERROR, logger="django_orders.publishers"):
+        first, second, third, fourth = publisher.publish_batch(events)
+
+    # The first went out (no duplicate on retry); the rest are retryable failures.
+    assert first is None
+    assert isinstance(second, PublishError)
+    assert not second.permanent
+    assert "ConnectionResetError: driver bug" in str(second)
+    assert all(isinstance(r, PublishError) and not r.permanent for r in (third, fourth))
+    assert "not sent" in str(third)
+    assert publisher.seen == [events[0]["id"], events[1]["id"]]
+    assert "Crashing.publish raised" in caplog.text
+
+
+def test_request_stop_answers_the_unsent_events_with_not_sent() -> None:
+    events = sample_batch(3)
+
+    class StopsAfterOne(HalfRefusing):
+        def publish(self, event: dict[str, Any]) -> None:
+            super().publish(event)
+            self.request_stop()  # as a signal arriving while this event was in flight
+
+    publisher = StopsAfterOne()
+    results = publisher.publish_batch(events)
+
+    assert results[0] is None
+    assert [type(r) for r in results[1:]] == [NotSent, NotSent]
+    assert publisher.seen == [events[0]["id"]]
+    assert not Publisher.stop_requested  # a flag of the instance, not of the class

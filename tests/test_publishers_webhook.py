@@ -26,7 +26,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_orders import services
 from django_orders.cloudevents import serialize, to_cloudevent
 from django_orders.models import OutboxEvent
-from django_orders.publishers import PublishError, WebhookPublisher
+from django_orders.publishers import NotSent, PublishError, WebhookPublisher
 from django_orders.publishers.webhook import parse_retry_after, sign, signing_key
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 from tests.standard_webhooks_verifier import Verifier, WebhookVerificationError
@@ -631,3 +631,22 @@ def test_a_per_event_failure_does_not_stop_the_batch(
     receiver.answer = answer_with(status)
     make_publisher(max_concurrency=1).publish_batch(sample_batch(10))
     assert len(receiver.received) == 10
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_stop_request_finishes_the_requests_in_flight_and_sends_no_more(
+    concurrency: int, receiver: Receiver, make_publisher: Any
+) -> None:
+    publisher = make_publisher(max_concurrency=concurrency)
+
+    def stop_then_accept(request: Received) -> Answer:
+        publisher.request_stop()  # the relay got SIGTERM while this request was in flight
+        return 204, {}, b""
+
+    receiver.answer = stop_then_accept
+    results = publisher.publish_batch(sample_batch(20))
+
+    sent = len(receiver.received)
+    assert 1 <= sent <= concurrency
+    assert results.count(None) == sent  # what was in flight completed
+    assert [type(r) for r in results if r is not None] == [NotSent] * (20 - sent)

@@ -386,6 +386,7 @@ def test_one_log_line_per_batch(caplog: pytest.LogCaptureFixture) -> None:
         "failed": 0,
         "dead": 0,
         "lost": 0,
+        "released": 0,
         "duration_ms": batches[0].outbox_batch["duration_ms"],  # type: ignore[attr-defined]
     }
     assert "claimed=1 published=1 failed=0 dead=0" in batches[0].getMessage()
@@ -501,6 +502,32 @@ def test_a_stopping_relay_releases_the_claim_it_has_not_started() -> None:
     event = OutboxEvent.objects.get()
     assert (event.status, event.attempts, event.lease_token) == ("pending", 0, None)
     assert publisher.events == []
+
+
+def test_a_stop_mid_batch_releases_what_was_not_sent() -> None:
+    bulk_events(5, versions=1)
+    relay: Relay
+
+    class StopsAfterTwo(RecordingPublisher):
+        def publish(self, event: dict[str, object]) -> None:
+            super().publish(event)
+            if len(self.events) == 2:
+                relay.stop()  # as SIGTERM arriving while the second event was in flight
+
+    publisher = StopsAfterTwo()
+    relay = Relay(publisher, listen=False)
+    assert relay.run(once=True) is True  # released events are not failures
+
+    assert len(publisher.events) == 2
+    assert (relay.totals.published, relay.totals.released, relay.totals.lost) == (2, 3, 0)
+    sent = {e["id"] for e in publisher.events}
+    for event in OutboxEvent.objects.all():
+        if str(event.id) in sent:
+            assert event.status == "published"
+        else:  # due at once for the next relay: no lease, attempt undone, no error
+            assert (event.status, event.attempts, event.lease_token) == ("pending", 0, None)
+            assert event.last_error == ""
+            assert event.available_at <= timezone.now()
 
 
 def test_failing_publisher_helper_is_permanent_on_request() -> None:

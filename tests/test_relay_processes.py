@@ -133,13 +133,51 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(receiver: Receiver, log_
     assert len(receiver.ids()) == len(expected)
 
 
+def test_sigterm_mid_batch_gives_back_what_it_has_not_sent(
+    receiver: Receiver, log_dir: Path
+) -> None:
+    """A slow receiver and a big batch: SIGTERM finishes the send in flight, releases the
+    rest of the batch (due at once, attempt undone) and exits 0 — it does not wait for
+    the whole batch, nor leave it leased."""
+    bulk_events(20, versions=1)
+    expected = all_ids()
+    receiver.delay = 1.0  # one at a time: the whole batch would take 20 s
+    env = relay_env(receiver)  # the default 30 s lease
+
+    with relays(log_dir, 1, env, "--batch-size", "20") as (relay,):
+        wait_until(lambda: receiver.count() >= 1, 30, "the first delivery")
+        signalled = time.monotonic()
+        relay.signal(signal.SIGTERM)
+        assert relay.wait(10) == 0, relay.output()
+        assert time.monotonic() - signalled < 4
+        assert "released" in relay.output()
+
+    received = set(receiver.ids())
+    assert 1 <= len(received) < len(expected)
+    published = {
+        str(pk)
+        for pk in OutboxEvent.objects.filter(status="published").values_list("id", flat=True)
+    }
+    assert published == received
+    rest = OutboxEvent.objects.exclude(status="published")
+    assert {(e.status, e.attempts, e.lease_token, e.last_error) for e in rest} == {
+        ("pending", 0, None, "")
+    }
+
+    # Due at once, not after the 30 s lease: the next run delivers them, each once.
+    receiver.delay = 0
+    with relays(log_dir, 1, env, "--once") as (again,):
+        assert again.wait(60) == 0
+    assert sorted(receiver.ids()) == sorted(expected)
+
+
 def test_a_second_signal_exits_at_once(receiver: Receiver, log_dir: Path) -> None:
     bulk_events(20, versions=1)
-    receiver.delay = 1.0  # a slow receiver: the batch in hand takes 20 s
+    receiver.delay = 4.0  # the send in flight takes 4 s (the test publisher's timeout: 5 s)
     env = relay_env(receiver, OUTBOX_LEASE=1)
 
     with relays(log_dir, 1, env) as (relay,):
-        wait_until(lambda: receiver.count() >= 1, 30, "the first delivery")
+        wait_until(lambda: receiver.started >= 1, 30, "the first send in flight")
         relay.signal(signal.SIGINT)
         wait_until(lambda: "Received SIGINT" in relay.output(), 5, "first signal logged")
         signalled = time.monotonic()
@@ -192,12 +230,14 @@ def test_several_relays_never_publish_twice_and_keep_order_per_order(
 
 
 @pytest.mark.postgres
-def test_a_slow_batch_keeps_its_lease(receiver: Receiver, log_dir: Path) -> None:
+@pytest.mark.parametrize("driver", ["default", "psycopg2"])
+def test_a_slow_batch_keeps_its_lease(receiver: Receiver, log_dir: Path, driver: str) -> None:
     bulk_events(8, versions=1)
     receiver.delay = 0.75  # the batch takes 6 s, three times the lease
     env = relay_env(receiver, OUTBOX_LEASE=2, OUTBOX_POLL_INTERVAL=0.1)
 
-    with relays(log_dir, 1, env, "--batch-size", "8") as (first,):
+    # The renewal (raw SQL with an interval and a uuid[] parameter) through either driver.
+    with relays(log_dir, 1, env, "--batch-size", "8", driver=driver) as (first,):
         wait_until(lambda: receiver.count() >= 1, 30, "the slow batch has started")
         (log_dir / "second").mkdir()
         with relays(log_dir / "second", 1, env, "--batch-size", "8") as (second,):
@@ -210,6 +250,9 @@ def test_a_slow_batch_keeps_its_lease(receiver: Receiver, log_dir: Path) -> None
 
     ids = receiver.ids()
     assert len(ids) == len(set(ids)) == 8, "a leased batch was claimed by a second relay"
+    assert "Renewed the lease of 8 events" in first.output()
+    if driver == "psycopg2":
+        assert "PostgreSQL via psycopg2," in first.output()
 
 
 def asleep(relay: RelayProcess) -> bool:

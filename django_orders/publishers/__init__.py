@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_orders.publishers.base import Publisher, PublishError
+from django_orders.publishers.base import NotSent, Publisher, PublishError
 from django_orders.publishers.log import LoggingPublisher
 
 __all__ = [
     "LoggingPublisher",
+    "NotSent",
     "PublishError",
     "Publisher",
     "RabbitMQPublisher",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger("django_orders.publishers")
 
 
 class PublishError(Exception):
@@ -22,6 +25,14 @@ class PublishError(Exception):
         self.retry_after = retry_after
 
 
+class NotSent(PublishError):
+    """The relay was stopping, so this event of the batch was never sent.
+
+    The relay gives it back (due at once, its attempt undone) instead of counting a
+    failure: another relay, or the next start, publishes it without waiting for a lease.
+    """
+
+
 class Publisher:
     """Base class of publishers.
 
@@ -33,17 +44,46 @@ class Publisher:
     #: Upper bound of one publish, seconds; the relay uses it when shutting down.
     timeout: float = 10.0
 
+    #: Set by :meth:`request_stop`: events not sent yet are answered with :class:`NotSent`.
+    #: A class attribute, so subclasses need not call ``super().__init__()``.
+    stop_requested: bool = False
+
     def __init__(self, **options: Any) -> None:
         if options:
             raise TypeError(f"{type(self).__name__} takes no options, got {sorted(options)}")
 
+    def request_stop(self) -> None:
+        """The relay is stopping: finish the sends in flight, start no new one.
+
+        Called from a signal handler or another thread, so it only sets a flag. A
+        ``publish_batch`` that sends one event after another checks it before each send
+        and answers the rest with :class:`NotSent`; one that hands the whole batch to the
+        broker at once may ignore it (its publish is bounded by :attr:`timeout`).
+        """
+        self.stop_requested = True
+
     def publish_batch(self, events: Sequence[dict[str, Any]]) -> list[PublishError | None]:
         results: list[PublishError | None] = []
-        for event in events:
+        for index, event in enumerate(events):
+            if self.stop_requested:
+                results.extend(NotSent("not sent: the relay is stopping") for _ in events[index:])
+                break
             try:
                 self.publish(event)
             except PublishError as exc:
                 results.append(exc)
+            except Exception as exc:
+                # A bug or an unexpected driver error. The events already sent are kept
+                # as published (no duplicates for them); the rest are not tried — the
+                # publisher is in an unknown state, and each could wait out a timeout.
+                logger.exception("%s.publish raised", type(self).__qualname__)
+                error = f"{type(exc).__name__}: {exc}"
+                results.append(PublishError(error))
+                results.extend(
+                    PublishError(f"not sent: an earlier event of the batch failed with: {error}")
+                    for _ in events[index + 1 :]
+                )
+                break
             else:
                 results.append(None)
         return results

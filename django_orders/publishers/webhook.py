@@ -45,7 +45,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 import django_orders
 from django_orders.cloudevents import CONTENT_TYPE, serialize
-from django_orders.publishers.base import Publisher, PublishError
+from django_orders.publishers.base import NotSent, Publisher, PublishError
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,8 @@ class WebhookPublisher(Publisher):
         breaker = _Breaker()
 
         def send(event: dict[str, Any]) -> PublishError | None:
+            if self.stop_requested:  # the relay is shutting down: it releases the rest
+                return NotSent("not sent: the relay is stopping")
             if breaker.tripped is not None:
                 return breaker.not_sent()
             error = self._send(event)
