@@ -56,10 +56,17 @@ class Wakeup:
             self._connect()
 
     def wait(self, timeout: float) -> str:
-        """Block up to ``timeout`` seconds; returns ``"notify"``, ``"wake"`` or ``"timeout"``."""
-        self.start()
+        """Block up to ``timeout`` seconds; returns ``"notify"``, ``"wake"``, ``"timeout"``
+        or ``"reconnected"``."""
         if self._conn is not None and self._drain():
             return "notify"
+        if self.listen_using is not None and self._conn is None:
+            # Not listening (the connection was lost, or never opened): connect again now,
+            # not a poll interval later. Notifications sent meanwhile are gone, so after a
+            # reconnect return at once: the caller looks for due events before it sleeps.
+            self._connect()
+            if self._conn is not None:
+                return "reconnected"
         fds = [self._read_fd]
         if self._conn is not None:
             fds.append(self._conn.fileno())
@@ -127,5 +134,6 @@ class Wakeup:
         except Exception as exc:
             # The server went away: reconnect at the next wait, poll meanwhile.
             logger.warning("LISTEN connection lost, reconnecting: %s", exc)
+            self._warned = True  # the reconnect says "works again"; a failed one stays quiet
             self._disconnect()
             return False
