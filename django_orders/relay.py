@@ -347,7 +347,9 @@ class Relay:
             if result is None:
                 published.append(event.id)
                 continue
-            if isinstance(result, NotSent):
+            if isinstance(result, NotSent) and self.stopping:
+                # Only while stopping: a NotSent at any other time (a publisher bug) is a
+                # failure with backoff, or a release would make the event due again at once.
                 unsent.append(event)
                 continue
             dead = result.permanent or event.attempts >= max_attempts

@@ -46,6 +46,7 @@ from tests.relay_helpers import (
     wait_until,
 )
 from tests.standard_webhooks_verifier import Verifier
+from tests.tcp_proxy import TcpProxy
 
 SECRET = "whsec_" + base64.b64encode(b"contract-test-key-32-bytes-long!").decode()
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
@@ -378,15 +379,16 @@ def asleep(output: str) -> bool:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.parametrize("driver", ["default", "psycopg2"])
 def test_a_relay_outlives_the_database_dropping_its_connections(
-    receiver: Receiver, log_dir: Path
+    receiver: Receiver, log_dir: Path, driver: str
 ) -> None:
     """close_old_connections() each loop and a LISTEN that reconnects: after every
     connection of the relay was terminated, it is still woken by NOTIFY (the poll
     interval is 30 s) and publishes."""
     env = relay_env(receiver, OUTBOX_POLL_INTERVAL=30)
     services.create_order("shop-1")
-    with relays(log_dir, 1, env) as (relay,):
+    with relays(log_dir, 1, env, driver=driver) as (relay,):
         wait_until(lambda: receiver.count() == 1, 20, "the first event")
         wait_until(lambda: asleep(relay.output()), 10, "an idle relay")
         with connection.cursor() as cursor:
@@ -444,3 +446,35 @@ def test_a_killed_relays_lease_passes_to_another_relay_when_it_runs_out(
             assert event["_received_wall"] >= expires - 0.05
             # …and soon after it did (OUTBOX_LEASE bounds the delay, not a restart).
             assert event["_received_wall"] <= expires + 10
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_relay_rides_out_a_database_outage(receiver: Receiver, log_dir: Path) -> None:
+    """The database goes away for a while (connections dropped, new ones refused): the
+    relay keeps running, retries every poll interval, and delivers once it is back."""
+    settings_dict = connection.settings_dict
+    proxy = TcpProxy((settings_dict["HOST"] or "127.0.0.1", int(settings_dict["PORT"] or 5432)))
+    env = relay_env(receiver, OUTBOX_POLL_INTERVAL=0.2)
+    env["DATABASE_URL"] = re.sub(r":\d+/", f":{proxy.port}/", env["DATABASE_URL"])
+    try:
+        services.create_order("shop-1")
+        with relays(log_dir, 1, env) as (relay,):
+            wait_until(lambda: receiver.count() == 1, 20, "the first event")
+            proxy.accepting = False
+            proxy.cut()
+            wait_until(lambda: "database error" in relay.output(), 10, "the outage noticed")
+            services.create_order("shop-1")  # written while the relay cannot see the database
+            errors = relay.output().count("database error")
+            wait_until(lambda: relay.output().count("database error") > errors, 10, "a retry")
+            assert relay.proc.poll() is None
+            assert receiver.count() == 1
+
+            proxy.accepting = True
+            wait_until(lambda: receiver.count() == 2, 20, "delivery after the outage")
+            relay.signal(signal.SIGTERM)
+            assert relay.wait(10) == 0, relay.output()
+    finally:
+        proxy.close()
+    assert not OutboxEvent.objects.exclude(status="published").exists()

@@ -31,6 +31,7 @@ from django_orders.outbox.claims import (
 )
 from django_orders.outbox.exclusive import RelayLock
 from django_orders.outbox.maintenance import discard, requeue
+from django_orders.publishers import NotSent
 from django_orders.relay import Relay
 from tests.relay_helpers import FailingPublisher, Receiver, RecordingPublisher, bulk_events
 
@@ -528,6 +529,20 @@ def test_a_stop_mid_batch_releases_what_was_not_sent() -> None:
             assert (event.status, event.attempts, event.lease_token) == ("pending", 0, None)
             assert event.last_error == ""
             assert event.available_at <= timezone.now()
+
+
+def test_not_sent_while_not_stopping_is_a_failure_with_backoff() -> None:
+    class Confused(RecordingPublisher):
+        def publish_batch(self, events):  # type: ignore[no-untyped-def]
+            return [NotSent("not sent") for _ in events]
+
+    order = services.create_order("shop-1")
+    relay = Relay(Confused(), listen=False)
+    assert relay.run(once=True) is False
+    event = events_of(order)[0]
+    # Released instead, it would be due again at once: a hot loop.
+    assert (event.status, event.attempts, relay.totals.released) == ("pending", 1, 0)
+    assert event.available_at > event.created_at
 
 
 def test_failing_publisher_helper_is_permanent_on_request() -> None:
