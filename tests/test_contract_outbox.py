@@ -24,11 +24,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -478,3 +479,74 @@ def test_a_relay_rides_out_a_database_outage(receiver: Receiver, log_dir: Path) 
     finally:
         proxy.close()
     assert not OutboxEvent.objects.exclude(status="published").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.rabbitmq
+@pytest.mark.slow
+def test_the_broker_refuses_for_a_while_then_recovers() -> None:
+    """RabbitMQ goes away under a running relay: attempts and backoff show, nothing goes
+    dead, and once the broker is back every event arrives, in order per order."""
+    pika = pytest.importorskip("pika")
+    from django.test import override_settings
+
+    from django_orders.publishers import RabbitMQPublisher
+
+    url = os.environ.get("ORDERS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+    try:
+        amqp = pika.BlockingConnection(pika.URLParameters(url))
+    except pika.exceptions.AMQPError as exc:
+        pytest.skip(f"RabbitMQ is not reachable: {exc!r}")
+    parts = urlsplit(url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
+    exchange = f"test.contract.{uuid.uuid4().hex}"
+    channel = amqp.channel()
+    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, exchange, routing_key="#")
+    proxied = url.replace(f":{parts.port or 5672}/", f":{proxy.port}/")
+    publisher = RabbitMQPublisher(url=proxied, exchange=exchange, timeout=2)
+    relay = Relay(publisher, listen=False, poll_interval=0.1)
+    thread = threading.Thread(target=lambda: (relay.run(), connection.close()))
+    try:
+        with override_settings(DJANGO_ORDERS={"OUTBOX_BACKOFF_MAX": 1}):
+            proxy.accepting = False
+            orders = [services.create_order("shop-1") for _ in range(5)]
+            thread.start()
+            wait_until(
+                lambda: OutboxEvent.objects.filter(attempts__gte=3).count() == 5,
+                30,
+                "repeated attempts while the broker is away",
+            )
+            assert not OutboxEvent.objects.exclude(status="pending").exists()
+            assert "RabbitMQ unavailable" in OutboxEvent.objects.first().last_error  # type: ignore[union-attr]
+            for order in orders:  # their later events, written during the outage
+                with transaction.atomic():
+                    services.confirm_order(
+                        services.get_order_for_update("shop-1", order.id), total_cents=10
+                    )
+
+            proxy.accepting = True
+            wait_until(
+                lambda: not OutboxEvent.objects.exclude(status="published").exists(),
+                30,
+                "everything published after the outage",
+            )
+    finally:
+        relay.stop()
+        thread.join(15)
+        proxy.close()
+    received = []
+    for method, _, body in channel.consume(queue, auto_ack=True, inactivity_timeout=3):
+        if method is None:
+            break
+        received.append(json.loads(body))
+        if len(received) == 10:
+            break
+    channel.cancel()
+    channel.exchange_delete(exchange)
+    amqp.close()
+    by_order: dict[str, list[int]] = {}
+    for event in received:
+        by_order.setdefault(event["subject"], []).append(event["data"]["version"])
+    assert by_order == {str(order.id): [1, 2] for order in orders}
