@@ -209,6 +209,44 @@ def run_wrk(
     return result
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stats() -> list[tuple[int, int, str, float]]:
+    """(pid, ppid, comm, cpu seconds) of every process we can read."""
+    rows = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        rows.append((int(entry.name), int(fields[1]), comm,
+                     (int(fields[11]) + int(fields[12])) / _CLK_TCK))
+    return rows
+
+
+def cpu_snapshot(server_pid: int | None) -> dict[str, float]:
+    """CPU seconds used so far by the server's process tree and by PostgreSQL processes
+    (all of them: other users of the same PostgreSQL show up here too)."""
+    rows = _proc_stats()
+    children: dict[int, list[int]] = {}
+    for pid, ppid, _, _ in rows:
+        children.setdefault(ppid, []).append(pid)
+    tree, todo = set(), [server_pid] if server_pid else []
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(children.get(pid, []))
+    return {
+        "server": sum(cpu for pid, _, _, cpu in rows if pid in tree),
+        "postgres": sum(cpu for _, _, comm, cpu in rows if comm.startswith("postgres")),
+    }
+
+
 def median(values: list[float]) -> float:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")

@@ -35,6 +35,7 @@ from harness import (  # noqa: E402
     REPO_DIR,
     RESULTS_DIR,
     VENV_BIN,
+    cpu_snapshot,
     database_url,
     django_env,
     ensure_database,
@@ -337,9 +338,14 @@ def main() -> None:
             order = scenarios if rnd % 2 == 0 else list(reversed(scenarios))
             row: dict[str, Any] = {"loadavg": os.getloadavg()}
             for name, script, env in order:
+                before = cpu_snapshot(server.proc.pid if server.proc else None)
                 res = run_wrk(server.url, script, duration=args.duration,
                               connections=args.connections,
                               env=env() if callable(env) else env, cpu=args.wrk_cpu)
+                after = cpu_snapshot(server.proc.pid if server.proc else None)
+                for part in ("server", "postgres"):
+                    res[f"{part}_cpu_ms_per_req"] = round(
+                        (after[part] - before[part]) * 1000 / max(res["requests"], 1), 3)
                 row[name] = res
                 flag = f"  ERRORS {res['errors']}" if res["errors"] else ""
                 print(f"  round {rnd + 1} {name:15s} {res['rps']:9.1f} req/s  "
@@ -390,7 +396,8 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     for name in names:
         summary["scenarios"][name] = {
             key: median([r[name][key] for r in rounds if name in r])
-            for key in ("rps", "p50_ms", "p99_ms", "wrk_cpu_share")
+            for key in ("rps", "p50_ms", "p99_ms", "wrk_cpu_share", "server_cpu_ms_per_req",
+                        "postgres_cpu_ms_per_req")
         } | {"errors": sum(r[name]["errors"] for r in rounds if name in r)}
 
     def ratio(a: str, b: str) -> float | None:
@@ -436,13 +443,15 @@ def render_markdown(results: dict[str, Any]) -> str:
     for name, value in s["ratios"].items():
         if value is not None:
             lines.append(f"| {name} | {fmt_ratio(value)} |")
-    lines += ["", "| scenario | req/s | p50 ms | p99 ms | wrk CPU | errors |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += ["", "| scenario | req/s | p50 ms | p99 ms | gunicorn CPU ms/req | "
+              "PostgreSQL CPU ms/req | wrk CPU | errors |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, v in s["scenarios"].items():
         lines.append(f"| {name} | {fmt_int(v['rps'])} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} "
+                     f"| {v['server_cpu_ms_per_req']:.2f} | {v['postgres_cpu_ms_per_req']:.2f} "
                      f"| {v['wrk_cpu_share']:.0%} | {v['errors']} |")
     for name, tps in s.get("pgbench_tps", {}).items():
-        lines.append(f"| pgbench: {name} (tps) | {fmt_int(tps)} | | | | |")
+        lines.append(f"| pgbench: {name} (tps) | {fmt_int(tps)} | | | | | | |")
     if s["depth"]:
         depths = sorted({d for by in s["depth"].values() for d in by})
         lines += ["", "| paginator | " + " | ".join(f"{d:,}" for d in depths) + " |",
