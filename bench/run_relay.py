@@ -731,6 +731,12 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     if results.get("webhook"):
         s["webhook"]["httpx_rate"] = median([r["bare_httpx"]["rate"]
                                              for r in results["webhook"]])
+    for part, loops in (("rabbitmq", ("raw100", "raw1000")), ("redis", ("raw1", "raw100"))):
+        if results.get(part):
+            s[part]["loops"] = {loop: median([r[loop]["rate"] for r in results[part]])
+                                for loop in loops}
+            s[part]["ratio_each"] = {loop: median([r["relay"]["rate"] / r[loop]["rate"]
+                                                   for r in results[part]]) for loop in loops}
     if results.get("latency"):
         s["latency"] = results["latency"]
     if results.get("claim"):
@@ -766,6 +772,16 @@ def render_markdown(results: dict[str, Any]) -> str:
     if "webhook" in s:
         lines += ["", f"Webhook bare loop with httpx instead of http.client: "
                   f"{fmt_int(s['webhook']['httpx_rate'])} events/s."]
+    names = {("rabbitmq", "raw100"): "100 unconfirmed at a time",
+             ("rabbitmq", "raw1000"): "1,000 unconfirmed at a time",
+             ("redis", "raw1"): "one XADD per round trip",
+             ("redis", "raw100"): "pipelined 100 at a time"}
+    for part in ("rabbitmq", "redis"):
+        if part in s:
+            lines += ["", f"{part}: " + "; ".join(
+                f"raw loop {names.get((part, loop), loop)} {fmt_int(rate)}/s (relay / it "
+                f"{fmt_ratio(s[part]['ratio_each'][loop])})"
+                for loop, rate in s[part]["loops"].items()) + "."]
     if "latency" in s:
         lines += ["", "| wake-up | events | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
         for mode, v in s["latency"].items():
