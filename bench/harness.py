@@ -7,6 +7,7 @@ run (this machine is shared and noisy); absolute numbers are context only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -78,7 +79,9 @@ def ensure_database() -> None:
     conn.close()
     subprocess.run(
         [sys.executable, "-m", "django", "migrate", "--verbosity", "0"],
-        env=django_env(), check=True, cwd=REPO_DIR,
+        env=django_env(),
+        check=True,
+        cwd=REPO_DIR,
     )
 
 
@@ -86,7 +89,9 @@ def psql(sql: str) -> str:
     """Run SQL in the benchmark database with psql; returns its unaligned output."""
     out = subprocess.run(
         ["psql", database_url(), "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip()
 
@@ -120,8 +125,9 @@ def machine() -> dict[str, Any]:
     import django
     import rest_framework
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=REPO_DIR).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_DIR
+    ).stdout.strip()
     return {
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": os.cpu_count(),
@@ -164,10 +170,8 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
 
 
@@ -185,27 +189,37 @@ def run_wrk(
     the CPU seconds wrk itself used (the load generator must not eat the server's CPU)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-           "-s", str(LUA_DIR / script), url]
+    seconds = max(1, round(duration))
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA_DIR / script),
+        url,
+    ]
     if cpu:
         cmd = ["taskset", "-c", cpu, *cmd]
     full_env = dict(os.environ)
     full_env["BENCH_THREADS"] = str(threads)
     full_env.update(env or {})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd, capture_output=True, text=True, env=full_env,
-                         timeout=duration + 60)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=duration + 60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
-            result = json.loads(line[len("BENCH_JSON "):])
+            result = json.loads(line[len("BENCH_JSON ") :])
             break
     else:
         raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     result["wrk_cpu_share"] = round(cpu_s / max(result["duration_s"], 1e-9), 3)
-    result["errors"] = sum(result[k] for k in ("err_connect", "err_read", "err_write",
-                                                "err_status", "err_timeout"))
+    result["errors"] = sum(
+        result[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")
+    )
     return result
 
 
@@ -222,10 +236,11 @@ def _proc_stats() -> list[tuple[int, int, str, float]]:
             text = (entry / "stat").read_text()
         except OSError:
             continue
-        comm = text[text.index("(") + 1:text.rindex(")")]
-        fields = text[text.rindex(")") + 2:].split()
-        rows.append((int(entry.name), int(fields[1]), comm,
-                     (int(fields[11]) + int(fields[12])) / _CLK_TCK))
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        rows.append(
+            (int(entry.name), int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
+        )
     return rows
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 
@@ -33,8 +34,12 @@ class State:
         self.arrivals: list[tuple[str, str, float]] = []
 
     def stats(self) -> dict:
-        return {"count": self.count, "unique": len(self.ids), "first": self.first,
-                "last": self.last}
+        return {
+            "count": self.count,
+            "unique": len(self.ids),
+            "first": self.first,
+            "last": self.last,
+        }
 
 
 class Http(asyncio.Protocol):
@@ -56,11 +61,11 @@ class Http(asyncio.Protocol):
             at = lower.find(b"\r\ncontent-length:")
             if at >= 0:
                 stop = lower.find(b"\r\n", at + 2)
-                length = int(lower[at + 17: stop if stop >= 0 else None].strip())
+                length = int(lower[at + 17 : stop if stop >= 0 else None].strip())
             total = end + 4 + length
             if len(self.buffer) < total:
                 return
-            body = self.buffer[end + 4: total]
+            body = self.buffer[end + 4 : total]
             self.buffer = self.buffer[total:]
             self.handle(head, lower, body)
 
@@ -75,7 +80,7 @@ class Http(asyncio.Protocol):
             at = lower.find(b"\r\nwebhook-id:")
             if at >= 0:
                 stop = lower.find(b"\r\n", at + 2)
-                state.ids.add(lower[at + 13: stop if stop >= 0 else None].strip())
+                state.ids.add(lower[at + 13 : stop if stop >= 0 else None].strip())
             if state.record:
                 event = json.loads(body)
                 state.arrivals.append((event.get("subject"), event.get("type"), now))
@@ -91,8 +96,10 @@ class Http(asyncio.Protocol):
             payload = b"{}"
         else:
             payload = b"{}"
-        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+        )
 
 
 async def main(port: int, record: bool) -> None:
@@ -109,7 +116,5 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main(args.port, args.record))
-    except KeyboardInterrupt:
-        pass

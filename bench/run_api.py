@@ -29,8 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import seed  # noqa: E402
-from harness import (  # noqa: E402
+import seed
+from harness import (
     BENCH_DIR,
     REPO_DIR,
     RESULTS_DIR,
@@ -57,11 +57,13 @@ BODY = b'{"totalCents": 1234, "currency": "EUR", "metadata": {"source": "bench"}
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--duration", type=float, default=10, help="seconds per wrk run [10]")
-    p.add_argument("--depth-duration", type=float, default=5,
-                   help="seconds per wrk run of the depth curve [5]")
+    p.add_argument(
+        "--depth-duration", type=float, default=5, help="seconds per wrk run of the depth curve [5]"
+    )
     p.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported [3]")
     p.add_argument("--connections", type=int, default=8, help="wrk connections [8]")
     p.add_argument("--port", type=int, default=8089)
@@ -87,16 +89,34 @@ class Server:
 
     def start(self) -> None:
         a = self.args
-        cmd = [str(VENV_BIN / "gunicorn"), "benchproject.wsgi:application",
-               "--bind", f"127.0.0.1:{a.port}", "--worker-class", a.worker_class,
-               "--workers", str(a.workers), "--keep-alive", "30", "--backlog", "2048",
-               "--log-level", "warning"]
+        cmd = [
+            str(VENV_BIN / "gunicorn"),
+            "benchproject.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{a.port}",
+            "--worker-class",
+            a.worker_class,
+            "--workers",
+            str(a.workers),
+            "--keep-alive",
+            "30",
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+        ]
         if a.worker_class == "gthread":
             cmd += ["--threads", str(a.threads)]
         RESULTS_DIR.mkdir(exist_ok=True)
         self.log = open(RESULTS_DIR / "gunicorn.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env=django_env(), cwd=REPO_DIR, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=django_env(),
+            cwd=REPO_DIR,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_http(self.url + "/ref/noop")
 
     def stop(self) -> None:
@@ -105,8 +125,9 @@ class Server:
             self.log.close()
 
 
-def http(method: str, url: str, *, headers: dict[str, str], body: bytes | None = None
-         ) -> tuple[int, dict[str, str], bytes]:
+def http(
+    method: str, url: str, *, headers: dict[str, str], body: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -146,8 +167,9 @@ def walk_cursors(base: str, depths: tuple[int, ...]) -> dict[int, str | None]:
 def check_depth_page(base: str, depth: int, cursor: str) -> None:
     """The page at ``cursor`` must start with the (depth+1)-th row in SQL order."""
     query = urllib.parse.urlencode({"limit": 20, "cursor": cursor})
-    status, _, body = http("GET", f"{base}/orders?{query}",
-                           headers={"X-Tenant-Id": seed.LIST_TENANT})
+    status, _, body = http(
+        "GET", f"{base}/orders?{query}", headers={"X-Tenant-Id": seed.LIST_TENANT}
+    )
     first = json.loads(body)["items"][0]["id"]
     expected = seed.row_at_depth(seed.LIST_TENANT, depth + 1)[1]
     if status != 200 or first != expected:
@@ -161,7 +183,7 @@ class IdChunks:
         self.ids, self.chunk, self.pos = ids, chunk, 0
 
     def next_file(self) -> str:
-        part = self.ids[self.pos:self.pos + self.chunk]
+        part = self.ids[self.pos : self.pos + self.chunk]
         self.pos += self.chunk
         if len(part) < self.chunk:
             raise RuntimeError("out of seeded drafts for confirm; raise the seed count")
@@ -179,41 +201,79 @@ def api_scenarios(args, server, cursors, confirm_ids) -> list[tuple[str, str, An
     counter = iter(range(10**9))
     scenarios: list[tuple[str, str, Any]] = [
         ("noop", "get_path.lua", {"BENCH_PATH": "/ref/noop"}),
-        ("ref_create", "create.lua", lambda: {
-            "BENCH_PATH": "/ref/create", "BENCH_TENANT": seed.REF_CREATE_TENANT,
-            "BENCH_KEY_PREFIX": f"ref-{run_prefix}-{next(counter)}"}),
-        ("create", "create.lua", lambda: {
-            "BENCH_PATH": "/orders", "BENCH_TENANT": seed.CREATE_TENANT,
-            "BENCH_KEY_PREFIX": f"c-{run_prefix}-{next(counter)}"}),
-        ("replay", "replay.lua", {"BENCH_TENANT": seed.CREATE_TENANT,
-                                  "BENCH_KEY": f"replay-{run_prefix}"}),
-        ("replay_pool", "replay_pool.lua", {"BENCH_TENANT": seed.CREATE_TENANT,
-                                            "BENCH_KEYS_FILE": str(keys_file)}),
+        (
+            "ref_create",
+            "create.lua",
+            lambda: {
+                "BENCH_PATH": "/ref/create",
+                "BENCH_TENANT": seed.REF_CREATE_TENANT,
+                "BENCH_KEY_PREFIX": f"ref-{run_prefix}-{next(counter)}",
+            },
+        ),
+        (
+            "create",
+            "create.lua",
+            lambda: {
+                "BENCH_PATH": "/orders",
+                "BENCH_TENANT": seed.CREATE_TENANT,
+                "BENCH_KEY_PREFIX": f"c-{run_prefix}-{next(counter)}",
+            },
+        ),
+        (
+            "replay",
+            "replay.lua",
+            {"BENCH_TENANT": seed.CREATE_TENANT, "BENCH_KEY": f"replay-{run_prefix}"},
+        ),
+        (
+            "replay_pool",
+            "replay_pool.lua",
+            {"BENCH_TENANT": seed.CREATE_TENANT, "BENCH_KEYS_FILE": str(keys_file)},
+        ),
         ("get", "get.lua", {"BENCH_TENANT": seed.GET_TENANT, "BENCH_IDS_FILE": str(get_file)}),
-        ("confirm", "confirm.lua", lambda: {"BENCH_TENANT": seed.CONFIRM_TENANT,
-                                            "BENCH_IDS_FILE": confirm_ids.next_file()}),
-        ("list_page1", "get_path.lua", {"BENCH_TENANT": seed.LIST_TENANT,
-                                        "BENCH_PATH": "/orders?limit=20"}),
+        (
+            "confirm",
+            "confirm.lua",
+            lambda: {
+                "BENCH_TENANT": seed.CONFIRM_TENANT,
+                "BENCH_IDS_FILE": confirm_ids.next_file(),
+            },
+        ),
+        (
+            "list_page1",
+            "get_path.lua",
+            {"BENCH_TENANT": seed.LIST_TENANT, "BENCH_PATH": "/orders?limit=20"},
+        ),
     ]
     if cursors.get(DEEP):
         deep = urllib.parse.urlencode({"limit": 20, "cursor": cursors[DEEP]})
-        scenarios.append(("list_depth100k", "get_path.lua",
-                          {"BENCH_TENANT": seed.LIST_TENANT, "BENCH_PATH": f"/orders?{deep}"}))
+        scenarios.append(
+            (
+                "list_depth100k",
+                "get_path.lua",
+                {"BENCH_TENANT": seed.LIST_TENANT, "BENCH_PATH": f"/orders?{deep}"},
+            )
+        )
     # The requests the replay scenarios replay, made once before any measurement.
     keys = [f"replay-{run_prefix}"] + [f"pool-{run_prefix}-{i}" for i in range(REPLAY_POOL)]
     statuses = set()
     for key in keys:
-        status, _, _ = http("POST", server.url + "/orders", body=BODY, headers={
-            "Content-Type": "application/json", "X-Tenant-Id": seed.CREATE_TENANT,
-            "Idempotency-Key": key})
+        status, _, _ = http(
+            "POST",
+            server.url + "/orders",
+            body=BODY,
+            headers={
+                "Content-Type": "application/json",
+                "X-Tenant-Id": seed.CREATE_TENANT,
+                "Idempotency-Key": key,
+            },
+        )
         statuses.add(status)
     keys_file.write_text("\n".join(keys[1:]) + "\n")
     print(f"  replay keys primed: {len(keys)} creates, statuses {sorted(statuses)}")
     return scenarios
 
 
-def depth_scenarios(cursors: dict[int, str | None], list_orders: int
-                    ) -> list[tuple[str, int, str]]:
+def depth_scenarios(cursors: dict[int, str | None], list_orders: int) -> list[tuple[str, int, str]]:
     """(paginator, depth, path) for the depth curve."""
     rows = []
     for depth in (d for d in DEPTHS if d < list_orders):
@@ -222,16 +282,19 @@ def depth_scenarios(cursors: dict[int, str | None], list_orders: int
             if depth:
                 q["cursor"] = cursors[depth]
             rows.append(("keyset (django-orders)", depth, "/orders?" + urllib.parse.urlencode(q)))
-        rows.append(("DRF LimitOffsetPagination", depth,
-                     f"/ref/list/offset?limit=20&offset={depth}"))
-        rows.append(("OFFSET without COUNT", depth,
-                     f"/ref/list/offset-nocount?limit=20&offset={depth}"))
+        rows.append(
+            ("DRF LimitOffsetPagination", depth, f"/ref/list/offset?limit=20&offset={depth}")
+        )
+        rows.append(
+            ("OFFSET without COUNT", depth, f"/ref/list/offset-nocount?limit=20&offset={depth}")
+        )
         q = {"limit": 20}
         if depth:
             stamp, pk = seed.row_at_depth(seed.LIST_TENANT, depth)
             q["after"] = f"{stamp},{pk}"
-        rows.append(("OR-expanded keyset", depth,
-                     "/ref/list/or-keyset?" + urllib.parse.urlencode(q)))
+        rows.append(
+            ("OR-expanded keyset", depth, "/ref/list/or-keyset?" + urllib.parse.urlencode(q))
+        )
     return rows
 
 
@@ -254,31 +317,49 @@ def pgbench_script(name: str) -> Path:
 
 
 def run_pgbench(seconds: int, clients: int, name: str = "create SQL") -> dict[str, Any]:
-    cmd = ["pgbench", "-n", "-c", str(clients), "-j", "1", "-T", str(seconds),
-           "-f", str(pgbench_script(name)), database_url()]
+    cmd = [
+        "pgbench",
+        "-n",
+        "-c",
+        str(clients),
+        "-j",
+        "1",
+        "-T",
+        str(seconds),
+        "-f",
+        str(pgbench_script(name)),
+        database_url(),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     tps = re.search(r"tps = ([\d.]+)", out.stdout)
     lat = re.search(r"latency average = ([\d.]+) ms", out.stdout)
     failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
     if not tps:
         raise RuntimeError(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
-    return {"tps": float(tps.group(1)), "latency_avg_ms": float(lat.group(1)) if lat else None,
-            "failed": int(failed.group(1)) if failed else 0}
+    return {
+        "tps": float(tps.group(1)),
+        "latency_avg_ms": float(lat.group(1)) if lat else None,
+        "failed": int(failed.group(1)) if failed else 0,
+    }
 
 
 def explain_deep(cursor_row: tuple[str, str]) -> dict[str, str]:
     """EXPLAIN ANALYZE of the two keyset predicates at depth 100,000 (evidence for why the
     OR-expanded one slows down with depth)."""
     stamp, pk = cursor_row
-    base = (f"SELECT * FROM django_orders_order WHERE tenant_id = '{seed.LIST_TENANT}' AND {{}} "
-            "ORDER BY created_at DESC, id DESC LIMIT 21")
+    base = (
+        f"SELECT * FROM django_orders_order WHERE tenant_id = '{seed.LIST_TENANT}' AND {{}} "
+        "ORDER BY created_at DESC, id DESC LIMIT 21"
+    )
     preds = {
         "row_value": f"(created_at, id) < ('{stamp}'::timestamptz, '{pk}'::uuid)",
         "or_expanded": f"(created_at < '{stamp}'::timestamptz OR "
-                       f"(created_at = '{stamp}'::timestamptz AND id < '{pk}'::uuid))",
+        f"(created_at = '{stamp}'::timestamptz AND id < '{pk}'::uuid))",
     }
-    return {name: psql("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + base.format(pred))
-            for name, pred in preds.items()}
+    return {
+        name: psql("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + base.format(pred))
+        for name, pred in preds.items()
+    }
 
 
 def explain_package_list(cursor: str) -> str:
@@ -314,10 +395,12 @@ def main() -> None:
     confirm_ids = IdChunks(list(reversed(seed.tenant_ids(seed.CONFIRM_TENANT))), chunk)
     info = machine()
     info["command"] = "python bench/run_api.py " + " ".join(sys.argv[1:])
-    info["server"] = (f"gunicorn {args.worker_class} workers={args.workers}"
-                      + (f" threads={args.threads}" if args.worker_class == "gthread" else ""))
-    info["load"] = f"wrk -t1 -c{args.connections}" + (f" pinned to CPU {args.wrk_cpu}"
-                                                     if args.wrk_cpu else "")
+    info["server"] = f"gunicorn {args.worker_class} workers={args.workers}" + (
+        f" threads={args.threads}" if args.worker_class == "gthread" else ""
+    )
+    info["load"] = f"wrk -t1 -c{args.connections}" + (
+        f" pinned to CPU {args.wrk_cpu}" if args.wrk_cpu else ""
+    )
     server = Server(args)
     server.start()
     results: dict[str, Any] = {"machine": info, "rounds": [], "depth": [], "pgbench": []}
@@ -331,48 +414,75 @@ def main() -> None:
                 check_depth_page(server.url, depth, cursor)
         scenarios = api_scenarios(args, server, cursors, confirm_ids)
         print("warm-up")
-        for name, script, env in scenarios:
-            run_wrk(server.url, script, duration=2, connections=args.connections,
-                    env=env() if callable(env) else env, cpu=args.wrk_cpu)
+        for _name, script, env in scenarios:
+            run_wrk(
+                server.url,
+                script,
+                duration=2,
+                connections=args.connections,
+                env=env() if callable(env) else env,
+                cpu=args.wrk_cpu,
+            )
         for rnd in range(args.rounds):
             order = scenarios if rnd % 2 == 0 else list(reversed(scenarios))
             row: dict[str, Any] = {"loadavg": os.getloadavg()}
             for name, script, env in order:
                 before = cpu_snapshot(server.proc.pid if server.proc else None)
-                res = run_wrk(server.url, script, duration=args.duration,
-                              connections=args.connections,
-                              env=env() if callable(env) else env, cpu=args.wrk_cpu)
+                res = run_wrk(
+                    server.url,
+                    script,
+                    duration=args.duration,
+                    connections=args.connections,
+                    env=env() if callable(env) else env,
+                    cpu=args.wrk_cpu,
+                )
                 after = cpu_snapshot(server.proc.pid if server.proc else None)
                 for part in ("server", "postgres"):
                     res[f"{part}_cpu_ms_per_req"] = round(
-                        (after[part] - before[part]) * 1000 / max(res["requests"], 1), 3)
+                        (after[part] - before[part]) * 1000 / max(res["requests"], 1), 3
+                    )
                 row[name] = res
                 flag = f"  ERRORS {res['errors']}" if res["errors"] else ""
-                print(f"  round {rnd + 1} {name:15s} {res['rps']:9.1f} req/s  "
-                      f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
-                      f"wrk cpu {res['wrk_cpu_share']:.2f}{flag}")
+                print(
+                    f"  round {rnd + 1} {name:15s} {res['rps']:9.1f} req/s  "
+                    f"p50 {res['p50_ms']:6.2f} ms  p99 {res['p99_ms']:7.2f} ms  "
+                    f"wrk cpu {res['wrk_cpu_share']:.2f}{flag}"
+                )
             results["rounds"].append(row)
             if not args.skip_pgbench:
-                pg = {name: run_pgbench(args.pgbench_duration, args.connections, name)
-                      for name in PGBENCH_SCRIPTS}
+                pg = {
+                    name: run_pgbench(args.pgbench_duration, args.connections, name)
+                    for name in PGBENCH_SCRIPTS
+                }
                 results["pgbench"].append(pg)
-                print(f"  round {rnd + 1} pgbench " + ", ".join(
-                    f"{name} {v['tps']:.0f} tps" for name, v in pg.items()))
+                print(
+                    f"  round {rnd + 1} pgbench "
+                    + ", ".join(f"{name} {v['tps']:.0f} tps" for name, v in pg.items())
+                )
             if not args.skip_depth:
                 for paginator, depth, path in depth_scenarios(cursors, args.list_orders):
-                    res = run_wrk(server.url, "get_path.lua", duration=args.depth_duration,
-                                  connections=args.connections, cpu=args.wrk_cpu,
-                                  env={"BENCH_TENANT": seed.LIST_TENANT, "BENCH_PATH": path})
-                    results["depth"].append({"round": rnd, "paginator": paginator,
-                                             "depth": depth, **res})
-                    print(f"  round {rnd + 1} depth {depth:>7,} {paginator:28s} "
-                          f"{res['rps']:8.1f} req/s  p99 {res['p99_ms']:7.2f} ms"
-                          + (f"  ERRORS {res['errors']}" if res["errors"] else ""))
+                    res = run_wrk(
+                        server.url,
+                        "get_path.lua",
+                        duration=args.depth_duration,
+                        connections=args.connections,
+                        cpu=args.wrk_cpu,
+                        env={"BENCH_TENANT": seed.LIST_TENANT, "BENCH_PATH": path},
+                    )
+                    results["depth"].append(
+                        {"round": rnd, "paginator": paginator, "depth": depth, **res}
+                    )
+                    print(
+                        f"  round {rnd + 1} depth {depth:>7,} {paginator:28s} "
+                        f"{res['rps']:8.1f} req/s  p99 {res['p99_ms']:7.2f} ms"
+                        + (f"  ERRORS {res['errors']}" if res["errors"] else "")
+                    )
         if cursors.get(DEEP):
             results["explain"] = explain_deep(seed.row_at_depth(seed.LIST_TENANT, DEEP))
             results["explain"]["package"] = explain_package_list(cursors[DEEP])
             (RESULTS_DIR / "api-latest-explain.txt").write_text(
-                "\n\n".join(f"== {k}\n{v}" for k, v in results["explain"].items()))
+                "\n\n".join(f"== {k}\n{v}" for k, v in results["explain"].items())
+            )
     finally:
         server.stop()
     info["loadavg_end"] = os.getloadavg()
@@ -396,8 +506,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     for name in names:
         summary["scenarios"][name] = {
             key: median([r[name][key] for r in rounds if name in r])
-            for key in ("rps", "p50_ms", "p99_ms", "wrk_cpu_share", "server_cpu_ms_per_req",
-                        "postgres_cpu_ms_per_req")
+            for key in (
+                "rps",
+                "p50_ms",
+                "p99_ms",
+                "wrk_cpu_share",
+                "server_cpu_ms_per_req",
+                "postgres_cpu_ms_per_req",
+            )
         } | {"errors": sum(r[name]["errors"] for r in rounds if name in r)}
 
     def ratio(a: str, b: str) -> float | None:
@@ -411,15 +527,19 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             summary["ratios"][f"{name} / no-op DRF view"] = ratio(name, "noop")
     if results["pgbench"]:
         pgs = results["pgbench"]
-        vals = [r["create"]["rps"] / pg["create SQL"]["tps"]
-                for r, pg in zip(rounds, pgs, strict=False)]
+        vals = [
+            r["create"]["rps"] / pg["create SQL"]["tps"] for r, pg in zip(rounds, pgs, strict=False)
+        ]
         summary["ratios"]["create / pgbench create SQL (physical limit)"] = median(vals)
         summary["ratios"]["pgbench: create SQL / plain insert SQL"] = median(
-            [pg["create SQL"]["tps"] / pg["plain insert SQL"]["tps"] for pg in pgs])
+            [pg["create SQL"]["tps"] / pg["plain insert SQL"]["tps"] for pg in pgs]
+        )
         summary["ratios"]["pgbench: create SQL / same without NOTIFY"] = median(
-            [pg["create SQL"]["tps"] / pg["create SQL without NOTIFY"]["tps"] for pg in pgs])
-        summary["pgbench_tps"] = {name: median([pg[name]["tps"] for pg in pgs])
-                                  for name in PGBENCH_SCRIPTS}
+            [pg["create SQL"]["tps"] / pg["create SQL without NOTIFY"]["tps"] for pg in pgs]
+        )
+        summary["pgbench_tps"] = {
+            name: median([pg[name]["tps"] for pg in pgs]) for name in PGBENCH_SCRIPTS
+        }
     # Depth curve: each paginator relative to its own page 1, and to our keyset at 0.
     curve: dict[str, dict[int, dict[str, float]]] = {}
     for row in results["depth"]:
@@ -427,8 +547,10 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         curve[row["paginator"]][row["depth"]]["rps"].append(row["rps"])
         curve[row["paginator"]][row["depth"]]["p99"].append(row["p99_ms"])
     summary["depth"] = {
-        pag: {d: {"rps": median(v["rps"]), "p99_ms": median(v["p99"])}
-              for d, v in sorted(by_depth.items())}
+        pag: {
+            d: {"rps": median(v["rps"]), "p99_ms": median(v["p99"])}
+            for d, v in sorted(by_depth.items())
+        }
         for pag, by_depth in curve.items()
     }
     return summary
@@ -436,26 +558,38 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 
 def render_markdown(results: dict[str, Any]) -> str:
     s, m = results["summary"], results["machine"]
-    lines = [f"Run: `{m['command']}` — {m['date_utc']}, commit {m['git_commit']}, "
-             f"{m['cpus']} CPUs ({m['cpu_model']}), load {m['loadavg_start'][0]:.2f} → "
-             f"{m['loadavg_end'][0]:.2f}; {m['server']}; {m['load']}.", "",
-             "| ratio (median of rounds) | value |", "|---|---|"]
+    lines = [
+        f"Run: `{m['command']}` — {m['date_utc']}, commit {m['git_commit']}, "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), load {m['loadavg_start'][0]:.2f} → "
+        f"{m['loadavg_end'][0]:.2f}; {m['server']}; {m['load']}.",
+        "",
+        "| ratio (median of rounds) | value |",
+        "|---|---|",
+    ]
     for name, value in s["ratios"].items():
         if value is not None:
             lines.append(f"| {name} | {fmt_ratio(value)} |")
-    lines += ["", "| scenario | req/s | p50 ms | p99 ms | gunicorn CPU ms/req | "
-              "PostgreSQL CPU ms/req | wrk CPU | errors |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| scenario | req/s | p50 ms | p99 ms | gunicorn CPU ms/req | "
+        "PostgreSQL CPU ms/req | wrk CPU | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, v in s["scenarios"].items():
-        lines.append(f"| {name} | {fmt_int(v['rps'])} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} "
-                     f"| {v['server_cpu_ms_per_req']:.2f} | {v['postgres_cpu_ms_per_req']:.2f} "
-                     f"| {v['wrk_cpu_share']:.0%} | {v['errors']} |")
+        lines.append(
+            f"| {name} | {fmt_int(v['rps'])} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} "
+            f"| {v['server_cpu_ms_per_req']:.2f} | {v['postgres_cpu_ms_per_req']:.2f} "
+            f"| {v['wrk_cpu_share']:.0%} | {v['errors']} |"
+        )
     for name, tps in s.get("pgbench_tps", {}).items():
         lines.append(f"| pgbench: {name} (tps) | {fmt_int(tps)} | | | | | | |")
     if s["depth"]:
         depths = sorted({d for by in s["depth"].values() for d in by})
-        lines += ["", "| paginator | " + " | ".join(f"{d:,}" for d in depths) + " |",
-                  "|---|" + "---:|" * len(depths)]
+        lines += [
+            "",
+            "| paginator | " + " | ".join(f"{d:,}" for d in depths) + " |",
+            "|---|" + "---:|" * len(depths),
+        ]
         for pag, by in s["depth"].items():
             base = by.get(0, {}).get("rps")
             cells = []

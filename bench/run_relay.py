@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import (  # noqa: E402
+from harness import (
     BENCH_DIR,
     REPO_DIR,
     RESULTS_DIR,
@@ -63,21 +63,32 @@ REDIS = "django_orders.publishers.RedisStreamPublisher"
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--events", type=int, default=20_000, help="events per run [20000]")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=100, help="relay batch size [100]")
-    p.add_argument("--concurrency", type=int, default=16,
-                   help="webhook requests in flight (publisher's max_concurrency) [16]")
-    p.add_argument("--only", action="append",
-                   choices=["webhook", "rabbitmq", "redis", "batch", "scaling", "latency",
-                            "claim", "steady"])
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="webhook requests in flight (publisher's max_concurrency) [16]",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=["webhook", "rabbitmq", "redis", "batch", "scaling", "latency", "claim", "steady"],
+    )
     p.add_argument("--relays", default="1,2,4", help="relay counts for scaling [1,2,4]")
     p.add_argument("--latency-events", type=int, default=600)
     p.add_argument("--latency-rate", type=float, default=50.0, help="commits per second")
-    p.add_argument("--steady-events", type=int, default=10_000,
-                   help="burst size of the steady-state part [10000]")
+    p.add_argument(
+        "--steady-events",
+        type=int,
+        default=10_000,
+        help="burst size of the steady-state part [10000]",
+    )
     p.add_argument("--port", type=int, default=8099)
     return p.parse_args()
 
@@ -105,21 +116,39 @@ class Receiver:
         stop_process(self.proc)
 
 
-def start_relays(count: int, publisher: str, options: dict[str, Any], *, batch_size: int,
-                 listen: bool = True) -> list[subprocess.Popen]:
+def start_relays(
+    count: int, publisher: str, options: dict[str, Any], *, batch_size: int, listen: bool = True
+) -> list[subprocess.Popen]:
     """``count`` relay processes (``manage.py orders_outbox_relay``), ready to claim."""
     procs, logs = [], []
     for i in range(count):
         log_path = RESULTS_DIR / f"relay-{i}.log"
         log_path.write_text("")
-        cmd = [sys.executable, "-m", "django", "orders_outbox_relay", "--publisher", publisher,
-               "--publisher-options", json.dumps(options), "--batch-size", str(batch_size)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "django",
+            "orders_outbox_relay",
+            "--publisher",
+            publisher,
+            "--publisher-options",
+            json.dumps(options),
+            "--batch-size",
+            str(batch_size),
+        ]
         if not listen:
             cmd.append("--no-listen")
         log = open(log_path, "ab")  # noqa: SIM115
-        procs.append(subprocess.Popen(cmd, env=django_env(BENCH_ORDERS_LOG="INFO"),
-                                      cwd=REPO_DIR, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                env=django_env(BENCH_ORDERS_LOG="INFO"),
+                cwd=REPO_DIR,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         logs.append(log_path)
     deadline = time.monotonic() + 60
     for proc, log_path in zip(procs, logs, strict=True):
@@ -192,8 +221,9 @@ def insert_events(count: int, *, analyze: bool = True, status: str = "pending") 
 
 
 def outbox_counts() -> dict[str, int]:
-    rows = sql("SELECT status, count(*), sum(attempts) FROM django_orders_outbox_event "
-               "GROUP BY status")
+    rows = sql(
+        "SELECT status, count(*), sum(attempts) FROM django_orders_outbox_event GROUP BY status"
+    )
     counts = {status: n for status, n, _ in rows}
     counts["attempts"] = sum(a or 0 for _, _, a in rows)
     return counts
@@ -203,20 +233,21 @@ def wait_published(count: int, timeout: float) -> float:
     """Wait until ``count`` events are published; returns the last ``published_at``."""
     deadline = time.monotonic() + timeout
     while True:
-        pending = sql("SELECT count(*) FROM django_orders_outbox_event "
-                      "WHERE status <> 'published'")[0][0]
+        pending = sql(
+            "SELECT count(*) FROM django_orders_outbox_event WHERE status <> 'published'"
+        )[0][0]
         if pending == 0:
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"{pending} events still unpublished after {timeout}s")
         time.sleep(0.25)
-    (last,) = sql("SELECT extract(epoch FROM max(published_at)) "
-                  "FROM django_orders_outbox_event")[0]
+    (last,) = sql("SELECT extract(epoch FROM max(published_at)) FROM django_orders_outbox_event")[0]
     return float(last)
 
 
-def relay_throughput(args: argparse.Namespace, publisher: str, options: dict[str, Any], *,
-                     relays: int = 1) -> dict[str, Any]:
+def relay_throughput(
+    args: argparse.Namespace, publisher: str, options: dict[str, Any], *, relays: int = 1
+) -> dict[str, Any]:
     truncate_outbox()
     procs = start_relays(relays, publisher, options, batch_size=args.batch_size)
     try:
@@ -226,9 +257,14 @@ def relay_throughput(args: argparse.Namespace, publisher: str, options: dict[str
         stop_relays(procs)
     counts = outbox_counts()
     seconds = last - committed
-    return {"events": args.events, "relays": relays, "seconds": round(seconds, 3),
-            "rate": args.events / seconds, "attempts": counts["attempts"],
-            "dead": counts.get("dead", 0)}
+    return {
+        "events": args.events,
+        "relays": relays,
+        "seconds": round(seconds, 3),
+        "rate": args.events / seconds,
+        "attempts": counts["attempts"],
+        "dead": counts.get("dead", 0),
+    }
 
 
 # -- what the bare loops send -------------------------------------------------------------
@@ -243,15 +279,31 @@ def sample_events(count: int) -> list[dict[str, Any]]:
     events = []
     for _ in range(count):
         oid = str(uuid.uuid4())
-        events.append({
-            "specversion": SPECVERSION, "id": str(uuid.uuid4()),
-            "source": orders_settings.EVENT_SOURCE, "type": "order.created", "subject": oid,
-            "time": stamp, "datacontenttype": DATA_CONTENT_TYPE, "tenantid": TENANT,
-            "data": {"id": oid, "tenantId": TENANT, "status": "draft", "version": 1,
-                     "totalCents": 1234, "currency": "EUR", "metadata": {"source": "bench"},
-                     "createdAt": stamp, "updatedAt": stamp, "confirmedAt": None,
-                     "closedAt": None},
-        })
+        events.append(
+            {
+                "specversion": SPECVERSION,
+                "id": str(uuid.uuid4()),
+                "source": orders_settings.EVENT_SOURCE,
+                "type": "order.created",
+                "subject": oid,
+                "time": stamp,
+                "datacontenttype": DATA_CONTENT_TYPE,
+                "tenantid": TENANT,
+                "data": {
+                    "id": oid,
+                    "tenantId": TENANT,
+                    "status": "draft",
+                    "version": 1,
+                    "totalCents": 1234,
+                    "currency": "EUR",
+                    "metadata": {"source": "bench"},
+                    "createdAt": stamp,
+                    "updatedAt": stamp,
+                    "confirmedAt": None,
+                    "closedAt": None,
+                },
+            }
+        )
     return events
 
 
@@ -262,9 +314,12 @@ def _signed(event: dict[str, Any], keys: list[bytes]) -> tuple[bytes, dict[str, 
 
     body = serialize(event)
     stamp = int(time.time())
-    return body, {"Content-Type": CONTENT_TYPE, "webhook-id": event["id"],
-                  "webhook-timestamp": str(stamp),
-                  "webhook-signature": sign(keys, event["id"], stamp, body)}
+    return body, {
+        "Content-Type": CONTENT_TYPE,
+        "webhook-id": event["id"],
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(keys, event["id"], stamp, body),
+    }
 
 
 def _run_senders(items: list, concurrency: int, make_sender: Any) -> dict[str, Any]:
@@ -293,8 +348,12 @@ def _run_senders(items: list, concurrency: int, make_sender: Any) -> dict[str, A
         t.join()
     seconds = time.time() - started
     bad = sum(1 for st in statuses if st != 200)
-    return {"events": len(items), "seconds": round(seconds, 3),
-            "rate": len(items) / seconds, "errors": bad}
+    return {
+        "events": len(items),
+        "seconds": round(seconds, 3),
+        "rate": len(items) / seconds,
+        "errors": bad,
+    }
 
 
 def bare_webhook(url: str, events: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
@@ -325,8 +384,7 @@ def bare_webhook(url: str, events: list[dict[str, Any]], concurrency: int) -> di
     return _run_senders(events, concurrency, make_sender)
 
 
-def bare_webhook_httpx(url: str, events: list[dict[str, Any]], concurrency: int
-                       ) -> dict[str, Any]:
+def bare_webhook_httpx(url: str, events: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
     """The same loop with one shared ``httpx.Client`` (keep-alive): context for the
     publisher's choice of ``http.client``."""
     import httpx
@@ -337,7 +395,8 @@ def bare_webhook_httpx(url: str, events: list[dict[str, Any]], concurrency: int
     client = httpx.Client(
         timeout=httpx.Timeout(10.0),
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        follow_redirects=False)
+        follow_redirects=False,
+    )
 
     def send(event: dict[str, Any]) -> int:
         body, headers = _signed(event, keys)
@@ -362,9 +421,18 @@ class RawAmqp:
         self.pika = pika
         self.window = window
         self.messages = [
-            (e["type"], serialize(e), pika.BasicProperties(
-                content_type=CONTENT_TYPE, delivery_mode=2, message_id=e["id"],
-                type=e["type"], app_id="django-orders", headers={"tenantid": e["tenantid"]}))
+            (
+                e["type"],
+                serialize(e),
+                pika.BasicProperties(
+                    content_type=CONTENT_TYPE,
+                    delivery_mode=2,
+                    message_id=e["id"],
+                    type=e["type"],
+                    app_id="django-orders",
+                    headers={"tenantid": e["tenantid"]},
+                ),
+            )
             for e in events
         ]
         self.sent = 0
@@ -374,13 +442,16 @@ class RawAmqp:
 
     def run(self) -> dict[str, Any]:
         pika = self.pika
-        self.conn = pika.SelectConnection(pika.URLParameters(AMQP_URL),
-                                          on_open_callback=self._open)
+        self.conn = pika.SelectConnection(pika.URLParameters(AMQP_URL), on_open_callback=self._open)
         self.conn.ioloop.start()
         seconds = self.finished - self.started
-        return {"events": len(self.messages), "window": self.window,
-                "seconds": round(seconds, 3), "rate": len(self.messages) / seconds,
-                "errors": self.nacked + self.returned}
+        return {
+            "events": len(self.messages),
+            "window": self.window,
+            "seconds": round(seconds, 3),
+            "rate": len(self.messages) / seconds,
+            "errors": self.nacked + self.returned,
+        }
 
     def _open(self, conn: Any) -> None:
         conn.channel(on_open_callback=self._channel)
@@ -399,7 +470,7 @@ class RawAmqp:
 
     def _publish_window(self) -> None:
         tag = self.sent
-        for routing_key, body, properties in self.messages[self.sent:self.sent + self.window]:
+        for routing_key, body, properties in self.messages[self.sent : self.sent + self.window]:
             self.channel.basic_publish(EXCHANGE, routing_key, body, properties, mandatory=True)
             tag += 1
             self.pending.append(tag)
@@ -457,11 +528,13 @@ def raw_redis(events: list[dict[str, Any]], window: int) -> dict[str, Any]:
 
     client = redis.Redis.from_url(REDIS_URL)
     client.delete(RAW_STREAM)
-    fields = [{"id": e["id"], "type": e["type"], "tenantid": e["tenantid"],
-               "event": serialize(e)} for e in events]
+    fields = [
+        {"id": e["id"], "type": e["type"], "tenantid": e["tenantid"], "event": serialize(e)}
+        for e in events
+    ]
     started = time.time()
     for start in range(0, len(fields), window):
-        chunk = fields[start:start + window]
+        chunk = fields[start : start + window]
         if window == 1:
             client.xadd(RAW_STREAM, chunk[0])
             continue
@@ -473,8 +546,13 @@ def raw_redis(events: list[dict[str, Any]], window: int) -> dict[str, Any]:
     added = client.xlen(RAW_STREAM)
     client.delete(RAW_STREAM)
     client.close()
-    return {"events": len(events), "window": window, "seconds": round(seconds, 3),
-            "rate": len(events) / seconds, "errors": len(events) - added}
+    return {
+        "events": len(events),
+        "window": window,
+        "seconds": round(seconds, 3),
+        "rate": len(events) / seconds,
+        "errors": len(events) - added,
+    }
 
 
 def redis_stream_length(delete: bool = False) -> int:
@@ -493,8 +571,7 @@ def redis_stream_length(delete: bool = False) -> int:
 
 def webhook_part(args, rounds: list[dict[str, Any]]) -> None:
     receiver = Receiver(args.port)
-    options = {"url": receiver.url + "/hook", "secret": SECRET,
-               "max_concurrency": args.concurrency}
+    options = {"url": receiver.url + "/hook", "secret": SECRET, "max_concurrency": args.concurrency}
     try:
         for rnd in range(args.rounds):
             row: dict[str, Any] = {}
@@ -503,18 +580,21 @@ def webhook_part(args, rounds: list[dict[str, Any]]) -> None:
                 receiver.get("/_reset")
                 if what.startswith("bare"):
                     loop = bare_webhook if what == "bare" else bare_webhook_httpx
-                    row[what] = loop(receiver.url + "/hook", sample_events(args.events),
-                                     args.concurrency)
+                    row[what] = loop(
+                        receiver.url + "/hook", sample_events(args.events), args.concurrency
+                    )
                 else:
                     row["relay"] = relay_throughput(args, WEBHOOK, options)
                     stats = receiver.get("/_stats")
                     row["relay"]["received"] = stats["count"]
                     row["relay"]["unique"] = stats["unique"]
             row["ratio"] = row["relay"]["rate"] / row["bare"]["rate"]
-            print(f"  webhook round {rnd + 1}: bare {row['bare']['rate']:8.0f}/s  "
-                  f"(httpx {row['bare_httpx']['rate']:6.0f}/s)  "
-                  f"relay {row['relay']['rate']:8.0f}/s  ratio {row['ratio']:.2f}  "
-                  f"(received {row['relay']['received']}, unique {row['relay']['unique']})")
+            print(
+                f"  webhook round {rnd + 1}: bare {row['bare']['rate']:8.0f}/s  "
+                f"(httpx {row['bare_httpx']['rate']:6.0f}/s)  "
+                f"relay {row['relay']['rate']:8.0f}/s  ratio {row['ratio']:.2f}  "
+                f"(received {row['relay']['received']}, unique {row['relay']['unique']})"
+            )
             rounds.append(row)
     finally:
         receiver.stop()
@@ -536,9 +616,11 @@ def rabbitmq_part(args, rounds: list[dict[str, Any]]) -> None:
                 row[what]["in_queue"] = amqp_setup(purge_only=True)
             row["raw"] = max(row["raw100"], row["raw1000"], key=lambda r: r["rate"])
             row["ratio"] = row["relay"]["rate"] / row["raw"]["rate"]
-            print(f"  rabbitmq round {rnd + 1}: raw(100) {row['raw100']['rate']:7.0f}/s  "
-                  f"raw(1000) {row['raw1000']['rate']:7.0f}/s  "
-                  f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}")
+            print(
+                f"  rabbitmq round {rnd + 1}: raw(100) {row['raw100']['rate']:7.0f}/s  "
+                f"raw(1000) {row['raw1000']['rate']:7.0f}/s  "
+                f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}"
+            )
             rounds.append(row)
     finally:
         amqp_teardown()
@@ -559,9 +641,11 @@ def redis_part(args, rounds: list[dict[str, Any]]) -> None:
                     row[what] = raw_redis(sample_events(args.events), int(what[3:]))
             row["raw"] = max(row["raw1"], row["raw100"], key=lambda r: r["rate"])
             row["ratio"] = row["relay"]["rate"] / row["raw"]["rate"]
-            print(f"  redis round {rnd + 1}: raw(1) {row['raw1']['rate']:7.0f}/s  "
-                  f"raw(100) {row['raw100']['rate']:7.0f}/s  "
-                  f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}")
+            print(
+                f"  redis round {rnd + 1}: raw(1) {row['raw1']['rate']:7.0f}/s  "
+                f"raw(100) {row['raw100']['rate']:7.0f}/s  "
+                f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}"
+            )
             rounds.append(row)
     finally:
         redis_stream_length(delete=True)
@@ -576,8 +660,9 @@ def batch_part(args, rounds: list[dict[str, Any]]) -> None:
         for rnd in range(args.rounds):
             row: dict[str, Any] = {}
             for size in sizes if rnd % 2 == 0 else list(reversed(sizes)):
-                res = relay_throughput(argparse.Namespace(**{**vars(args), "batch_size": size}),
-                                       REDIS, options)
+                res = relay_throughput(
+                    argparse.Namespace(**{**vars(args), "batch_size": size}), REDIS, options
+                )
                 res["in_stream"] = redis_stream_length(delete=True)
                 row[str(size)] = res
                 print(f"  batch round {rnd + 1}: batch size {size:5d} {res['rate']:8.0f}/s")
@@ -588,8 +673,7 @@ def batch_part(args, rounds: list[dict[str, Any]]) -> None:
 
 def scaling_part(args, rounds: list[dict[str, Any]]) -> None:
     receiver = Receiver(args.port)
-    options = {"url": receiver.url + "/hook", "secret": SECRET,
-               "max_concurrency": args.concurrency}
+    options = {"url": receiver.url + "/hook", "secret": SECRET, "max_concurrency": args.concurrency}
     counts = [int(n) for n in args.relays.split(",")]
     try:
         for rnd in range(args.rounds):
@@ -600,8 +684,10 @@ def scaling_part(args, rounds: list[dict[str, Any]]) -> None:
                 stats = receiver.get("/_stats")
                 res["received"], res["unique"] = stats["count"], stats["unique"]
                 row[str(k)] = res
-                print(f"  scaling round {rnd + 1}: {k} relay(s) {res['rate']:8.0f}/s  "
-                      f"received {res['received']} unique {res['unique']}")
+                print(
+                    f"  scaling round {rnd + 1}: {k} relay(s) {res['rate']:8.0f}/s  "
+                    f"received {res['received']} unique {res['unique']}"
+                )
             rounds.append(row)
     finally:
         receiver.stop()
@@ -611,14 +697,14 @@ def latency_part(args, results: dict[str, Any]) -> None:
     from django_orders import services
 
     receiver = Receiver(args.port + 1, record=True)
-    options = {"url": receiver.url + "/hook", "secret": SECRET,
-               "max_concurrency": args.concurrency}
+    options = {"url": receiver.url + "/hook", "secret": SECRET, "max_concurrency": args.concurrency}
     try:
         for mode in ("listen", "poll"):
             truncate_outbox()
             receiver.get("/_reset")
-            procs = start_relays(1, WEBHOOK, options, batch_size=args.batch_size,
-                                 listen=(mode == "listen"))
+            procs = start_relays(
+                1, WEBHOOK, options, batch_size=args.batch_size, listen=(mode == "listen")
+            )
             committed: dict[str, float] = {}
             try:
                 interval = 1.0 / args.latency_rate
@@ -636,14 +722,23 @@ def latency_part(args, results: dict[str, Any]) -> None:
             finally:
                 stop_relays(procs)
             arrivals = receiver.get("/_arrivals")
-            lat = sorted((t - committed[subject]) * 1000 for subject, _, t in arrivals
-                         if subject in committed)
+            lat = sorted(
+                (t - committed[subject]) * 1000
+                for subject, _, t in arrivals
+                if subject in committed
+            )
             q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 2 else []
-            results[mode] = {"events": len(lat), "p50_ms": statistics.median(lat),
-                             "p99_ms": q[98] if q else None, "max_ms": max(lat),
-                             "min_ms": min(lat)}
-            print(f"  latency {mode}: {len(lat)} events  p50 {results[mode]['p50_ms']:.1f} ms  "
-                  f"p99 {results[mode]['p99_ms']:.1f} ms  max {results[mode]['max_ms']:.1f} ms")
+            results[mode] = {
+                "events": len(lat),
+                "p50_ms": statistics.median(lat),
+                "p99_ms": q[98] if q else None,
+                "max_ms": max(lat),
+                "min_ms": min(lat),
+            }
+            print(
+                f"  latency {mode}: {len(lat)} events  p50 {results[mode]['p50_ms']:.1f} ms  "
+                f"p99 {results[mode]['p99_ms']:.1f} ms  max {results[mode]['max_ms']:.1f} ms"
+            )
     finally:
         receiver.stop()
 
@@ -661,25 +756,34 @@ def steady_part(args, results: dict[str, Any]) -> None:
     try:
         committed = insert_events(args.steady_events, analyze=False)
         deadline = time.monotonic() + 600
-        while sql("SELECT count(*) FROM django_orders_outbox_event "
-                  "WHERE status = 'pending'")[0][0]:
+        while sql("SELECT count(*) FROM django_orders_outbox_event WHERE status = 'pending'")[0][0]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the steady-state burst was not drained in 10 minutes")
             time.sleep(0.5)
-        (last,) = sql("SELECT extract(epoch FROM max(published_at)) "
-                      "FROM django_orders_outbox_event")[0]
+        (last,) = sql(
+            "SELECT extract(epoch FROM max(published_at)) FROM django_orders_outbox_event"
+        )[0]
     finally:
         stop_relays(procs)
         redis_stream_length(delete=True)
     seconds = float(last) - committed
-    analyzed = sql("SELECT last_autoanalyze FROM pg_stat_user_tables "
-                   "WHERE relname = 'django_orders_outbox_event'")[0][0]
-    results.update({"events": args.steady_events, "seconds": round(seconds, 1),
-                    "rate": args.steady_events / seconds,
-                    "autoanalyze_ran": analyzed is not None})
+    analyzed = sql(
+        "SELECT last_autoanalyze FROM pg_stat_user_tables "
+        "WHERE relname = 'django_orders_outbox_event'"
+    )[0][0]
+    results.update(
+        {
+            "events": args.steady_events,
+            "seconds": round(seconds, 1),
+            "rate": args.steady_events / seconds,
+            "autoanalyze_ran": analyzed is not None,
+        }
+    )
     truncate_outbox()
-    print(f"  steady-state burst: {args.steady_events} events in {seconds:.1f}s "
-          f"({results['rate']:.0f}/s), autoanalyze ran: {analyzed is not None}")
+    print(
+        f"  steady-state burst: {args.steady_events} events in {seconds:.1f}s "
+        f"({results['rate']:.0f}/s), autoanalyze ran: {analyzed is not None}"
+    )
 
 
 def claim_part(args, results: dict[str, Any]) -> None:
@@ -708,8 +812,10 @@ def claim_part(args, results: dict[str, Any]) -> None:
     insert_events(args.events, analyze=False)
     results["steady_state_burst_ms"] = per_batch(3)
     truncate_outbox()
-    print(f"  claim+settle per batch: fresh statistics {results['fresh_stats_ms']:.1f} ms, "
-          f"after a burst on an analysed history {results['steady_state_burst_ms']:.1f} ms")
+    print(
+        f"  claim+settle per batch: fresh statistics {results['fresh_stats_ms']:.1f} ms, "
+        f"after a burst on an analysed history {results['steady_state_burst_ms']:.1f} ms"
+    )
 
 
 # -- report ------------------------------------------------------------------------------
@@ -720,23 +826,30 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     for part in ("webhook", "rabbitmq", "redis"):
         rows = results.get(part) or []
         if rows:
-            s[part] = {"relay_rate": median([r["relay"]["rate"] for r in rows]),
-                       "reference_rate": median([r["raw" if part != "webhook" else "bare"]
-                                                 ["rate"] for r in rows]),
-                       "ratio": median([r["ratio"] for r in rows])}
+            s[part] = {
+                "relay_rate": median([r["relay"]["rate"] for r in rows]),
+                "reference_rate": median(
+                    [r["raw" if part != "webhook" else "bare"]["rate"] for r in rows]
+                ),
+                "ratio": median([r["ratio"] for r in rows]),
+            }
     for part in ("scaling", "batch"):
         if results.get(part):
-            s[part] = {k: median([r[k]["rate"] for r in results[part]])
-                       for k in sorted(results[part][0], key=int)}
+            s[part] = {
+                k: median([r[k]["rate"] for r in results[part]])
+                for k in sorted(results[part][0], key=int)
+            }
     if results.get("webhook"):
-        s["webhook"]["httpx_rate"] = median([r["bare_httpx"]["rate"]
-                                             for r in results["webhook"]])
+        s["webhook"]["httpx_rate"] = median([r["bare_httpx"]["rate"] for r in results["webhook"]])
     for part, loops in (("rabbitmq", ("raw100", "raw1000")), ("redis", ("raw1", "raw100"))):
         if results.get(part):
-            s[part]["loops"] = {loop: median([r[loop]["rate"] for r in results[part]])
-                                for loop in loops}
-            s[part]["ratio_each"] = {loop: median([r["relay"]["rate"] / r[loop]["rate"]
-                                                   for r in results[part]]) for loop in loops}
+            s[part]["loops"] = {
+                loop: median([r[loop]["rate"] for r in results[part]]) for loop in loops
+            }
+            s[part]["ratio_each"] = {
+                loop: median([r["relay"]["rate"] / r[loop]["rate"] for r in results[part]])
+                for loop in loops
+            }
     if results.get("latency"):
         s["latency"] = results["latency"]
     if results.get("claim"):
@@ -748,64 +861,104 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 
 def render_markdown(results: dict[str, Any]) -> str:
     m, s = results["machine"], results["summary"]
-    lines = [f"Run: `{m['command']}` — {m['date_utc']}, commit {m['git_commit']}, "
-             f"{m['cpus']} CPUs ({m['cpu_model']}), load {m['loadavg_start'][0]:.2f} → "
-             f"{m['loadavg_end'][0]:.2f}.", "",
-             "| publisher | relay events/s | bare loop events/s | relay / bare (median) |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        f"Run: `{m['command']}` — {m['date_utc']}, commit {m['git_commit']}, "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), load {m['loadavg_start'][0]:.2f} → "
+        f"{m['loadavg_end'][0]:.2f}.",
+        "",
+        "| publisher | relay events/s | bare loop events/s | relay / bare (median) |",
+        "|---|---:|---:|---:|",
+    ]
     for part in ("webhook", "rabbitmq", "redis"):
         if part in s:
             v = s[part]
-            lines.append(f"| {part} | {fmt_int(v['relay_rate'])} | {fmt_int(v['reference_rate'])}"
-                         f" | {fmt_ratio(v['ratio'])} |")
+            lines.append(
+                f"| {part} | {fmt_int(v['relay_rate'])} | {fmt_int(v['reference_rate'])}"
+                f" | {fmt_ratio(v['ratio'])} |"
+            )
     if "scaling" in s:
         base = s["scaling"].get("1")
         lines += ["", "| relays | events/s | × one relay |", "|---:|---:|---:|"]
         for k, rate in s["scaling"].items():
-            lines.append(f"| {k} | {fmt_int(rate)} | {rate / base:.2f} × |" if base else
-                         f"| {k} | {fmt_int(rate)} | |")
+            lines.append(
+                f"| {k} | {fmt_int(rate)} | {rate / base:.2f} × |"
+                if base
+                else f"| {k} | {fmt_int(rate)} | |"
+            )
     if "batch" in s:
         base = s["batch"].get("100")
         lines += ["", "| batch size (Redis) | events/s | × batch 100 |", "|---:|---:|---:|"]
         for k, rate in s["batch"].items():
             lines.append(f"| {k} | {fmt_int(rate)} | {rate / base:.2f} × |")
     if "webhook" in s:
-        lines += ["", f"Webhook bare loop with httpx instead of http.client: "
-                  f"{fmt_int(s['webhook']['httpx_rate'])} events/s."]
-    names = {("rabbitmq", "raw100"): "100 unconfirmed at a time",
-             ("rabbitmq", "raw1000"): "1,000 unconfirmed at a time",
-             ("redis", "raw1"): "one XADD per round trip",
-             ("redis", "raw100"): "pipelined 100 at a time"}
+        lines += [
+            "",
+            f"Webhook bare loop with httpx instead of http.client: "
+            f"{fmt_int(s['webhook']['httpx_rate'])} events/s.",
+        ]
+    names = {
+        ("rabbitmq", "raw100"): "100 unconfirmed at a time",
+        ("rabbitmq", "raw1000"): "1,000 unconfirmed at a time",
+        ("redis", "raw1"): "one XADD per round trip",
+        ("redis", "raw100"): "pipelined 100 at a time",
+    }
     for part in ("rabbitmq", "redis"):
         if part in s:
-            lines += ["", f"{part}: " + "; ".join(
-                f"raw loop {names.get((part, loop), loop)} {fmt_int(rate)}/s (relay / it "
-                f"{fmt_ratio(s[part]['ratio_each'][loop])})"
-                for loop, rate in s[part]["loops"].items()) + "."]
+            lines += [
+                "",
+                f"{part}: "
+                + "; ".join(
+                    f"raw loop {names.get((part, loop), loop)} {fmt_int(rate)}/s (relay / it "
+                    f"{fmt_ratio(s[part]['ratio_each'][loop])})"
+                    for loop, rate in s[part]["loops"].items()
+                )
+                + ".",
+            ]
     if "latency" in s:
-        lines += ["", "| wake-up | events | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "| wake-up | events | p50 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for mode, v in s["latency"].items():
-            lines.append(f"| {mode} | {v['events']} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | "
-                         f"{v['max_ms']:.1f} |")
+            lines.append(
+                f"| {mode} | {v['events']} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | "
+                f"{v['max_ms']:.1f} |"
+            )
     if "claim" in s:
         c = s["claim"]
-        lines += ["", "| claim + write-back of 100 events, backlog of "
-                  f"{results['args']['events']:,} | ms per batch |", "|---|---:|",
-                  f"| statistics know the backlog | {c['fresh_stats_ms']:.1f} |",
-                  f"| burst on an analysed history of 100,000 published events | "
-                  f"{c['steady_state_burst_ms']:.1f} |"]
+        lines += [
+            "",
+            "| claim + write-back of 100 events, backlog of "
+            f"{results['args']['events']:,} | ms per batch |",
+            "|---|---:|",
+            f"| statistics know the backlog | {c['fresh_stats_ms']:.1f} |",
+            f"| burst on an analysed history of 100,000 published events | "
+            f"{c['steady_state_burst_ms']:.1f} |",
+        ]
     if "steady" in s:
         v = s["steady"]
-        lines += ["", f"Steady-state burst (Redis, one relay, no ANALYZE after the burst): "
-                  f"{v['events']:,} events in {v['seconds']} s = {fmt_int(v['rate'])} events/s "
-                  f"(autoanalyze ran meanwhile: {v['autoanalyze_ran']})."]
+        lines += [
+            "",
+            f"Steady-state burst (Redis, one relay, no ANALYZE after the burst): "
+            f"{v['events']:,} events in {v['seconds']} s = {fmt_int(v['rate'])} events/s "
+            f"(autoanalyze ran meanwhile: {v['autoanalyze_ran']}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     args = parse_args()
-    parts = args.only or ["webhook", "rabbitmq", "redis", "batch", "scaling", "latency",
-                          "claim", "steady"]
+    parts = args.only or [
+        "webhook",
+        "rabbitmq",
+        "redis",
+        "batch",
+        "scaling",
+        "latency",
+        "claim",
+        "steady",
+    ]
     RESULTS_DIR.mkdir(exist_ok=True)
     ensure_database()
     setup_django()
@@ -816,12 +969,18 @@ def main() -> None:
         print(f"{part}:")
         if part in ("latency", "claim", "steady"):
             results[part] = {}
-            {"latency": latency_part, "claim": claim_part,
-             "steady": steady_part}[part](args, results[part])
+            {"latency": latency_part, "claim": claim_part, "steady": steady_part}[part](
+                args, results[part]
+            )
         else:
             results[part] = []
-            {"webhook": webhook_part, "rabbitmq": rabbitmq_part, "redis": redis_part,
-             "batch": batch_part, "scaling": scaling_part}[part](args, results[part])
+            {
+                "webhook": webhook_part,
+                "rabbitmq": rabbitmq_part,
+                "redis": redis_part,
+                "batch": batch_part,
+                "scaling": scaling_part,
+            }[part](args, results[part])
     truncate_outbox()
     info["loadavg_end"] = os.getloadavg()
     results["summary"] = summarize(results)

@@ -29,15 +29,24 @@ def truncate() -> None:
     psql("TRUNCATE " + ", ".join(TABLES))
 
 
-def insert_orders(tenant_sql: str, count: int, *, step_us: int, statuses: bool,
-                  base: str = "now() - interval '1 day'") -> None:
+def insert_orders(
+    tenant_sql: str,
+    count: int,
+    *,
+    step_us: int,
+    statuses: bool,
+    base: str = "now() - interval '1 day'",
+) -> None:
     """Insert ``count`` orders; ``tenant_sql`` is an SQL expression of ``g`` (1…count).
 
     Row ``g`` is ``(g / 2) * step_us`` microseconds older than ``base`` (pairs tie).
     With ``statuses`` the rows cycle through draft, confirmed and closed.
     """
-    status = "CASE g % 3 WHEN 0 THEN 'draft' WHEN 1 THEN 'confirmed' ELSE 'closed' END" \
-        if statuses else "'draft'"
+    status = (
+        "CASE g % 3 WHEN 0 THEN 'draft' WHEN 1 THEN 'confirmed' ELSE 'closed' END"
+        if statuses
+        else "'draft'"
+    )
     psql(f"""
         INSERT INTO {ORDER_TABLE} (id, tenant_id, status, version, total_cents, currency,
                                    metadata, created_at, updated_at, confirmed_at, closed_at)
@@ -56,8 +65,9 @@ def insert_orders(tenant_sql: str, count: int, *, step_us: int, statuses: bool,
     """)
 
 
-def seed_api(*, list_orders: int, confirm_drafts: int, get_orders: int = 1000,
-             noise_orders: int = 100_000) -> None:
+def seed_api(
+    *, list_orders: int, confirm_drafts: int, get_orders: int = 1000, noise_orders: int = 100_000
+) -> None:
     """The API benchmark's data: one big list tenant, noise tenants around it, drafts to
     confirm, a thousand orders to read."""
     truncate()
@@ -70,8 +80,10 @@ def seed_api(*, list_orders: int, confirm_drafts: int, get_orders: int = 1000,
 
 def tenant_ids(tenant: str, *, status: str | None = None) -> list[str]:
     cond = f" AND status = '{status}'" if status else ""
-    out = psql(f"SELECT id FROM {ORDER_TABLE} WHERE tenant_id = '{tenant}'{cond} "
-               "ORDER BY created_at DESC, id DESC")
+    out = psql(
+        f"SELECT id FROM {ORDER_TABLE} WHERE tenant_id = '{tenant}'{cond} "
+        "ORDER BY created_at DESC, id DESC"
+    )
     return out.splitlines()
 
 
@@ -79,7 +91,7 @@ def row_at_depth(tenant: str, depth: int) -> tuple[str, str]:
     """``(created_at ISO, id)`` of the ``depth``-th row (1-based) of the tenant's list."""
     out = psql(
         "SELECT to_char(created_at AT TIME ZONE 'UTC', "
-        "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'), id "
+        '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\'), id '
         f"FROM {ORDER_TABLE} WHERE tenant_id = '{tenant}' "
         f"ORDER BY created_at DESC, id DESC OFFSET {depth - 1} LIMIT 1"
     )

@@ -42,8 +42,9 @@ class NoopView(APIView):
 class PlainCreateSerializer(serializers.Serializer):
     totalCents = serializers.IntegerField(min_value=0, required=False, allow_null=True)
     currency = serializers.RegexField(r"^[A-Z]{3}$", required=False, default="USD")
-    metadata = serializers.DictField(child=serializers.CharField(max_length=500),
-                                     required=False, default=dict)
+    metadata = serializers.DictField(
+        child=serializers.CharField(max_length=500), required=False, default=dict
+    )
 
 
 class PlainCreateView(APIView):
@@ -75,9 +76,7 @@ class OffsetListView(ListAPIView):
     pagination_class = BenchLimitOffsetPagination
 
     def get_queryset(self):
-        return Order.objects.filter(tenant_id=_tenant(self.request)).order_by(
-            "-created_at", "-id"
-        )
+        return Order.objects.filter(tenant_id=_tenant(self.request)).order_by("-created_at", "-id")
 
 
 class NoCountLimitOffsetPagination(BenchLimitOffsetPagination):
