@@ -171,6 +171,10 @@ class Relay:
         os._exit(1)
 
     def _start(self) -> None:
+        if isinstance(self.publisher, Publisher) and not self.stopping:
+            # A publisher may serve one relay after another (tests, an embedding host): the
+            # stop request of the previous one must not make this one send nothing.
+            self.publisher.stop_requested = False
         if not self.store.concurrent:
             settings_dict = connections[self.using].settings_dict
             if connections[self.using].vendor == "sqlite":

@@ -531,6 +531,18 @@ def test_a_stop_mid_batch_releases_what_was_not_sent() -> None:
             assert event.available_at <= timezone.now()
 
 
+def test_a_publisher_serves_a_new_relay_after_a_stopped_one() -> None:
+    publisher = RecordingPublisher()
+    stopped = Relay(publisher, listen=False)
+    stopped.stop()
+    assert stopped.run(once=True) is True
+    assert publisher.stop_requested
+
+    services.create_order("shop-1")
+    assert Relay(publisher, listen=False).run(once=True) is True
+    assert len(publisher.events) == 1
+
+
 def test_not_sent_while_not_stopping_is_a_failure_with_backoff() -> None:
     class Confused(RecordingPublisher):
         def publish_batch(self, events):  # type: ignore[no-untyped-def]
