@@ -557,6 +557,30 @@ def test_not_sent_while_not_stopping_is_a_failure_with_backoff() -> None:
     assert event.available_at > event.created_at
 
 
+@pytest.mark.django_db(transaction=True)
+def test_each_loop_closes_old_connections() -> None:
+    """django.db.close_old_connections() at the top of every loop: with CONN_MAX_AGE = 0
+    (the test settings) every batch runs on a fresh connection; a long-lived relay thus
+    honours CONN_MAX_AGE and drops a connection the database broke."""
+    assert connection.settings_dict["CONN_MAX_AGE"] == 0
+    order_with_three_events()  # three batches: each event unblocks the next
+
+    class ConnectionProbe(RecordingPublisher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.raw: list[object] = []
+
+        def publish(self, event: dict[str, object]) -> None:
+            self.raw.append(connection.connection)  # the driver connection of this batch
+            super().publish(event)
+
+    probe = ConnectionProbe()
+    assert Relay(probe, listen=False).run(once=True) is True
+    first, second, third = probe.raw
+    assert first is not second
+    assert second is not third
+
+
 def test_failing_publisher_helper_is_permanent_on_request() -> None:
     order = services.create_order("shop-1")
     assert Relay(FailingPublisher(permanent=True), listen=False).run(once=True) is False
