@@ -45,7 +45,7 @@ __all__ = ["BatchReport", "Relay", "RelayAlreadyRunning"]
 
 logger = logging.getLogger("django_orders.relay")
 
-#: Extra seconds past the publisher's timeout a stopping relay waits for the batch in hand.
+#: Extra seconds past the publisher's timeout a stopping relay waits for the sends in flight.
 SHUTDOWN_GRACE = 2.0
 
 
@@ -146,7 +146,7 @@ class Relay:
             )
             os._exit(1)
         logger.warning(
-            "Received %s: finishing the batch in hand, then exiting (send it "
+            "Received %s: finishing the sends in flight, releasing the rest, then exiting (send it "
             "again to exit at once)",
             name,
         )

@@ -27,7 +27,8 @@ def positive_int(value: str) -> int:
 class Command(BaseCommand):
     help = (
         "Publish pending outbox events. Runs until SIGTERM/SIGINT (the first finishes the "
-        "batch in hand, the second exits at once); with --once, publishes what is due and "
+        "sends in flight and releases the rest, the second exits at once); with --once, "
+        "publishes what is due and "
         "exits 0 if every publish succeeded, 1 otherwise."
     )
 
