@@ -49,7 +49,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 
 migrations-check: $(VENV)/.installed-dev
-	DB=sqlite DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/django-admin makemigrations --check --dry-run django_orders
+	DB=sqlite DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations --check --dry-run django_orders
 
 pkg: $(VENV)/.installed-dev
 	rm -rf dist build
