@@ -9,17 +9,19 @@ How it works, in one database transaction per request:
    trailing slash or query, and the body as canonical JSON.
 3. A transaction is opened and ONE statement claims the (tenant, key) slot::
 
-       INSERT … ON CONFLICT (tenant_id, key) DO UPDATE SET … WHERE expires_at <= now
-       RETURNING id
+       INSERT … ON CONFLICT (tenant_id, key) DO NOTHING RETURNING id
 
-   A new or expired key returns its row id: the view runs in the same transaction and the
-   response (2xx only) is stored in the row before commit. A live key returns nothing: the
-   stored response is replayed (same fingerprint) or the request refused with 422
-   ``idempotency_key_reused``. While another request holds the slot uncommitted, the
-   statement waits for it (a unique-index wait), then sees its committed row, or takes the
-   slot if it rolled back: a second side effect is impossible, whatever the timing. If the
-   host's ``lock_timeout`` ends the wait first, the answer is 409 ``idempotency_key_in_use``
-   with ``Retry-After``.
+   A new key returns its row id: the view runs in the same transaction and the response
+   (2xx only) is stored in the row before commit. A key already there returns nothing: its
+   row is read and the stored response replayed (same fingerprint) or the request refused
+   with 422 ``idempotency_key_reused``; a replay writes nothing, so it takes no row lock
+   and no transaction id (docs/benchmarks.md, Finding 2). Only an expired key is taken
+   over, by ``UPDATE … WHERE id = %s AND expires_at <= now RETURNING id``. While another
+   request holds the slot uncommitted, the INSERT waits for it (a unique-index wait), then
+   sees its committed row, or takes the slot if it rolled back (the UPDATE likewise waits
+   for a concurrent takeover and then matches nothing): a second side effect is
+   impossible, whatever the timing. If the host's ``lock_timeout`` ends the wait first,
+   the answer is 409 ``idempotency_key_in_use`` with ``Retry-After``.
 4. A non-2xx answer or an exception rolls the transaction back: no key, no side effect, so
    the client fixes the request and retries with the same key.
 
@@ -192,11 +194,9 @@ class IdempotencyMixin:
             return
         tenant_id = getattr(request, "tenant_id", None) or ""
         fingerprint = request_fingerprint(request.method or "", request.path, data)
+        # Raises the replay (or a 422 / 409) when the key is not this request's to take.
         record_id = self._claim_key(using, tenant_id, key, request, fingerprint)
-        if record_id is not None:
-            self._idempotency_claim = _Claim(record_id, using)
-            return
-        self._replay_or_refuse(using, tenant_id, key, fingerprint)
+        self._idempotency_claim = _Claim(record_id, using)
 
     def handle_exception(self, exc: Exception) -> Any:
         if isinstance(exc, _Replay):
@@ -243,36 +243,20 @@ class IdempotencyMixin:
 
     def _claim_key(
         self, using: str, tenant_id: str, key: str, request: Request, fingerprint: str
-    ) -> int | None:
+    ) -> int:
+        """The id of the key row this request now holds; a live key raises its replay.
+
+        ``INSERT … ON CONFLICT DO NOTHING`` (docs/benchmarks.md, Finding 2): a replay takes
+        no row lock and no transaction id. The insert still waits for a concurrent,
+        uncommitted holder of the same key, so the race-safety is the unique index's, as
+        before. A live key is then read and replayed (or refused); only an expired one is
+        taken over, by an ``UPDATE`` that re-checks the expiry under the row lock.
+        """
         connection = connections[using]
-        qn = connection.ops.quote_name
-        now = timezone.now()
-        expires_at = now + orders_settings.IDEMPOTENCY_TTL
-        table = qn(IdempotencyKey._meta.db_table)
-        columns = (
-            "tenant_id",
-            "key",
-            "method",
-            "path",
-            "fingerprint",
-            "state",
-            "response_status",
-            "response_body",
-            "response_headers",
-            "created_at",
-            "expires_at",
-        )
-        updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in columns)
-        sql = (
-            f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
-            f"VALUES ({', '.join(['%s'] * len(columns))}) "
-            f"ON CONFLICT ({qn('tenant_id')}, {qn('key')}) DO UPDATE SET {updates} "
-            f"WHERE {table}.{qn('expires_at')} <= %s RETURNING {qn('id')}"
-        )
+        statements = _statements(connection)
         adapt = connection.ops.adapt_datetimefield_value
-        params = [
-            tenant_id,
-            key,
+        now = timezone.now()
+        claim = [
             request.method,
             request.path,
             fingerprint,
@@ -281,38 +265,51 @@ class IdempotencyMixin:
             "",
             "{}",
             adapt(now),
-            adapt(expires_at),
-            adapt(now),
+            adapt(now + orders_settings.IDEMPOTENCY_TTL),
         ]
         try:
             with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                row = cursor.fetchone()
+                # Each pass ends in a claim or a replay unless a concurrent request changed
+                # the row in between (took the expired key over, or purged it).
+                for _attempt in range(3):
+                    cursor.execute(statements.insert, [tenant_id, key, *claim])
+                    row = cursor.fetchone()
+                    if row is not None:
+                        return int(row[0])
+                    cursor.execute(statements.lookup, [adapt(now), tenant_id, key])
+                    found = cursor.fetchone()
+                    if found is None:
+                        continue  # purged meanwhile: claim it anew
+                    if not found[1]:
+                        self._replay_or_refuse(found, fingerprint)
+                    cursor.execute(statements.takeover, [*claim, found[0], adapt(now)])
+                    row = cursor.fetchone()
+                    if row is not None:
+                        return int(row[0])
         except OperationalError as exc:
             if _is_lock_timeout(exc):
                 raise _in_use() from exc
             raise
-        return None if row is None else int(row[0])
+        raise _in_use()  # pragma: no cover - three concurrent changes in a row
 
-    def _replay_or_refuse(self, using: str, tenant_id: str, key: str, fingerprint: str) -> None:
-        record = (
-            IdempotencyKey.objects.using(using)
-            .filter(tenant_id=tenant_id, key=key)
-            .only("fingerprint", "state", "response_status", "response_body", "response_headers")
-            .first()
-        )
-        if record is None or record.state != IdempotencyKey.State.COMPLETED:
+    def _replay_or_refuse(self, found: tuple[Any, ...], fingerprint: str) -> None:
+        """Raise the stored response of a live key, or 422 for another request's key."""
+        _id, _expired, stored_fingerprint, state, status, body, stored_headers = found
+        if state != IdempotencyKey.State.COMPLETED:
             raise _in_use()  # pragma: no cover - only a committed, completed row is visible
-        if record.fingerprint != fingerprint:
+        if stored_fingerprint != fingerprint:
             raise Problem(
                 422,
                 "idempotency_key_reused",
                 "This Idempotency-Key was used for a different request.",
             )
-        headers = dict(record.response_headers)
+        # Django has the drivers give jsonb back as text (a plain JSONField, no decoder).
+        headers = dict(
+            json.loads(stored_headers) if isinstance(stored_headers, str) else stored_headers
+        )
         response = HttpResponse(
-            record.response_body,
-            status=record.response_status or 200,
+            body,
+            status=status or 200,
             content_type=headers.pop("Content-Type", "application/json"),
         )
         for name, value in headers.items():
@@ -324,12 +321,80 @@ class IdempotencyMixin:
         if hasattr(response, "render"):
             response.render()
         headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
-        IdempotencyKey.objects.using(claim.using).filter(pk=claim.record_id).update(
-            state=IdempotencyKey.State.COMPLETED,
-            response_status=response.status_code,
-            response_body=response.content.decode(response.charset or "utf-8"),
-            response_headers=headers,
-        )
+        connection = connections[claim.using]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _statements(connection).store,
+                [
+                    IdempotencyKey.State.COMPLETED,
+                    response.status_code,
+                    response.content.decode(response.charset or "utf-8"),
+                    _HEADERS_FIELD.get_db_prep_save(headers, connection),
+                    claim.record_id,
+                ],
+            )
+
+
+_HEADERS_FIELD = IdempotencyKey._meta.get_field("response_headers")
+
+# Claimed (and taken over) with the slot: every column but the id, tenant and key.
+_CLAIM_COLUMNS = (
+    "method",
+    "path",
+    "fingerprint",
+    "state",
+    "response_status",
+    "response_body",
+    "response_headers",
+    "created_at",
+    "expires_at",
+)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The key table's statements for one database vendor, built once (Finding 3)."""
+
+    insert: str  # params: tenant, key, *claim → RETURNING id, or no row on a conflict
+    lookup: str  # params: now, tenant, key → id, expired, fingerprint, state, status, body, headers
+    takeover: str  # params: *claim, id, now → RETURNING id if still expired
+    store: str  # params: state, status, body, headers, id
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(connection: Any) -> _Statements:
+    cached = _STATEMENTS.get(connection.vendor)
+    if cached is not None:
+        return cached
+    qn = connection.ops.quote_name
+    table = qn(IdempotencyKey._meta.db_table)
+    columns = ", ".join(qn(c) for c in ("tenant_id", "key", *_CLAIM_COLUMNS))
+    placeholders = ", ".join(["%s"] * (len(_CLAIM_COLUMNS) + 2))
+    assignments = ", ".join(f"{qn(c)} = %s" for c in _CLAIM_COLUMNS)
+    statements = _Statements(
+        insert=(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({qn('tenant_id')}, {qn('key')}) DO NOTHING RETURNING {qn('id')}"
+        ),
+        lookup=(
+            f"SELECT {qn('id')}, {qn('expires_at')} <= %s, {qn('fingerprint')}, "
+            f"{qn('state')}, {qn('response_status')}, {qn('response_body')}, "
+            f"{qn('response_headers')} FROM {table} "
+            f"WHERE {qn('tenant_id')} = %s AND {qn('key')} = %s"
+        ),
+        takeover=(
+            f"UPDATE {table} SET {assignments} "
+            f"WHERE {qn('id')} = %s AND {qn('expires_at')} <= %s RETURNING {qn('id')}"
+        ),
+        store=(
+            f"UPDATE {table} SET {qn('state')} = %s, {qn('response_status')} = %s, "
+            f"{qn('response_body')} = %s, {qn('response_headers')} = %s WHERE {qn('id')} = %s"
+        ),
+    )
+    _STATEMENTS[connection.vendor] = statements
+    return statements
 
 
 def _in_use() -> Problem:
