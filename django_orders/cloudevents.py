@@ -19,6 +19,7 @@ from django_orders.conf import orders_settings
 
 if TYPE_CHECKING:
     from django_orders.models import OutboxEvent
+    from django_orders.outbox.claims import ClaimedEvent
 
 SPECVERSION = "1.0"
 #: The ``Content-Type`` of a structured-mode CloudEvent in JSON (CloudEvents JSON format §3).
@@ -27,8 +28,9 @@ CONTENT_TYPE = "application/cloudevents+json"
 DATA_CONTENT_TYPE = "application/json"
 
 
-def to_cloudevent(event: OutboxEvent) -> dict[str, Any]:
-    """The CloudEvents 1.0 document of an outbox event, as a JSON-ready dict."""
+def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
+    """The CloudEvents 1.0 document of an outbox event (a model instance, or the row a
+    relay claimed), as a JSON-ready dict."""
     # Imported here: publishers import this module, and importing them must not need the
     # app registry (a settings module may name a publisher class before apps are ready).
     from django_orders.models import rfc3339

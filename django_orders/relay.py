@@ -6,6 +6,11 @@ One loop, run by ``manage.py orders_outbox_relay`` (a thin command over :class:`
         →  write the outcome back (short transaction, fenced on the lease)  →  repeat;
     when nothing is due: wait for NOTIFY, a signal or the next poll.
 
+On PostgreSQL the claim of the next batch runs on a thread of its own while the current
+batch is published and written back (a pipeline of depth two,
+:class:`~django_orders.outbox.pipeline.Claimer`), so a fast broker does not sit idle
+while the relay claims.
+
 Guarantees (CONTRACT §5): at-least-once — an event is marked published only after the
 publisher confirmed it, and a relay killed at any instant leaves at worst a lease that
 runs out; per-order order — only the oldest unfinished event of an order is claimable;
@@ -18,13 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import logging
 import os
 import signal
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from types import FrameType
 from typing import Any
 
@@ -36,12 +41,20 @@ from django_orders.conf import orders_settings
 from django_orders.events import NOTIFY_CHANNEL
 from django_orders.models import OutboxEvent
 from django_orders.outbox.backoff import retry_delay
-from django_orders.outbox.claims import Claim, ClaimStore, Failure, claim_store_for
+from django_orders.outbox.claims import (
+    Claim,
+    ClaimedEvent,
+    ClaimStore,
+    Failure,
+    PostgresClaimStore,
+    claim_store_for,
+)
 from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
+from django_orders.outbox.pipeline import Claimer, LeaseKeeper
 from django_orders.outbox.wakeup import Wakeup
 from django_orders.publishers.base import NotSent, Publisher, PublishError
 
-__all__ = ["BatchReport", "Relay", "RelayAlreadyRunning"]
+__all__ = ["BatchReport", "LeaseKeeper", "Relay", "RelayAlreadyRunning"]
 
 logger = logging.getLogger("django_orders.relay")
 
@@ -68,7 +81,9 @@ class BatchReport:
 class Relay:
     """Publishes outbox events with ``publisher`` until stopped (or, with ``once``, drained).
 
-    ``listen`` uses ``LISTEN/NOTIFY`` on PostgreSQL (ignored elsewhere). Signal handling
+    ``listen`` uses ``LISTEN/NOTIFY`` on PostgreSQL (ignored elsewhere). ``pipeline``
+    claims the next batch on a thread of its own while one is published (PostgreSQL,
+    outside a caller's transaction: the claim thread has its own connection). Signal handling
     is opt-in (:meth:`install_signal_handlers`, main thread only) so a relay can also run
     in a thread and be stopped with :meth:`stop`.
     """
@@ -81,6 +96,7 @@ class Relay:
         listen: bool = True,
         poll_interval: float | None = None,
         using: str | None = None,
+        pipeline: bool = True,
     ) -> None:
         self.publisher = publisher
         self.batch_size = int(batch_size or orders_settings.OUTBOX_BATCH_SIZE)
@@ -91,6 +107,7 @@ class Relay:
         self.store: ClaimStore = claim_store_for(self.using)
         self.listen = listen and connections[self.using].vendor == "postgresql"
         self.wakeup = Wakeup(self.using if self.listen else None)
+        self.pipeline = pipeline and isinstance(self.store, PostgresClaimStore)
         self.totals = BatchReport()
         self.batches = 0
         self.stopping = False
@@ -98,6 +115,7 @@ class Relay:
         self._in_hand = False
         self._lock: RelayLock | None = None
         self._keeper: LeaseKeeper | None = None
+        self._claimer: Claimer | None = None
         self._previous_handlers: dict[int, Any] = {}
 
     # -- running -------------------------------------------------------------------------
@@ -194,21 +212,29 @@ class Relay:
         self.wakeup.start()
         self._keeper = LeaseKeeper(self.store, orders_settings.OUTBOX_LEASE.total_seconds() / 3)
         self._keeper.start()
+        if self.pipeline and not connections[self.using].in_atomic_block:
+            # Not inside a caller's transaction (a test's): the claim thread's own
+            # connection would not see what that transaction wrote.
+            self._claimer = Claimer(self.store, self._keeper)
         if self.wakeup.listening:
             wake = f"LISTEN {NOTIFY_CHANNEL} + poll every {self.poll_interval}s"
         else:
             wake = f"poll every {self.poll_interval}s"
         exclusive = f", exclusive lock {self._lock.path}" if self._lock else ""
         logger.info(
-            "Outbox relay started: mode=%s%s, wake-up=%s, publisher=%s, batch_size=%d",
+            "Outbox relay started: mode=%s%s, wake-up=%s, publisher=%s, batch_size=%d, "
+            "claim ahead=%s",
             self.store.describe(),
             exclusive,
             wake,
             type(self.publisher).__qualname__,
             self.batch_size,
+            "yes" if self._claimer is not None else "no",
         )
 
     def _finish(self) -> None:
+        if self._claimer is not None:
+            self._claimer.close()
         if self._keeper is not None:
             self._keeper.stop()
         self.wakeup.close()
@@ -235,7 +261,12 @@ class Relay:
         while not self.stopping:
             self._close_old_connections()
             try:
-                report = self.process_batch()
+                if self._claimer is not None:
+                    # Returns only once a claim found nothing due: wait then.
+                    self._process_pipelined()
+                    report = None
+                else:
+                    report = self.process_batch()
             except DatabaseError:
                 logger.exception(
                     "Outbox relay: database error, retrying in %ss", self.poll_interval
@@ -247,6 +278,9 @@ class Relay:
                 logger.debug("Woken by %s", woken_by)
 
     def _drain(self, *, due_by: Any) -> None:
+        if self._claimer is not None:
+            self._process_pipelined(due_by=due_by)
+            return
         while not self.stopping:
             self._close_old_connections()
             if self.process_batch(due_by=due_by) is None:
@@ -267,12 +301,78 @@ class Relay:
         claim = self.store.claim(self.batch_size, due_by=due_by)
         if claim is None:
             return None
+        if self._keeper is not None:
+            self._keeper.hold(claim)
         if self.stopping:
-            released = self.store.release(claim)
-            logger.info("Outbox relay stopping: released %d claimed events", released)
+            self._release_unstarted(claim)
             return None
-        results = self._publish(claim)
-        report = self._settle(claim, results)
+        return self._process(claim, started)
+
+    def _process_pipelined(self, *, due_by: Any = None) -> None:
+        """Process batches, each claimed on the claim thread while the one before it is
+        published and written back, until a claim finds nothing due (or a stop).
+
+        A claim that comes back empty while a batch was in flight is made once more after
+        that batch is written back: the events it unblocked (the next of each order) are
+        due now, and ``--once`` must take them in the same run.
+        """
+        assert self._claimer is not None
+        future: Future[Claim | None] | None = self._claimer.submit(self.batch_size, due_by)
+        claimed_behind_a_batch = False
+        try:
+            while not self.stopping:
+                assert future is not None
+                started = time.monotonic()
+                claim = future.result()
+                future = None
+                if claim is None:
+                    if not claimed_behind_a_batch:
+                        return
+                    future = self._claimer.submit(self.batch_size, due_by)
+                    claimed_behind_a_batch = False
+                    continue
+                if self.stopping:
+                    self._release_unstarted(claim)
+                    return
+                future = self._claimer.submit(self.batch_size, due_by)
+                claimed_behind_a_batch = True
+                self._process(claim, started)
+        finally:
+            if future is not None:
+                # Stopping, or the write-back failed: give back the batch claimed ahead.
+                self._give_back(future)
+
+    def _give_back(self, future: Future[Claim | None]) -> None:
+        try:
+            claim = future.result()
+            if claim is not None:
+                self._release_unstarted(claim)
+        except Exception:
+            # Its lease runs out instead; nothing of it was sent.
+            logger.exception("Outbox relay: releasing the batch claimed ahead failed")
+
+    def _release_unstarted(self, claim: Claim) -> None:
+        """Give back a claim never published: due at once, attempt undone."""
+        try:
+            released = self.store.release(claim)
+        finally:
+            if self._keeper is not None:
+                self._keeper.release(claim)
+        logger.info("Outbox relay: released %d claimed events it had not started", released)
+
+    def _process(self, claim: Claim, started: float) -> BatchReport:
+        """Publish and settle a claimed batch (held by the lease keeper until settled)."""
+        try:
+            results = self._publish(claim)
+            if self._claimer is not None:
+                # This thread's connection is used only for the write-back now (claims
+                # run on the claim thread): the loop's close_old_connections() goes here,
+                # so CONN_MAX_AGE and a connection the database broke are honoured.
+                self._close_old_connections()
+            report = self._settle(claim, results)
+        finally:
+            if self._keeper is not None:
+                self._keeper.release(claim)
         self.batches += 1
         self.totals.add(report)
         duration_ms = (time.monotonic() - started) * 1000
@@ -291,7 +391,6 @@ class Relay:
         return report
 
     def _publish(self, claim: Claim) -> list[PublishError | None]:
-        assert self._keeper is not None
         results: list[PublishError | None] = [None] * len(claim.events)
         documents: list[dict[str, Any]] = []
         positions: list[int] = []
@@ -317,7 +416,6 @@ class Relay:
         if not documents:
             return results
         self._in_hand = True
-        self._keeper.hold(claim)
         try:
             try:
                 published = list(self.publisher.publish_batch(documents))
@@ -332,7 +430,6 @@ class Relay:
                 logger.exception("Publisher %s raised", type(self.publisher).__qualname__)
                 published = [PublishError(f"{type(exc).__name__}: {exc}")] * len(documents)
         finally:
-            self._keeper.release()
             self._in_hand = False
         for position, result in zip(positions, published, strict=True):
             if result is not None and not isinstance(result, PublishError):
@@ -346,7 +443,7 @@ class Relay:
         cap = orders_settings.OUTBOX_BACKOFF_MAX.total_seconds()
         published: list[uuid.UUID] = []
         failures: list[Failure] = []
-        unsent: list[OutboxEvent] = []
+        unsent: list[ClaimedEvent] = []
         for event, result in zip(claim.events, results, strict=True):
             if result is None:
                 published.append(event.id)
@@ -402,65 +499,3 @@ class Relay:
                 report.lost,
             )
         return report
-
-
-class LeaseKeeper:
-    """A thread that renews the lease of the batch being published, every ``interval``.
-
-    A slow broker therefore never lets a lease run out under a live relay, and no other
-    relay claims (and publishes again) what this one is still publishing.
-    """
-
-    def __init__(self, store: ClaimStore, interval: float) -> None:
-        self.store = store
-        self.interval = max(0.05, interval)
-        self._claim: Claim | None = None
-        self._stopped = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name="orders-relay-lease", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def hold(self, claim: Claim) -> None:
-        with self._cond:
-            self._claim = claim
-            self._cond.notify_all()
-
-    def release(self) -> None:
-        with self._cond:
-            self._claim = None
-            self._cond.notify_all()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-        self._thread.join(timeout=5)
-
-    def _done_with(self, claim: Claim | None) -> bool:
-        return self._stopped or self._claim is not claim
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    self._cond.wait_for(lambda: self._stopped or self._claim is not None)
-                    claim = self._claim
-                    self._cond.wait_for(
-                        functools.partial(self._done_with, claim), timeout=self.interval
-                    )
-                    if self._stopped:
-                        return
-                    if self._claim is not claim or claim is None:
-                        continue
-                try:
-                    renewed = self.store.renew(claim)
-                except Exception:
-                    logger.exception("Renewing the lease failed")
-                    # Reconnect on the next try (the database may have restarted).
-                    connections[self.store.using].close()
-                    continue
-                logger.debug("Renewed the lease of %d events", renewed)
-        finally:
-            connections[self.store.using].close()
