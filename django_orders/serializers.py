@@ -130,3 +130,61 @@ class OrderConfirmSerializer(StrictSerializer):
 
 class OrderCloseSerializer(StrictSerializer):
     """Body of ``POST /orders/{id}/close``: empty (``{}`` or no body)."""
+
+
+def plainly_valid_create(data: Any) -> dict[str, Any] | None:
+    """The validated data of a ``POST /orders`` body that is plainly valid, else ``None``.
+
+    Why (docs/benchmarks.md, Finding 3): a DRF serializer deep-copies its declared fields
+    every time it is built, a noticeable share of a create's Python time. A body that
+    passes these checks is one :class:`OrderCreateSerializer` accepts, with the same
+    validated data. Anything else, even a body the serializer would accept, gives ``None``
+    and goes through the serializer, so every error is DRF's own, message and shape.
+    """
+    if type(data) is not dict:
+        return None
+    validated: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "totalCents":
+            if type(value) is not int or not 0 <= value <= MAX_TOTAL_CENTS:
+                return None
+            validated["total_cents"] = value
+        elif name == "currency":
+            if type(value) is not str or not CURRENCY_PATTERN.match(value):
+                return None
+            validated["currency"] = value
+        elif name == "metadata":
+            metadata = _plain_metadata(value)
+            if metadata is None:
+                return None
+            validated["metadata"] = metadata
+        else:
+            return None
+    return validated
+
+
+def _plain_metadata(value: Any) -> dict[str, str] | None:
+    if type(value) is not dict or len(value) > MAX_METADATA_KEYS:
+        return None
+    for key, item in value.items():
+        if (
+            type(key) is not str
+            or not 1 <= len(key) <= MAX_METADATA_KEY_LENGTH
+            or type(item) is not str
+            or len(item) > MAX_METADATA_VALUE_LENGTH
+            or not _plain_text(key)
+            or not _plain_text(item)
+        ):
+            return None
+    return dict(value)
+
+
+def _plain_text(value: str) -> bool:
+    """No NUL and no lone surrogate (both refused by the serializer's fields)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
