@@ -323,8 +323,8 @@ class Relay:
             while not self.stopping:
                 assert future is not None
                 started = time.monotonic()
-                claim = future.result()
-                future = None
+                pending, future = future, None  # an error here leaves nothing to give back
+                claim = pending.result()
                 if claim is None:
                     if not claimed_behind_a_batch:
                         return
@@ -362,13 +362,10 @@ class Relay:
 
     def _process(self, claim: Claim, started: float) -> BatchReport:
         """Publish and settle a claimed batch (held by the lease keeper until settled)."""
+        if self._claimer is not None:
+            self._connect_for_write_back()
         try:
             results = self._publish(claim)
-            if self._claimer is not None:
-                # This thread's connection is used only for the write-back now (claims
-                # run on the claim thread): the loop's close_old_connections() goes here,
-                # so CONN_MAX_AGE and a connection the database broke are honoured.
-                self._close_old_connections()
             report = self._settle(claim, results)
         finally:
             if self._keeper is not None:
@@ -389,6 +386,18 @@ class Relay:
             },
         )
         return report
+
+    def _connect_for_write_back(self) -> None:
+        # With the claim thread, this thread's connection serves only the write-back.
+        # The loop's close_old_connections() goes here (CONN_MAX_AGE, a connection the
+        # database broke), and a new connection is opened before the publish, not
+        # after it: the outcome is written the moment the publish returns, as without
+        # the claim thread.
+        self._close_old_connections()
+        try:
+            connections[self.using].ensure_connection()
+        except DatabaseError:
+            logger.debug("Connecting for the write-back failed; the write-back tries again")
 
     def _publish(self, claim: Claim) -> list[PublishError | None]:
         results: list[PublishError | None] = [None] * len(claim.events)

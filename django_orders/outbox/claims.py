@@ -210,17 +210,7 @@ class ClaimStore:
         atomic = transaction.atomic(using=self.using) if failures else contextlib.nullcontext()
         with atomic:
             if published:
-                settled.published = (
-                    self.events()
-                    .held(token, published)
-                    .update(
-                        status=PUBLISHED,
-                        published_at=now,
-                        lease_token=None,
-                        leased_until=None,
-                        last_error="",
-                    )
-                )
+                settled.published = self.mark_published(token, published, now)
             for failure in failures:
                 changed = (
                     self.events()
@@ -240,6 +230,22 @@ class ClaimStore:
                 if changed:
                     self._defer_followers(failure)
         return settled
+
+    def mark_published(
+        self, token: uuid.UUID, published: Sequence[uuid.UUID], now: dt.datetime
+    ) -> int:
+        """Mark the events of ``published`` still held by ``token`` as published."""
+        return (
+            self.events()
+            .held(token, published)
+            .update(
+                status=PUBLISHED,
+                published_at=now,
+                lease_token=None,
+                leased_until=None,
+                last_error="",
+            )
+        )
 
     def _defer_followers(self, failure: Failure) -> None:
         """Keep the later events of a failed event's order out of the claim scan.
@@ -341,6 +347,15 @@ class PostgresClaimStore(ClaimStore):
      RETURNING {returning}
     """
 
+    # The write-back of every batch: one array parameter instead of 100 (the ORM's
+    # ``id IN (...)`` quoted each id on every batch). Fenced like ``held()``.
+    PUBLISHED_SQL = """
+        UPDATE {table}
+           SET status = %s, published_at = %s, lease_token = NULL, leased_until = NULL,
+               last_error = ''
+         WHERE id = ANY(%s::uuid[]) AND lease_token = %s::uuid
+    """
+
     RENEW_SQL = """
         UPDATE {table} SET leased_until = statement_timestamp() + %s
          WHERE id = ANY(%s::uuid[]) AND lease_token = %s::uuid
@@ -410,6 +425,15 @@ class PostgresClaimStore(ClaimStore):
             batch.append(ClaimedEvent(*values))
         batch.sort(key=lambda event: (event.created_at, event.id))
         return Claim(token, batch)
+
+    def mark_published(
+        self, token: uuid.UUID, published: Sequence[uuid.UUID], now: dt.datetime
+    ) -> int:
+        table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
+        params: list[Any] = [PUBLISHED, now, [str(pk) for pk in published], str(token)]
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.PUBLISHED_SQL.format(table=table), params)
+            return int(cursor.rowcount)
 
     def renew(self, claim: Claim) -> int:
         table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
