@@ -7,7 +7,6 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from django_orders.problems import problem_response
 from django_orders.tenancy import _current_tenant, activate_tenant, is_tenant_scoped
 
 
@@ -42,4 +41,4 @@ class TenantMiddleware:
         problem = activate_tenant(request)
         if problem is None:
             return None
-        return problem_response(problem.status_code, problem.problem_code, problem.problem_detail)
+        return problem.as_response()

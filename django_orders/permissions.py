@@ -6,8 +6,7 @@ from typing import Any
 
 from rest_framework.permissions import BasePermission
 
-from django_orders.problems import Problem
-from django_orders.tenancy import check_tenant_access
+from django_orders.tenancy import check_tenant_access, tenant_forbidden
 
 
 class TenantAccessPermission(BasePermission):
@@ -19,12 +18,9 @@ class TenantAccessPermission(BasePermission):
     ``tenant_forbidden``.
     """
 
-    message = "You may not act for this tenant."
-    code = "tenant_forbidden"
-
     def has_permission(self, request: Any, view: Any) -> bool:
         if check_tenant_access(request, getattr(request, "tenant_id", None)):
             return True
         # Raised here rather than returning False: DRF would turn a refusal of an
         # unauthenticated caller into 401, and the contract says a tenant refusal is 403.
-        raise Problem(403, self.code, self.message)
+        raise tenant_forbidden()

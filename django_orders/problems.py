@@ -56,6 +56,16 @@ class Problem(exceptions.APIException):
             self.status_code, self.problem_code, self.problem_detail, **self.extensions
         )
 
+    def as_response(self) -> HttpResponse:
+        """The problem as a plain Django response (middleware and function views)."""
+        return problem_response(
+            self.status_code,
+            self.problem_code,
+            self.problem_detail,
+            headers=self.headers,
+            **self.extensions,
+        )
+
 
 def problem_body(status: int, code: str, detail: str, **extensions: Any) -> dict[str, Any]:
     """The problem+json document for ``status`` and ``code``."""

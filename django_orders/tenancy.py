@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 
 from django_orders.conf import orders_settings
-from django_orders.problems import Problem, problem_response
+from django_orders.problems import Problem
 
 # The width of every tenant_id column, as django_orders.models.TENANT_ID_MAX_LENGTH (a
 # test keeps the two equal): this module stays importable without the models, which need
@@ -112,6 +112,11 @@ def activate_tenant(request: HttpRequest) -> Problem | None:
         _current_tenant.set(tenant)
     request._orders_tenant_resolved = True  # type: ignore[attr-defined]
     return None
+
+
+def tenant_forbidden() -> Problem:
+    """403 ``tenant_forbidden``: the access hook refused the caller for this tenant."""
+    return Problem(403, "tenant_forbidden", "You may not act for this tenant.")
 
 
 def check_tenant_access(request: Any, tenant_id: str | None) -> bool:
@@ -207,9 +212,9 @@ def _call_scoped(view: Callable[..., Any], request: HttpRequest, *args: Any, **k
     """Run a ``@tenant_scoped`` function view: resolve the tenant, ask the access hook."""
     problem = activate_tenant(request)
     if problem is not None:
-        return problem_response(problem.status_code, problem.problem_code, problem.problem_detail)
+        return problem.as_response()
     if not check_tenant_access(request, getattr(request, "tenant_id", None)):
-        return problem_response(403, "tenant_forbidden", "You may not act for this tenant.")
+        return tenant_forbidden().as_response()
     return view(request, *args, **kwargs)
 
 
