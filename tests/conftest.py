@@ -3,9 +3,15 @@ RabbitMQ and Redis on loopback. Nothing here mocks a database or a broker."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
+
+from tests.relay_helpers import Receiver
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -31,6 +37,20 @@ def tenant_api() -> APIClient:
     client = APIClient()
     client.credentials(HTTP_X_TENANT_ID="shop-1")
     return client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real local HTTP server that records the webhooks the relay delivers."""
+    with Receiver() as running:
+        yield running
+
+
+@pytest.fixture
+def log_dir() -> Iterator[Path]:
+    """Relay logs. Not pytest's tmp_path: parallel pytest runs prune each other's."""
+    with tempfile.TemporaryDirectory(prefix="orders-relay-") as path:
+        yield Path(path)
 
 
 @pytest.fixture

@@ -18,10 +18,8 @@ import json
 import os
 import re
 import signal
-import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,18 +49,6 @@ from tests.tcp_proxy import TcpProxy
 
 SECRET = "whsec_" + base64.b64encode(b"contract-test-key-32-bytes-long!").decode()
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
-
-
-@pytest.fixture
-def log_dir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="orders-contract-") as path:
-        yield Path(path)
 
 
 def relay_once(publisher: str, **options: Any) -> int:

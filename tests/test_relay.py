@@ -12,7 +12,6 @@ import json
 import logging
 import random
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -38,12 +37,6 @@ from tests.relay_helpers import FailingPublisher, Receiver, RecordingPublisher, 
 pytestmark = pytest.mark.django_db
 
 PUBLISHER = "tests.relay_helpers.ReceiverPublisher"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
 
 
 def run_once(receiver: Receiver, *args: str) -> int:

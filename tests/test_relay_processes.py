@@ -5,9 +5,7 @@ killed, stopped, run side by side, woken by NOTIFY."""
 from __future__ import annotations
 
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,19 +24,6 @@ from tests.relay_helpers import (
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as running:
-        yield running
-
-
-@pytest.fixture
-def log_dir() -> Iterator[Path]:
-    """Relay logs. Not pytest's tmp_path: parallel pytest runs prune each other's."""
-    with tempfile.TemporaryDirectory(prefix="orders-relay-") as path:
-        yield Path(path)
 
 
 def all_ids() -> set[str]:
