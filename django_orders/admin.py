@@ -76,6 +76,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     # Counting every row of a large table on each changelist page is what makes admin
     # pages slow; "show all" counts are not needed to browse.
     show_full_result_count = False
+    #: Fields a search term must equal (see ``get_search_results``).
+    exact_search_fields: tuple[str, ...] = ("tenant_id",)
     list_per_page = 50
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -93,11 +95,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-        """Exact match on a UUID (``uuid_search_fields``) or the tenant id, never ``LIKE``."""
+        """Exact match on ``exact_search_fields`` or a UUID (``uuid_search_fields``), never
+        ``LIKE``: a substring search would scan whole tables."""
         term = search_term.strip()
         if not term:
             return queryset, False
-        condition = Q(tenant_id=term)
+        condition = Q()
+        for name in self.exact_search_fields:
+            condition |= Q(**{name: term})
         try:
             value = uuid.UUID(term)
         except ValueError:
@@ -199,12 +204,5 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_filter = ("state", "method")
     search_fields = ("tenant_id", "key")
     search_help_text = "A tenant id or an idempotency key (exact)."
+    exact_search_fields = ("tenant_id", "key")
     ordering = ("-id",)
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
-    ) -> tuple[QuerySet[Any], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(Q(tenant_id=term) | Q(key=term)), False

@@ -191,3 +191,21 @@ def test_outbox_type_filter(admin_client_: Client) -> None:
     assert shown(page) == [created.pk]
     page = admin_client_.get("/admin/django_orders/outboxevent/", {"type": "order.closed"})
     assert shown(page) == []
+
+
+def test_idempotency_key_search_is_exact_on_tenant_or_key(admin_client_: Client) -> None:
+    from django.utils import timezone
+
+    expires = timezone.now()
+    for tenant, key in (("shop-1", "abc"), ("shop-2", "abcd"), ("abc", "zzz")):
+        IdempotencyKey.objects.create(
+            tenant_id=tenant,
+            key=key,
+            method="POST",
+            path="/orders",
+            fingerprint="f",
+            expires_at=expires,
+        )
+    page = admin_client_.get("/admin/django_orders/idempotencykey/", {"q": "abc"})
+    found = {(k.tenant_id, k.key) for k in IdempotencyKey.objects.filter(pk__in=shown(page))}
+    assert found == {("shop-1", "abc"), ("abc", "zzz")}  # never the substring match "abcd"
