@@ -6,10 +6,11 @@ One loop, run by ``manage.py orders_outbox_relay`` (a thin command over :class:`
         →  write the outcome back (short transaction, fenced on the lease)  →  repeat;
     when nothing is due: wait for NOTIFY, a signal or the next poll.
 
-On PostgreSQL the claim of the next batch runs on a thread of its own while the current
-batch is published and written back (a pipeline of depth two,
-:class:`~django_orders.outbox.pipeline.Claimer`), so a fast broker does not sit idle
-while the relay claims.
+On PostgreSQL the three steps overlap: the next batch is claimed on a thread of its own
+(:class:`~django_orders.outbox.pipeline.Claimer`) and the outcome of the batch before is
+written back on another (:class:`~django_orders.outbox.pipeline.Settler`) while the
+current batch is published, so a fast broker does not sit idle while the relay talks
+to the database.
 
 Guarantees (CONTRACT §5): at-least-once — an event is marked published only after the
 publisher confirmed it, and a relay killed at any instant leaves at worst a lease that
@@ -50,7 +51,7 @@ from django_orders.outbox.claims import (
     claim_store_for,
 )
 from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
-from django_orders.outbox.pipeline import Claimer, LeaseKeeper
+from django_orders.outbox.pipeline import Claimer, LeaseKeeper, Settler
 from django_orders.outbox.wakeup import Wakeup
 from django_orders.publishers.base import NotSent, Publisher, PublishError
 
@@ -116,6 +117,7 @@ class Relay:
         self._lock: RelayLock | None = None
         self._keeper: LeaseKeeper | None = None
         self._claimer: Claimer | None = None
+        self._settler: Settler | None = None
         self._previous_handlers: dict[int, Any] = {}
 
     # -- running -------------------------------------------------------------------------
@@ -213,9 +215,10 @@ class Relay:
         self._keeper = LeaseKeeper(self.store, orders_settings.OUTBOX_LEASE.total_seconds() / 3)
         self._keeper.start()
         if self.pipeline and not connections[self.using].in_atomic_block:
-            # Not inside a caller's transaction (a test's): the claim thread's own
-            # connection would not see what that transaction wrote.
+            # Not inside a caller's transaction (a test's): the threads' own connections
+            # would not see what that transaction wrote.
             self._claimer = Claimer(self.store, self._keeper)
+            self._settler = Settler(self.using)
         if self.wakeup.listening:
             wake = f"LISTEN {NOTIFY_CHANNEL} + poll every {self.poll_interval}s"
         else:
@@ -223,7 +226,7 @@ class Relay:
         exclusive = f", exclusive lock {self._lock.path}" if self._lock else ""
         logger.info(
             "Outbox relay started: mode=%s%s, wake-up=%s, publisher=%s, batch_size=%d, "
-            "claim ahead=%s",
+            "claim ahead and write behind=%s",
             self.store.describe(),
             exclusive,
             wake,
@@ -235,6 +238,8 @@ class Relay:
     def _finish(self) -> None:
         if self._claimer is not None:
             self._claimer.close()
+        if self._settler is not None:
+            self._settler.close()
         if self._keeper is not None:
             self._keeper.stop()
         self.wakeup.close()
@@ -310,12 +315,31 @@ class Relay:
 
     def _process_pipelined(self, *, due_by: Any = None) -> None:
         """Process batches, each claimed on the claim thread while the one before it is
-        published and written back, until a claim finds nothing due (or a stop).
+        published, and written back on the write-back thread while the one after it is
+        published, until a claim finds nothing due (or a stop).
 
         A claim that comes back empty while a batch was in flight is made once more after
         that batch is written back: the events it unblocked (the next of each order) are
         due now, and ``--once`` must take them in the same run.
         """
+        try:
+            self._pipeline(due_by)
+        except BaseException:
+            # Already failing (or stopping at once): the write-back in progress still
+            # lands, and an error of its own is only logged.
+            try:
+                self._collect_write_back()
+            except Exception:
+                logger.exception("Outbox relay: writing a batch's outcome back failed")
+            raise
+        self._collect_write_back()
+
+    def _collect_write_back(self) -> None:
+        """Wait for the write-back in progress and count its batch."""
+        if self._settler is not None:
+            self._account(self._settler.drain())
+
+    def _pipeline(self, due_by: Any) -> None:
         assert self._claimer is not None
         future: Future[Claim | None] | None = self._claimer.submit(self.batch_size, due_by)
         claimed_behind_a_batch = False
@@ -328,6 +352,7 @@ class Relay:
                 if claim is None:
                     if not claimed_behind_a_batch:
                         return
+                    self._collect_write_back()
                     future = self._claimer.submit(self.batch_size, due_by)
                     claimed_behind_a_batch = False
                     continue
@@ -336,10 +361,10 @@ class Relay:
                     return
                 future = self._claimer.submit(self.batch_size, due_by)
                 claimed_behind_a_batch = True
-                self._process(claim, started)
+                self._process(claim, started, write_behind=True)
         finally:
             if future is not None:
-                # Stopping, or the write-back failed: give back the batch claimed ahead.
+                # Stopping, or a write-back failed: give back the batch claimed ahead.
                 self._give_back(future)
 
     def _give_back(self, future: Future[Claim | None]) -> None:
@@ -360,18 +385,41 @@ class Relay:
                 self._keeper.release(claim)
         logger.info("Outbox relay: released %d claimed events it had not started", released)
 
-    def _process(self, claim: Claim, started: float) -> BatchReport:
-        """Publish and settle a claimed batch (held by the lease keeper until settled)."""
-        if self._claimer is not None:
-            self._connect_for_write_back()
+    def _process(
+        self, claim: Claim, started: float, *, write_behind: bool = False
+    ) -> BatchReport | None:
+        """Publish and settle a claimed batch (held by the lease keeper until settled).
+
+        ``write_behind``: the outcome is written on the write-back thread while this
+        thread goes on to the next batch; the report then comes later (``None`` here).
+        """
         try:
             results = self._publish(claim)
+        except BaseException:
+            if self._keeper is not None:
+                self._keeper.release(claim)
+            raise
+        if write_behind and self._settler is not None:
+            self._account(self._settler.submit(lambda: self._write_back(claim, results, started)))
+            return None
+        report = self._write_back(claim, results, started)
+        self._account(report)
+        return report
+
+    def _account(self, report: BatchReport | None) -> None:
+        if report is not None:
+            self.batches += 1
+            self.totals.add(report)
+
+    def _write_back(
+        self, claim: Claim, results: list[PublishError | None], started: float
+    ) -> BatchReport:
+        """Settle a published batch, stop renewing its lease, log its line."""
+        try:
             report = self._settle(claim, results)
         finally:
             if self._keeper is not None:
                 self._keeper.release(claim)
-        self.batches += 1
-        self.totals.add(report)
         duration_ms = (time.monotonic() - started) * 1000
         logger.info(
             "outbox batch claimed=%d published=%d failed=%d dead=%d lost=%d duration_ms=%.1f",
@@ -386,18 +434,6 @@ class Relay:
             },
         )
         return report
-
-    def _connect_for_write_back(self) -> None:
-        # With the claim thread, this thread's connection serves only the write-back.
-        # The loop's close_old_connections() goes here (CONN_MAX_AGE, a connection the
-        # database broke), and a new connection is opened before the publish, not
-        # after it: the outcome is written the moment the publish returns, as without
-        # the claim thread.
-        self._close_old_connections()
-        try:
-            connections[self.using].ensure_connection()
-        except DatabaseError:
-            logger.debug("Connecting for the write-back failed; the write-back tries again")
 
     def _publish(self, claim: Claim) -> list[PublishError | None]:
         results: list[PublishError | None] = [None] * len(claim.events)

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -552,26 +552,33 @@ def test_not_sent_while_not_stopping_is_a_failure_with_backoff() -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_each_loop_closes_old_connections() -> None:
-    """django.db.close_old_connections() at the top of every loop: with CONN_MAX_AGE = 0
-    (the test settings) every batch runs on a fresh connection; a long-lived relay thus
-    honours CONN_MAX_AGE and drops a connection the database broke."""
+    """django.db.close_old_connections() before every claim and every write-back, on
+    whichever thread runs it: with CONN_MAX_AGE = 0 (the test settings) every batch is
+    claimed and written back on fresh connections; a long-lived relay thus honours
+    CONN_MAX_AGE and drops a connection the database broke."""
     assert connection.settings_dict["CONN_MAX_AGE"] == 0
     order_with_three_events()  # three batches: each event unblocks the next
+    relay = Relay(RecordingPublisher(), listen=False)
+    used: dict[str, list[object]] = {"claim": [], "settle": []}
 
-    class ConnectionProbe(RecordingPublisher):
-        def __init__(self) -> None:
-            super().__init__()
-            self.raw: list[object] = []
+    def spy(step: str, method):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            result = method(*args, **kwargs)
+            if result is not None:
+                # The driver connection this step ran on (kept referenced: ids stay unique).
+                used[step].append(connections[relay.using].connection)
+            return result
 
-        def publish(self, event: dict[str, object]) -> None:
-            self.raw.append(connection.connection)  # the driver connection of this batch
-            super().publish(event)
+        return call
 
-    probe = ConnectionProbe()
-    assert Relay(probe, listen=False).run(once=True) is True
-    first, second, third = probe.raw
-    assert first is not second
-    assert second is not third
+    relay.store.claim = spy("claim", relay.store.claim)  # type: ignore[method-assign]
+    relay.store.settle = spy("settle", relay.store.settle)  # type: ignore[method-assign]
+    assert relay.run(once=True) is True
+    assert relay.totals.published == 3
+    for step in ("claim", "settle"):
+        connections_used = used[step]
+        assert len(connections_used) == 3, step
+        assert len({id(raw) for raw in connections_used}) == 3, step
 
 
 def test_failing_publisher_helper_is_permanent_on_request() -> None:

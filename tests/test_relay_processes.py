@@ -170,9 +170,9 @@ def test_a_second_signal_exits_at_once(receiver: Receiver, log_dir: Path) -> Non
         assert relay.wait(5) == 1
         assert time.monotonic() - signalled < 2
 
-    # What it held (up to two batches: the one in hand and the one claimed ahead) comes
-    # back once its lease runs out; wait for that rather than racing it, then one run
-    # delivers everything.
+    # What it held (up to three batches: the one written back, the one in hand and the one
+    # claimed ahead) comes back once its lease runs out; wait for that rather than racing
+    # it, then one run delivers everything.
     receiver.delay = 0
     expected = all_ids()
     wait_until(

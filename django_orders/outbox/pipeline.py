@@ -1,16 +1,19 @@
-"""Keeping claims alive, and claiming the next batch while the current one is published.
+"""Keeping claims alive, and talking to the database while a batch is published.
 
 - :class:`LeaseKeeper`: a thread renewing the lease of every batch the relay holds (the
-  one being published and the one claimed ahead of it), so a slow broker never lets a
-  lease run out under a live relay.
+  one being published, the one claimed ahead of it and the one being written back), so
+  a slow broker never lets a lease run out under a live relay.
 - :class:`Claimer`: a thread of its own (so a database connection of its own) that claims
-  the next batch while the relay publishes and writes back the current one. The broker
-  then never waits for the claim: with a fast broker the claim is the longest step.
+  the next batch while the relay publishes the current one.
+- :class:`Settler`: another, that writes back the outcome of the batch just published
+  while the relay publishes the next one.
 
-Claiming ahead keeps every guarantee: the batch in flight is leased, so its events are
-still unfinished and block the later events of their orders — the batch claimed ahead
-never holds a successor of an event still being published (per-order order), and the
-lease keeps other relays off both batches (no duplicates among healthy relays).
+The broker then waits for neither database step: with a fast broker they are the longest
+ones. Both keep every guarantee: a batch is leased from its claim until its write-back
+commits, so its events are still unfinished and block the later events of their orders —
+a batch claimed ahead never holds a successor of an event still being published or
+written back (per-order order), and the lease keeps other relays off every batch a relay
+holds (no duplicates among healthy relays).
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from django.db import connections
 
 from django_orders.outbox.claims import Claim, ClaimStore
 
 logger = logging.getLogger("django_orders.relay")
+
+T = TypeVar("T")
 
 
 class LeaseKeeper:
@@ -124,3 +131,51 @@ class Claimer:
 
     def _close_connection(self) -> None:
         connections[self.store.using].close()
+
+
+class Settler:
+    """Writes batches' outcomes back on a thread of its own while the next batch is published.
+
+    One write-back runs at a time, in the order handed over. :meth:`submit` hands one over
+    and then waits for the one before it, so a relay publishing a batch has at most one
+    write-back running behind it (and, with the :class:`Claimer`, one batch claimed ahead).
+    A write-back's outcome — its report, or the error it raised — comes back to the relay's
+    thread from :meth:`submit` (for the one before) or :meth:`drain`.
+
+    Keeps the guarantees: a batch being written back is still leased until its write-back
+    commits, so its events block the later events of their orders in every claim; the
+    write-back is fenced on the lease as before.
+    """
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders-relay-write")
+        self._running: Future[Any] | None = None
+
+    def submit(self, write_back: Callable[[], T]) -> T | None:
+        """Start ``write_back`` once the one before it is done; return that one's result."""
+        before, self._running = self._running, self._executor.submit(self._run, write_back)
+        return None if before is None else before.result()
+
+    def drain(self) -> Any:
+        """Wait for the write-back in progress; its result (``None`` if there was none)."""
+        running, self._running = self._running, None
+        return None if running is None else running.result()
+
+    def _run(self, write_back: Callable[[], T]) -> T:
+        # As the relay's own loop does: a connection broken by a database restart, or past
+        # CONN_MAX_AGE, is replaced before it is used.
+        connections[self.using].close_if_unusable_or_obsolete()
+        return write_back()
+
+    def close(self) -> None:
+        """Close the thread's connection and end the thread (after a final :meth:`drain`)."""
+        try:
+            # Run on the write-back thread: connections are per thread.
+            self._executor.submit(self._close_connection).result(timeout=10)
+        except Exception:
+            logger.exception("Closing the write-back thread's connection failed")
+        self._executor.shutdown(wait=False)
+
+    def _close_connection(self) -> None:
+        connections[self.using].close()
