@@ -588,6 +588,31 @@ def test_failing_publisher_helper_is_permanent_on_request() -> None:
 
 
 @pytest.mark.postgres
+def test_a_claim_is_a_heap_only_update() -> None:
+    """The outbox table leaves room on its pages (fillfactor 50, migration 0002) and a
+    claim changes no indexed column, so PostgreSQL writes the leased row version on the
+    same page without an entry in any of the four indexes (a HOT update)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = %s",
+            [OutboxEvent._meta.db_table],
+        )
+        assert cursor.fetchone()[0] == ["fillfactor=50"]
+    for _ in range(200):  # orders as the API writes them: the realistic row size
+        services.create_order("shop-1", metadata={"note": "x" * 100})
+    store = claim_store_for("default")
+    with connection.cursor() as cursor:
+        hot = "SELECT pg_stat_get_xact_tuples_hot_updated(%s::regclass)"
+        cursor.execute(hot, [OutboxEvent._meta.db_table])
+        before = cursor.fetchone()[0]
+        claim = store.claim(200)
+        assert claim is not None
+        assert len(claim.events) == 200
+        cursor.execute(hot, [OutboxEvent._meta.db_table])
+        assert cursor.fetchone()[0] - before == 200
+
+
+@pytest.mark.postgres
 def test_the_claim_probes_per_candidate_even_with_stale_statistics() -> None:
     """The steady state of a production outbox: analysed while nothing was pending, then
     a burst. The claim must still probe the unfinished index per candidate row, not scan
