@@ -30,6 +30,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future
 from types import FrameType
 from typing import Any
@@ -53,7 +54,7 @@ from django_orders.outbox.claims import (
 from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
 from django_orders.outbox.pipeline import Claimer, LeaseKeeper, Settler
 from django_orders.outbox.wakeup import Wakeup
-from django_orders.publishers.base import NotSent, Publisher, PublishError
+from django_orders.publishers.base import InFlight, NotSent, Publisher, PublishError
 
 __all__ = ["BatchReport", "LeaseKeeper", "Relay", "RelayAlreadyRunning"]
 
@@ -77,6 +78,18 @@ class BatchReport:
     def add(self, other: BatchReport) -> None:
         for field in dataclasses.fields(self):
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+@dataclasses.dataclass
+class _Sending:
+    """A claimed batch handed to the publisher: the results known before sending (events
+    that could not be built), where the sent ones go, and the publisher's handle."""
+
+    claim: Claim
+    started: float
+    results: list[PublishError | None]
+    positions: list[int]  # of the events handed to the publisher, in the claim
+    in_flight: InFlight | None = None
 
 
 class Relay:
@@ -113,7 +126,7 @@ class Relay:
         self.batches = 0
         self.stopping = False
         self._signals = 0
-        self._in_hand = False
+        self._sending = 0  # batches handed to the publisher, results not in yet
         self._lock: RelayLock | None = None
         self._keeper: LeaseKeeper | None = None
         self._claimer: Claimer | None = None
@@ -171,7 +184,7 @@ class Relay:
             name,
         )
         self.stop()
-        if self._in_hand:
+        if self._sending:
             # The publisher's timeout bounds one publish; if a misbehaving one overruns
             # it, give up: the leased events are claimed again once the lease runs out.
             watchdog = threading.Timer(self._publish_timeout + SHUTDOWN_GRACE, self._give_up)
@@ -341,6 +354,9 @@ class Relay:
 
     def _pipeline(self, due_by: Any) -> None:
         assert self._claimer is not None
+        # Batches handed to the publisher whose results are not in yet, oldest first.
+        depth = max(1, int(getattr(self.publisher, "max_batches_in_flight", 1)))
+        sending: deque[_Sending] = deque()
         future: Future[Claim | None] | None = self._claimer.submit(self.batch_size, due_by)
         claimed_behind_a_batch = False
         try:
@@ -350,6 +366,7 @@ class Relay:
                 pending, future = future, None  # an error here leaves nothing to give back
                 claim = pending.result()
                 if claim is None:
+                    self._finish_sending(sending)
                     if not claimed_behind_a_batch:
                         return
                     self._collect_write_back()
@@ -361,11 +378,35 @@ class Relay:
                     return
                 future = self._claimer.submit(self.batch_size, due_by)
                 claimed_behind_a_batch = True
-                self._process(claim, started, write_behind=True)
+                sending.append(self._start_publish(claim, started))
+                while len(sending) >= depth:
+                    self._write_behind(sending.popleft())
         finally:
-            if future is not None:
-                # Stopping, or a write-back failed: give back the batch claimed ahead.
-                self._give_back(future)
+            try:
+                # Also when stopping: the sends in flight finish and their outcome is kept.
+                self._finish_sending(sending)
+            finally:
+                if future is not None:
+                    # Stopping, or a write-back failed: give back the batch claimed ahead.
+                    self._give_back(future)
+
+    def _finish_sending(self, sending: deque[_Sending]) -> None:
+        """Wait for every batch in flight, oldest first, and hand each to the write-back."""
+        error: Exception | None = None
+        while sending:
+            try:
+                self._write_behind(sending.popleft())
+            except Exception as exc:  # an earlier write-back failed: the others still land
+                error = error or exc
+        if error is not None:
+            raise error
+
+    def _write_behind(self, sending: _Sending) -> None:
+        """Wait for a batch's results and write them back on the write-back thread."""
+        assert self._settler is not None
+        results = self._finish_publish(sending)
+        claim, started = sending.claim, sending.started
+        self._account(self._settler.submit(lambda: self._write_back(claim, results, started)))
 
     def _give_back(self, future: Future[Claim | None]) -> None:
         try:
@@ -385,23 +426,14 @@ class Relay:
                 self._keeper.release(claim)
         logger.info("Outbox relay: released %d claimed events it had not started", released)
 
-    def _process(
-        self, claim: Claim, started: float, *, write_behind: bool = False
-    ) -> BatchReport | None:
-        """Publish and settle a claimed batch (held by the lease keeper until settled).
-
-        ``write_behind``: the outcome is written on the write-back thread while this
-        thread goes on to the next batch; the report then comes later (``None`` here).
-        """
+    def _process(self, claim: Claim, started: float) -> BatchReport:
+        """Publish and settle a claimed batch (held by the lease keeper until settled)."""
         try:
-            results = self._publish(claim)
+            results = self._finish_publish(self._start_publish(claim, started))
         except BaseException:
             if self._keeper is not None:
                 self._keeper.release(claim)
             raise
-        if write_behind and self._settler is not None:
-            self._account(self._settler.submit(lambda: self._write_back(claim, results, started)))
-            return None
         report = self._write_back(claim, results, started)
         self._account(report)
         return report
@@ -435,7 +467,8 @@ class Relay:
         )
         return report
 
-    def _publish(self, claim: Claim) -> list[PublishError | None]:
+    def _start_publish(self, claim: Claim, started: float) -> _Sending:
+        """Build the batch's CloudEvents and hand them to the publisher."""
         results: list[PublishError | None] = [None] * len(claim.events)
         documents: list[dict[str, Any]] = []
         positions: list[int] = []
@@ -458,29 +491,44 @@ class Relay:
                 results[position] = PublishError(f"{type(exc).__name__}: {exc}", permanent=True)
             else:
                 positions.append(position)
+        sending = _Sending(claim, started, results, positions)
         if not documents:
-            return results
-        self._in_hand = True
+            return sending
+        self._sending += 1  # from here on a signal waits for it (within the timeout)
         try:
-            try:
-                published = list(self.publisher.publish_batch(documents))
-                if len(published) != len(documents):
-                    raise RuntimeError(
-                        f"publish_batch returned {len(published)} results for "
-                        f"{len(documents)} events"
-                    )
-            except Exception as exc:
-                # A publisher bug or an unexpected driver error: the whole batch failed
-                # and is retried with backoff like any transient failure.
-                logger.exception("Publisher %s raised", type(self.publisher).__qualname__)
-                published = [PublishError(f"{type(exc).__name__}: {exc}")] * len(documents)
+            sending.in_flight = self.publisher.start_batch(documents)
+        except Exception as exc:
+            sending.in_flight = InFlight(self._publisher_raised(exc, len(documents)))
+        return sending
+
+    def _finish_publish(self, sending: _Sending) -> list[PublishError | None]:
+        """Wait for a batch's results: one per claimed event, in the claim's order."""
+        results = sending.results
+        if sending.in_flight is None:
+            return results
+        count = len(sending.positions)
+        try:
+            published = list(sending.in_flight.wait())
+            if len(published) != count:
+                raise RuntimeError(
+                    f"the publisher returned {len(published)} results for {count} events"
+                )
+        except Exception as exc:
+            published = self._publisher_raised(exc, count)
         finally:
-            self._in_hand = False
-        for position, result in zip(positions, published, strict=True):
+            sending.in_flight = None
+            self._sending -= 1
+        for position, result in zip(sending.positions, published, strict=True):
             if result is not None and not isinstance(result, PublishError):
                 result = PublishError(f"{type(result).__name__}: {result}")
             results[position] = result
         return results
+
+    def _publisher_raised(self, exc: Exception, count: int) -> list[PublishError | None]:
+        # A publisher bug or an unexpected driver error: the whole batch failed and is
+        # retried with backoff like any transient failure.
+        logger.exception("Publisher %s raised", type(self.publisher).__qualname__, exc_info=exc)
+        return [PublishError(f"{type(exc).__name__}: {exc}")] * count
 
     def _settle(self, claim: Claim, results: list[PublishError | None]) -> BatchReport:
         now = timezone.now()

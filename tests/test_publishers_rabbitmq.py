@@ -182,6 +182,24 @@ def test_a_large_batch_is_confirmed_and_arrives_in_order(
     assert [m[1].message_id for m in drain(amqp, queue, 500)] == [e["id"] for e in events]
 
 
+def test_two_batches_in_flight_are_each_confirmed_and_arrive_in_order(
+    make_publisher: Any, exchange: str, bind_queue: Any, amqp: Any
+) -> None:
+    """``start_batch`` writes a batch without waiting for the confirms of the one before
+    (``max_batches_in_flight = 2``); each handle answers for its own messages."""
+    queue = bind_queue("#")
+    events = sample_batch(400)
+    publisher = make_publisher(exchange=exchange)
+    assert publisher.max_batches_in_flight == 2
+
+    first = publisher.start_batch(events[:200])
+    second = publisher.start_batch(events[200:])
+    assert second.wait() == [None] * 200
+    assert first.wait() == [None] * 200
+
+    assert [m[1].message_id for m in drain(amqp, queue, 400)] == [e["id"] for e in events]
+
+
 # --- failures ----------------------------------------------------------------------------
 
 
@@ -294,6 +312,23 @@ def test_no_confirm_within_the_timeout_is_a_retryable_error(
     assert "no publisher confirm" in str(results[0])
 
     proxy.cut()  # the stuck connection goes; a fresh one works
+    assert publisher.publish_batch(sample_batch(2)) == [None, None]
+
+
+def test_no_confirm_fails_every_batch_in_flight(
+    make_publisher: Any, exchange: str, bind_queue: Any, proxy: TcpProxy
+) -> None:
+    bind_queue("#")
+    publisher = make_publisher(url=proxied_url(proxy), exchange=exchange, timeout=0.5)
+    assert publisher.publish_batch(sample_batch(1)) == [None]
+
+    proxy.forwarding.clear()
+    first = publisher.start_batch(sample_batch(3))
+    second = publisher.start_batch(sample_batch(4))
+    for results in (first.wait(), second.wait()):
+        assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+
+    proxy.cut()
     assert publisher.publish_batch(sample_batch(2)) == [None, None]
 
 

@@ -11,7 +11,9 @@ import datetime as dt
 import json
 import logging
 import random
+import threading
 import uuid
+from collections.abc import Callable
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -30,7 +32,7 @@ from django_orders.outbox.claims import (
 )
 from django_orders.outbox.exclusive import RelayLock
 from django_orders.outbox.maintenance import discard, requeue
-from django_orders.publishers import NotSent
+from django_orders.publishers import InFlight, NotSent
 from django_orders.relay import Relay
 from tests.relay_helpers import FailingPublisher, Receiver, RecordingPublisher, bulk_events
 
@@ -322,7 +324,7 @@ def test_a_publisher_answering_the_wrong_number_of_results_fails_the_batch() -> 
     assert Relay(Short(), listen=False).run(once=True) is False
     event = events_of(order)[0]
     assert event.status == "pending"
-    assert "publish_batch returned 0 results for 1 events" in event.last_error
+    assert "the publisher returned 0 results for 1 events" in event.last_error
 
 
 def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
@@ -673,3 +675,87 @@ def test_a_second_relay_on_sqlite_refuses_to_start(receiver: Receiver) -> None:
     finally:
         lock.release()
     assert run_once(receiver) == 0
+
+
+# -- batches in flight together (Publisher.max_batches_in_flight) ----------------------
+
+
+class WindowedPublisher(RecordingPublisher):
+    """Answers through ``start_batch`` handles, and records how many batches were handed
+    over and not yet waited for at each hand-over."""
+
+    def __init__(self, window: int, hold: threading.Event | None = None) -> None:
+        super().__init__()
+        self.max_batches_in_flight = window
+        self.hold = hold  # when set: wait() blocks until it is set
+        self.outstanding = 0
+        self.outstanding_at_start: list[int] = []
+        self.on_start: Callable[[int], None] = lambda started: None
+        self.started = 0
+
+    def start_batch(self, events):  # type: ignore[no-untyped-def]
+        self.outstanding += 1
+        self.started += 1
+        self.outstanding_at_start.append(self.outstanding)
+        self.events.extend(events)
+        self.on_start(self.started)
+        publisher = self
+
+        class Handle(InFlight):
+            def wait(self):  # type: ignore[no-untyped-def]
+                if publisher.hold is not None:
+                    assert publisher.hold.wait(10)
+                publisher.outstanding -= 1
+                return [None] * len(events)
+
+        return Handle([])
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+@pytest.mark.parametrize("window", [1, 2])
+def test_a_publisher_may_take_the_next_batch_before_answering_the_last(window: int) -> None:
+    """With ``max_batches_in_flight = 2`` the relay hands over the next batch before it
+    waits for the one before (RabbitMQ: the next batch is on the wire while confirms
+    come); never more than the window; per-order order and exactly-once among healthy
+    relays hold; everything is written back."""
+    bulk_events(60, versions=3)
+    publisher = WindowedPublisher(window)
+    relay = Relay(publisher, batch_size=10, listen=False)
+    assert relay.run(once=True) is True
+
+    assert max(publisher.outstanding_at_start) == window
+    ids = [event["id"] for event in publisher.events]
+    assert len(ids) == len(set(ids)) == 180
+    versions: dict[str, list[int]] = {}
+    for event in publisher.events:
+        versions.setdefault(event["subject"], []).append(event["data"]["version"])
+    assert all(seen == [1, 2, 3] for seen in versions.values())
+    assert OutboxEvent.objects.filter(status="published").count() == 180
+    assert relay.totals.published == 180
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_a_stop_finishes_every_batch_in_flight_and_releases_the_claim_ahead() -> None:
+    bulk_events(40, versions=1)
+    hold = threading.Event()
+    publisher = WindowedPublisher(2, hold=hold)
+    relay = Relay(publisher, batch_size=10, listen=False)
+
+    def on_start(started: int) -> None:
+        if started == 2:  # two batches in flight, the third claimed ahead: stop now
+            relay.stop()
+            hold.set()
+
+    publisher.on_start = on_start
+    assert relay.run(once=True) is True
+
+    assert publisher.started == 2
+    assert relay.totals.published == 20
+    assert OutboxEvent.objects.filter(status="published").count() == 20
+    rest = OutboxEvent.objects.exclude(status="published")
+    assert rest.count() == 20
+    # Released, not left leased: due at once for another relay, the attempt undone.
+    assert not rest.filter(lease_token__isnull=False).exists()
+    assert set(rest.values_list("attempts", flat=True)) == {0}

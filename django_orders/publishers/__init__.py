@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_orders.publishers.base import NotSent, Publisher, PublishError
+from django_orders.publishers.base import InFlight, NotSent, Publisher, PublishError
 from django_orders.publishers.log import LoggingPublisher
 
 __all__ = [
+    "InFlight",
     "LoggingPublisher",
     "NotSent",
     "PublishError",

@@ -33,6 +33,21 @@ class NotSent(PublishError):
     """
 
 
+class InFlight:
+    """A batch handed to a publisher (:meth:`Publisher.start_batch`) whose results may
+    not be in yet. :meth:`wait` returns them, as :meth:`Publisher.publish_batch` would.
+
+    This base class holds results that are already known; a publisher that sends
+    asynchronously returns a subclass whose :meth:`wait` blocks (at most its ``timeout``).
+    """
+
+    def __init__(self, results: list[PublishError | None]) -> None:
+        self._results = results
+
+    def wait(self) -> list[PublishError | None]:
+        return self._results
+
+
 class Publisher:
     """Base class of publishers.
 
@@ -43,6 +58,13 @@ class Publisher:
 
     #: Upper bound of one publish, seconds; the relay uses it when shutting down.
     timeout: float = 10.0
+
+    #: How many batches the relay may hand to :meth:`start_batch` before it waits for the
+    #: results of the oldest. ``1``: one batch at a time. More pays off for a broker that
+    #: confirms asynchronously (RabbitMQ): the next batch is on the wire while the
+    #: confirms of the one before are still coming. Batches in flight together never hold
+    #: two events of one order (each was claimed while the others were leased).
+    max_batches_in_flight: int = 1
 
     #: Set by :meth:`request_stop`: events not sent yet are answered with :class:`NotSent`.
     #: A class attribute, so subclasses need not call ``super().__init__()``.
@@ -87,6 +109,11 @@ class Publisher:
             else:
                 results.append(None)
         return results
+
+    def start_batch(self, events: Sequence[dict[str, Any]]) -> InFlight:
+        """Start publishing ``events``; the results come from the returned object's
+        ``wait()``. The default publishes the whole batch now (:meth:`publish_batch`)."""
+        return InFlight(self.publish_batch(events))
 
     def publish(self, event: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import CONTENT_TYPE, serialize
-from django_orders.publishers.base import Publisher, PublishError, import_driver
+from django_orders.publishers.base import InFlight, Publisher, PublishError, import_driver
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,13 @@ class RabbitMQPublisher(Publisher):
     - ``exchange``: the exchange's name; declared as a durable ``topic`` exchange if it
       does not exist [``"orders.events"``].
     - ``timeout``: seconds to wait for the connection and for a batch's confirms [10].
+
+    Two batches may be in flight at once (:attr:`max_batches_in_flight`): the relay
+    writes the next batch to the broker while the confirms of the one before are still
+    coming, as a raw publisher keeping a window of unconfirmed messages would.
     """
+
+    max_batches_in_flight = 2
 
     def __init__(
         self, url: str = DEFAULT_URL, exchange: str = "orders.events", timeout: float = 10.0
@@ -82,8 +89,12 @@ class RabbitMQPublisher(Publisher):
         self._lock = threading.Lock()
 
     def publish_batch(self, events: Sequence[dict[str, Any]]) -> list[PublishError | None]:
+        return self.start_batch(events).wait()
+
+    def start_batch(self, events: Sequence[dict[str, Any]]) -> InFlight:
+        """Write the batch to the broker now; ``wait()`` waits for its confirms."""
         if not events:
-            return []
+            return InFlight([])
         with self._lock:
             link = self._link
             if link is None or not link.usable:
@@ -93,9 +104,9 @@ class RabbitMQPublisher(Publisher):
                 try:
                     link = _Link(self._pika, self._parameters, self.exchange, self.timeout)
                 except _LinkError as exc:
-                    return [PublishError(f"RabbitMQ unavailable: {exc}") for _ in events]
+                    return InFlight([PublishError(f"RabbitMQ unavailable: {exc}") for _ in events])
                 self._link = link
-            return link.publish(events, self.timeout)
+            return link.start(events, self.timeout)
 
     def publish(self, event: dict[str, Any]) -> None:
         (error,) = self.publish_batch([event])
@@ -116,15 +127,27 @@ class _LinkError(Exception):
 _UNSET: Any = object()
 
 
-class _Batch:
+class _Batch(InFlight):
     """The results of one batch, filled in by the I/O thread, read by the caller."""
 
-    def __init__(self, events: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, link: _Link, events: Sequence[dict[str, Any]], timeout: float) -> None:
+        super().__init__([_UNSET] * len(events))
+        self.link = link
         self.events = events
-        self.results: list[PublishError | None] = [_UNSET] * len(events)
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
         self.remaining = len(events)
         self.done = threading.Event()
         self._lock = threading.Lock()
+
+    @property
+    def results(self) -> list[PublishError | None]:
+        return self._results
+
+    def wait(self) -> list[PublishError | None]:
+        """The batch's results once every message is confirmed (or failed), at most until
+        ``timeout`` after it was handed over."""
+        return self.link.wait(self, max(0.0, self.deadline - time.monotonic()))
 
     def settle(self, index: int, result: PublishError | None) -> None:
         with self._lock:
@@ -183,24 +206,26 @@ class _Link:
 
     # --- caller side ---------------------------------------------------------------------
 
-    def publish(
-        self, events: Sequence[dict[str, Any]], timeout: float
-    ) -> list[PublishError | None]:
-        batch = _Batch(events)
+    def start(self, events: Sequence[dict[str, Any]], timeout: float) -> _Batch:
+        """Hand the batch to the I/O thread, which writes it at once."""
+        batch = _Batch(self, events, timeout)
         with self._batches_lock:
             if self._stopped:
                 batch.fail_unsettled(f"RabbitMQ {self._error}")
-                return batch.results
+                return batch
             self._batches.add(batch)
         self._call_soon(lambda: self._publish(batch))
+        return batch
+
+    def wait(self, batch: _Batch, timeout: float) -> list[PublishError | None]:
         finished = batch.done.wait(timeout)
         with self._batches_lock:
             self._batches.discard(batch)
         if not finished:
             # The broker may still confirm (and deliver) these later: at-least-once, the
             # relay retries them. This link's state is unknown now; the next batch reconnects.
-            batch.fail_unsettled(f"no publisher confirm from RabbitMQ within {timeout:g}s")
-            self.close(timeout, graceful=False)
+            batch.fail_unsettled(f"no publisher confirm from RabbitMQ within {batch.timeout:g}s")
+            self.close(batch.timeout, graceful=False)
         return batch.results
 
     def close(self, timeout: float, *, graceful: bool = True) -> None:
