@@ -495,6 +495,40 @@ class RawAmqp:
                 self.conn.ioloop.stop()
 
 
+def publisher_alone(
+    path: str, options: dict[str, Any], events: list[dict[str, Any]], batch_size: int
+) -> dict[str, Any]:
+    """The package's publisher without the relay: batches of ``batch_size`` CloudEvents
+    (dicts, serialised by the publisher as in the relay) handed over as the relay does,
+    ``max_batches_in_flight`` at a time, no database. The publisher's own ceiling: the
+    relay divided by it is what the database work costs."""
+    from django.utils.module_loading import import_string
+
+    publisher = import_string(path)(**options)
+    window = max(1, int(getattr(publisher, "max_batches_in_flight", 1)))
+    errors = 0
+    try:
+        assert not any(publisher.publish_batch(events[:1]))  # connect outside the timing
+        in_flight: deque[Any] = deque()
+        started = time.time()
+        for start in range(1, len(events), batch_size):
+            in_flight.append(publisher.start_batch(events[start : start + batch_size]))
+            while len(in_flight) >= window:
+                errors += sum(r is not None for r in in_flight.popleft().wait())
+        while in_flight:
+            errors += sum(r is not None for r in in_flight.popleft().wait())
+        seconds = time.time() - started
+    finally:
+        publisher.close()
+    return {
+        "events": len(events) - 1,
+        "batch_size": batch_size,
+        "seconds": round(seconds, 3),
+        "rate": (len(events) - 1) / seconds,
+        "errors": errors,
+    }
+
+
 def amqp_setup(purge_only: bool = False) -> int:
     import pika
 
@@ -606,10 +640,14 @@ def rabbitmq_part(args, rounds: list[dict[str, Any]]) -> None:
     try:
         for rnd in range(args.rounds):
             row: dict[str, Any] = {}
-            steps = ["raw100", "raw1000", "relay"]
+            steps = ["raw100", "raw1000", "alone", "relay"]
             for what in steps if rnd % 2 == 0 else list(reversed(steps)):
                 if what == "relay":
                     row["relay"] = relay_throughput(args, RABBITMQ, options)
+                elif what == "alone":
+                    row[what] = publisher_alone(
+                        RABBITMQ, options, sample_events(args.events + 1), args.batch_size
+                    )
                 else:
                     window = int(what[3:])
                     row[what] = RawAmqp(sample_events(args.events), window).run()
@@ -619,6 +657,7 @@ def rabbitmq_part(args, rounds: list[dict[str, Any]]) -> None:
             print(
                 f"  rabbitmq round {rnd + 1}: raw(100) {row['raw100']['rate']:7.0f}/s  "
                 f"raw(1000) {row['raw1000']['rate']:7.0f}/s  "
+                f"publisher alone {row['alone']['rate']:7.0f}/s  "
                 f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}"
             )
             rounds.append(row)
@@ -632,11 +671,16 @@ def redis_part(args, rounds: list[dict[str, Any]]) -> None:
     try:
         for rnd in range(args.rounds):
             row: dict[str, Any] = {}
-            steps = ["raw1", "raw100", "relay"]
+            steps = ["raw1", "raw100", "alone", "relay"]
             for what in steps if rnd % 2 == 0 else list(reversed(steps)):
                 if what == "relay":
                     row["relay"] = relay_throughput(args, REDIS, options)
                     row["relay"]["in_stream"] = redis_stream_length(delete=True)
+                elif what == "alone":
+                    row[what] = publisher_alone(
+                        REDIS, options, sample_events(args.events + 1), args.batch_size
+                    )
+                    redis_stream_length(delete=True)
                 else:
                     row[what] = raw_redis(sample_events(args.events), int(what[3:]))
             row["raw"] = max(row["raw1"], row["raw100"], key=lambda r: r["rate"])
@@ -644,6 +688,7 @@ def redis_part(args, rounds: list[dict[str, Any]]) -> None:
             print(
                 f"  redis round {rnd + 1}: raw(1) {row['raw1']['rate']:7.0f}/s  "
                 f"raw(100) {row['raw100']['rate']:7.0f}/s  "
+                f"publisher alone {row['alone']['rate']:7.0f}/s  "
                 f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}"
             )
             rounds.append(row)
@@ -652,23 +697,35 @@ def redis_part(args, rounds: list[dict[str, Any]]) -> None:
 
 
 def batch_part(args, rounds: list[dict[str, Any]]) -> None:
-    """One relay on Redis Streams (the fastest broker here, so the relay's own cost shows)
-    with batch sizes 100, 500 and 1,000."""
-    options = {"url": REDIS_URL, "stream": STREAM}
+    """One relay on each broker (where the relay's own cost shows) with batch sizes 100,
+    500 and 1,000. Keys of a row: ``"<broker> <size>"``."""
+    brokers = {
+        "redis": (REDIS, {"url": REDIS_URL, "stream": STREAM}),
+        "rabbitmq": (RABBITMQ, {"url": AMQP_URL, "exchange": EXCHANGE}),
+    }
     sizes = [100, 500, 1000]
+    amqp_setup()
     try:
         for rnd in range(args.rounds):
             row: dict[str, Any] = {}
-            for size in sizes if rnd % 2 == 0 else list(reversed(sizes)):
-                res = relay_throughput(
-                    argparse.Namespace(**{**vars(args), "batch_size": size}), REDIS, options
-                )
-                res["in_stream"] = redis_stream_length(delete=True)
-                row[str(size)] = res
-                print(f"  batch round {rnd + 1}: batch size {size:5d} {res['rate']:8.0f}/s")
+            for broker, (path, options) in brokers.items():
+                for size in sizes if rnd % 2 == 0 else list(reversed(sizes)):
+                    res = relay_throughput(
+                        argparse.Namespace(**{**vars(args), "batch_size": size}), path, options
+                    )
+                    if broker == "redis":
+                        res["in_stream"] = redis_stream_length(delete=True)
+                    else:
+                        res["in_queue"] = amqp_setup(purge_only=True)
+                    row[f"{broker} {size}"] = res
+                    print(
+                        f"  batch round {rnd + 1}: {broker:8s} batch size {size:5d} "
+                        f"{res['rate']:8.0f}/s"
+                    )
             rounds.append(row)
     finally:
         redis_stream_length(delete=True)
+        amqp_teardown()
 
 
 def scaling_part(args, rounds: list[dict[str, Any]]) -> None:
@@ -833,15 +890,21 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
                 ),
                 "ratio": median([r["ratio"] for r in rows]),
             }
-    for part in ("scaling", "batch"):
-        if results.get(part):
-            s[part] = {
-                k: median([r[k]["rate"] for r in results[part]])
-                for k in sorted(results[part][0], key=int)
-            }
+    if results.get("scaling"):
+        s["scaling"] = {
+            k: median([r[k]["rate"] for r in results["scaling"]])
+            for k in sorted(results["scaling"][0], key=int)
+        }
+    if results.get("batch"):
+        s["batch"] = {
+            k: median([r[k]["rate"] for r in results["batch"]]) for k in results["batch"][0]
+        }
     if results.get("webhook"):
         s["webhook"]["httpx_rate"] = median([r["bare_httpx"]["rate"] for r in results["webhook"]])
-    for part, loops in (("rabbitmq", ("raw100", "raw1000")), ("redis", ("raw1", "raw100"))):
+    for part, loops in (
+        ("rabbitmq", ("raw100", "raw1000", "alone")),
+        ("redis", ("raw1", "raw100", "alone")),
+    ):
         if results.get(part):
             s[part]["loops"] = {
                 loop: median([r[loop]["rate"] for r in results[part]]) for loop in loops
@@ -886,10 +949,14 @@ def render_markdown(results: dict[str, Any]) -> str:
                 else f"| {k} | {fmt_int(rate)} | |"
             )
     if "batch" in s:
-        base = s["batch"].get("100")
-        lines += ["", "| batch size (Redis) | events/s | × batch 100 |", "|---:|---:|---:|"]
+        lines += ["", "| broker | batch size | events/s | × batch 100 |", "|---|---:|---:|---:|"]
         for k, rate in s["batch"].items():
-            lines.append(f"| {k} | {fmt_int(rate)} | {rate / base:.2f} × |")
+            broker, size = k.split()
+            base = s["batch"].get(f"{broker} 100")
+            lines.append(
+                f"| {broker} | {int(size):,} | {fmt_int(rate)} | "
+                + (f"{rate / base:.2f} × |" if base else "|")
+            )
     if "webhook" in s:
         lines += [
             "",
@@ -897,10 +964,12 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"{fmt_int(s['webhook']['httpx_rate'])} events/s.",
         ]
     names = {
-        ("rabbitmq", "raw100"): "100 unconfirmed at a time",
-        ("rabbitmq", "raw1000"): "1,000 unconfirmed at a time",
-        ("redis", "raw1"): "one XADD per round trip",
-        ("redis", "raw100"): "pipelined 100 at a time",
+        ("rabbitmq", "raw100"): "raw loop 100 unconfirmed at a time",
+        ("rabbitmq", "raw1000"): "raw loop 1,000 unconfirmed at a time",
+        ("redis", "raw1"): "raw loop one XADD per round trip",
+        ("redis", "raw100"): "raw loop pipelined 100 at a time",
+        ("rabbitmq", "alone"): "the package's publisher alone (no database)",
+        ("redis", "alone"): "the package's publisher alone (no database)",
     }
     for part in ("rabbitmq", "redis"):
         if part in s:
@@ -908,7 +977,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 "",
                 f"{part}: "
                 + "; ".join(
-                    f"raw loop {names.get((part, loop), loop)} {fmt_int(rate)}/s (relay / it "
+                    f"{names.get((part, loop), loop)} {fmt_int(rate)}/s (relay / it "
                     f"{fmt_ratio(s[part]['ratio_each'][loop])})"
                     for loop, rate in s[part]["loops"].items()
                 )
