@@ -19,6 +19,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import DatabaseError, OperationalError
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -26,6 +27,11 @@ from rest_framework.response import Response
 logger = logging.getLogger("django_orders")
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+#: SQLSTATEs of a transaction that lost to a concurrent one and may simply be retried:
+#: serialization_failure (REPEATABLE READ / SERIALIZABLE), deadlock_detected, and
+#: lock_not_available (the host's ``lock_timeout`` ended a wait for a row lock).
+CONCURRENCY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 
 
 class Problem(exceptions.APIException):
@@ -136,9 +142,38 @@ def _from_drf(exc: exceptions.APIException) -> Problem:
     return Problem(exc.status_code, code if isinstance(code, str) else "error", str(exc.detail))
 
 
+def is_concurrency_failure(exc: BaseException) -> bool:
+    """Whether a database error means "lost to a concurrent transaction, retry": a
+    PostgreSQL SQLSTATE of :data:`CONCURRENCY_SQLSTATES` (psycopg 2 or 3), or SQLite's
+    busy timeout running out."""
+    if not isinstance(exc, DatabaseError):
+        return False
+    cause = exc.__cause__
+    code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+    if code in CONCURRENCY_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
+
+
+def concurrent_conflict() -> Problem:
+    """409 ``concurrent_conflict``: nothing was applied, the same request may be retried."""
+    return Problem(
+        409,
+        "concurrent_conflict",
+        "The request collided with a concurrent change and was not applied; retry it.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | None:
     """DRF exception handler for the package's views: every error is problem+json."""
-    if isinstance(exc, Http404):
+    if is_concurrency_failure(exc):
+        # The transaction was rolled back as a whole (the view's atomic blocks have
+        # exited), so nothing of the request was kept: a retry is safe — with the same
+        # Idempotency-Key too, which was not stored either.
+        logger.warning("Answered 409 concurrent_conflict: %s", exc)
+        exc = concurrent_conflict()
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, SuspiciousOperation):
         # Django answers these with an HTML 400 (TooManyFieldsSent from a query string with

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
 
 from django_orders import services, signals
@@ -373,3 +374,82 @@ def test_order_of_checks_for_close_428_400_412_body_then_transition(
     assert_problem(api.close_order(oid, bad, if_match='"1"'), 400, "validation_error")
     assert_problem(api.close_order(oid, {}, if_match='"1"'), 409, "invalid_transition")
     assert Order.objects.get(pk=draft.id).version == 1
+
+
+# -- losing to a concurrent transaction: 409 concurrent_conflict, never a 500 ------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_timeout_on_the_order_is_409_and_keeps_nothing(api: OrdersClient) -> None:
+    """The host's ``lock_timeout`` ends the wait for the order's row lock (another
+    transaction holds it): 409 with ``Retry-After``, nothing applied, the key not stored,
+    and the same request succeeds once the lock is gone."""
+    draft = services.create_order("shop-1")
+    other = connection.copy()
+    other.set_autocommit(False)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM django_orders_order WHERE id = %s FOR UPDATE", [draft.id])
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        try:
+            response = api.confirm(
+                str(draft.id), {"totalCents": 100}, headers={"Idempotency-Key": "k-lock"}
+            )
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    finally:
+        other.rollback()
+        other.close()
+    assert_problem(response, 409, "concurrent_conflict")
+    assert response["Retry-After"] == "1"
+    draft.refresh_from_db()
+    assert (draft.status, draft.version) == ("draft", 1)
+    assert not IdempotencyKey.objects.filter(key="k-lock").exists()
+    assert OutboxEvent.objects.filter(aggregate_id=draft.id).count() == 1
+
+    retried = api.confirm(str(draft.id), {"totalCents": 100}, headers={"Idempotency-Key": "k-lock"})
+    assert retried.status_code == 200, retried.content
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_serialization_failure_under_repeatable_read_is_409(api: OrdersClient) -> None:
+    """A host running REPEATABLE READ: another transaction changes the order after this
+    request's snapshot and before it locks the row; PostgreSQL refuses with
+    serialization_failure. The answer is 409 ``concurrent_conflict``, not a 500."""
+    draft = services.create_order("shop-1")
+
+    def concurrent_update() -> None:
+        try:
+            Order.objects.filter(pk=draft.pk).update(metadata={"touched": "yes"})
+        finally:
+            connection.close()  # this thread's own connection
+
+    interfered = []
+
+    def interfere(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if "FOR UPDATE" in sql and "django_orders_order" in sql and not interfered:
+            interfered.append(sql)
+            thread = threading.Thread(target=concurrent_update)
+            thread.start()
+            thread.join()
+        return execute(sql, params, many, context)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    try:
+        with connection.execute_wrapper(interfere):
+            response = api.confirm(
+                str(draft.id), {"totalCents": 100}, headers={"Idempotency-Key": "k-rr"}
+            )
+    finally:
+        connection.close()  # back to the configured isolation level on the next use
+    assert interfered
+    assert_problem(response, 409, "concurrent_conflict")
+    assert response["Retry-After"] == "1"
+    draft.refresh_from_db()
+    assert (draft.status, draft.version, draft.metadata) == ("draft", 1, {"touched": "yes"})
+    assert not IdempotencyKey.objects.filter(key="k-rr").exists()
