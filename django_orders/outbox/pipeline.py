@@ -99,41 +99,55 @@ class LeaseKeeper:
             connections[self.store.using].close()
 
 
-class Claimer:
+class _DatabaseThread:
+    """One worker thread with a database connection of its own (connections are per
+    thread), replaced before each job when broken or past ``CONN_MAX_AGE`` — as the
+    relay's own loop does — and closed on that thread by :meth:`close`."""
+
+    def __init__(self, using: str, name: str) -> None:
+        self.using = using
+        self._name = name
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def _submit(self, job: Callable[..., T], *args: Any) -> Future[T]:
+        return self._executor.submit(self._run, job, *args)
+
+    def _run(self, job: Callable[..., T], *args: Any) -> T:
+        connections[self.using].close_if_unusable_or_obsolete()
+        return job(*args)
+
+    def close(self) -> None:
+        """Close the thread's connection and end the thread."""
+        try:
+            self._executor.submit(self._close_connection).result(timeout=10)
+        except Exception:
+            logger.exception("Closing the database connection of thread %s failed", self._name)
+        self._executor.shutdown(wait=False)
+
+    def _close_connection(self) -> None:
+        connections[self.using].close()
+
+
+class Claimer(_DatabaseThread):
     """Claims batches on a thread of its own; each claim is handed to ``keeper`` at once."""
 
     def __init__(self, store: ClaimStore, keeper: LeaseKeeper) -> None:
+        super().__init__(store.using, "orders-relay-claim")
         self.store = store
         self.keeper = keeper
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders-relay-claim")
 
     def submit(self, limit: int, due_by: dt.datetime | None) -> Future[Claim | None]:
-        return self._executor.submit(self._claim, limit, due_by)
+        return self._submit(self._claim, limit, due_by)
 
     def _claim(self, limit: int, due_by: dt.datetime | None) -> Claim | None:
-        # As the relay's own loop does: a connection broken by a database restart, or
-        # past CONN_MAX_AGE, is replaced before it is used.
-        connections[self.store.using].close_if_unusable_or_obsolete()
         claim = self.store.claim(limit, due_by=due_by)
         if claim is not None:
             # Renewed from now on: it may wait behind a slow publish of the batch before.
             self.keeper.hold(claim)
         return claim
 
-    def close(self) -> None:
-        """Close the thread's connection and end the thread."""
-        try:
-            # Run on the claim thread: connections are per thread.
-            self._executor.submit(self._close_connection).result(timeout=10)
-        except Exception:
-            logger.exception("Closing the claim thread's connection failed")
-        self._executor.shutdown(wait=False)
 
-    def _close_connection(self) -> None:
-        connections[self.store.using].close()
-
-
-class Settler:
+class Settler(_DatabaseThread):
     """Writes batches' outcomes back on a thread of its own while the next batch is published.
 
     One write-back runs at a time, in the order handed over. :meth:`submit` hands one over
@@ -148,34 +162,15 @@ class Settler:
     """
 
     def __init__(self, using: str) -> None:
-        self.using = using
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders-relay-write")
+        super().__init__(using, "orders-relay-write")
         self._running: Future[Any] | None = None
 
     def submit(self, write_back: Callable[[], T]) -> T | None:
         """Start ``write_back`` once the one before it is done; return that one's result."""
-        before, self._running = self._running, self._executor.submit(self._run, write_back)
+        before, self._running = self._running, self._submit(write_back)
         return None if before is None else before.result()
 
     def drain(self) -> Any:
         """Wait for the write-back in progress; its result (``None`` if there was none)."""
         running, self._running = self._running, None
         return None if running is None else running.result()
-
-    def _run(self, write_back: Callable[[], T]) -> T:
-        # As the relay's own loop does: a connection broken by a database restart, or past
-        # CONN_MAX_AGE, is replaced before it is used.
-        connections[self.using].close_if_unusable_or_obsolete()
-        return write_back()
-
-    def close(self) -> None:
-        """Close the thread's connection and end the thread (after a final :meth:`drain`)."""
-        try:
-            # Run on the write-back thread: connections are per thread.
-            self._executor.submit(self._close_connection).result(timeout=10)
-        except Exception:
-            logger.exception("Closing the write-back thread's connection failed")
-        self._executor.shutdown(wait=False)
-
-    def _close_connection(self) -> None:
-        connections[self.using].close()
