@@ -299,36 +299,22 @@ def test_a_connection_lost_mid_batch_fails_the_unconfirmed_at_once(
     assert publisher.publish_batch(sample_batch(2)) == [None, None]
 
 
-def test_no_confirm_within_the_timeout_is_a_retryable_error(
-    make_publisher: Any, exchange: str, bind_queue: Any, proxy: TcpProxy
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_no_confirm_within_the_timeout_fails_every_batch_in_flight(
+    make_publisher: Any, exchange: str, bind_queue: Any, proxy: TcpProxy, in_flight: int
 ) -> None:
     bind_queue("#")
     publisher = make_publisher(url=proxied_url(proxy), exchange=exchange, timeout=0.5)
     assert publisher.publish_batch(sample_batch(1)) == [None]
 
     proxy.forwarding.clear()
-    results = publisher.publish_batch(sample_batch(5))
-    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
-    assert "no publisher confirm" in str(results[0])
+    handles = [publisher.start_batch(sample_batch(3 + n)) for n in range(in_flight)]
+    outcomes = [handle.wait() for handle in handles]
+    for results in outcomes:
+        assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+    assert "no publisher confirm" in str(outcomes[0][0])
 
     proxy.cut()  # the stuck connection goes; a fresh one works
-    assert publisher.publish_batch(sample_batch(2)) == [None, None]
-
-
-def test_no_confirm_fails_every_batch_in_flight(
-    make_publisher: Any, exchange: str, bind_queue: Any, proxy: TcpProxy
-) -> None:
-    bind_queue("#")
-    publisher = make_publisher(url=proxied_url(proxy), exchange=exchange, timeout=0.5)
-    assert publisher.publish_batch(sample_batch(1)) == [None]
-
-    proxy.forwarding.clear()
-    first = publisher.start_batch(sample_batch(3))
-    second = publisher.start_batch(sample_batch(4))
-    for results in (first.wait(), second.wait()):
-        assert all(isinstance(r, PublishError) and not r.permanent for r in results)
-
-    proxy.cut()
     assert publisher.publish_batch(sample_batch(2)) == [None, None]
 
 
