@@ -53,8 +53,9 @@ def test_sigkill_while_publishing_loses_nothing(receiver: Receiver, log_dir: Pat
         assert second.wait(10) == 0
 
     assert set(receiver.ids()) == expected
-    # At least once: only what the killed relay had in flight may come twice.
-    assert len(receiver.ids()) - len(expected) <= 50
+    # At least once: only what the killed relay had sent without recording it may come
+    # twice — the batch in flight and the one whose write-back had not committed.
+    assert len(receiver.ids()) - len(expected) <= 2 * 50
     assert not OutboxEvent.objects.exclude(status="published").exists()
     assert_in_version_order(receiver)
 
