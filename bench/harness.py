@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,33 @@ def save_results(kind: str, data: dict[str, Any]) -> Path:
     latest = RESULTS_DIR / f"{kind}-latest.json"
     latest.write_text(json.dumps(data, indent=2, default=str))
     return path
+
+
+def finish_run(
+    kind: str,
+    results: dict[str, Any],
+    summarize: Callable[[dict[str, Any]], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+) -> Path:
+    """End a run: load average at the end, summary, JSON and Markdown results (also as
+    ``<kind>-latest``), the Markdown printed. Returns the JSON's path."""
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    results["summary"] = summarize(results)
+    path = save_results(kind, results)
+    md = render(results)
+    (RESULTS_DIR / f"{kind}-latest.md").write_text(md)
+    print(md)
+    print("results:", path)
+    return path
+
+
+def run_header(m: dict[str, Any], *extra: str) -> str:
+    """The first line of a run's Markdown: command, time, commit, machine, load."""
+    return (
+        f"Run: `{m['command']}` — {m['date_utc']}, commit {m['git_commit']}, "
+        f"{m['cpus']} CPUs ({m['cpu_model']}), load {m['loadavg_start'][0]:.2f} → "
+        f"{m['loadavg_end'][0]:.2f}" + "".join(f"; {e}" for e in extra) + "."
+    )
 
 
 def fmt_ratio(value: float) -> str:

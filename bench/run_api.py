@@ -39,13 +39,14 @@ from harness import (
     database_url,
     django_env,
     ensure_database,
+    finish_run,
     fmt_int,
     fmt_ratio,
     machine,
     median,
     psql,
+    run_header,
     run_wrk,
-    save_results,
     stop_process,
     wait_http,
 )
@@ -488,13 +489,7 @@ def main() -> None:
             )
     finally:
         server.stop()
-    info["loadavg_end"] = os.getloadavg()
-    results["summary"] = summarize(results)
-    path = save_results("api", results)
-    md = render_markdown(results)
-    (RESULTS_DIR / "api-latest.md").write_text(md)
-    print(md)
-    print("results:", path)
+    finish_run("api", results, summarize, render_markdown)
     if results["depth"] and not args.no_plot:
         from plot import plot_depth
 
@@ -562,9 +557,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 def render_markdown(results: dict[str, Any]) -> str:
     s, m = results["summary"], results["machine"]
     lines = [
-        f"Run: `{m['command']}` — {m['date_utc']}, commit {m['git_commit']}, "
-        f"{m['cpus']} CPUs ({m['cpu_model']}), load {m['loadavg_start'][0]:.2f} → "
-        f"{m['loadavg_end'][0]:.2f}; {m['server']}; {m['load']}.",
+        run_header(m, m["server"], m["load"]),
         "",
         "| ratio (median of rounds) | value |",
         "|---|---|",

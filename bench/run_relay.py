@@ -40,11 +40,12 @@ from harness import (
     RESULTS_DIR,
     django_env,
     ensure_database,
+    finish_run,
     fmt_int,
     fmt_ratio,
     machine,
     median,
-    save_results,
+    run_header,
     setup_django,
     stop_process,
 )
@@ -925,9 +926,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
 def render_markdown(results: dict[str, Any]) -> str:
     m, s = results["machine"], results["summary"]
     lines = [
-        f"Run: `{m['command']}` — {m['date_utc']}, commit {m['git_commit']}, "
-        f"{m['cpus']} CPUs ({m['cpu_model']}), load {m['loadavg_start'][0]:.2f} → "
-        f"{m['loadavg_end'][0]:.2f}.",
+        run_header(m),
         "",
         "| publisher | relay events/s | bare loop events/s | relay / bare (median) |",
         "|---|---:|---:|---:|",
@@ -1051,13 +1050,7 @@ def main() -> None:
                 "scaling": scaling_part,
             }[part](args, results[part])
     truncate_outbox()
-    info["loadavg_end"] = os.getloadavg()
-    results["summary"] = summarize(results)
-    path = save_results("relay", results)
-    md = render_markdown(results)
-    (RESULTS_DIR / "relay-latest.md").write_text(md)
-    print(md)
-    print("results:", path)
+    finish_run("relay", results, summarize, render_markdown)
 
 
 if __name__ == "__main__":
