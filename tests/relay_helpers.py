@@ -210,6 +210,27 @@ class RecordingPublisher(Publisher):
         self.closed = True
 
 
+def relay_once(publisher: str, *args: str, **options: Any) -> int:
+    """``manage.py orders_outbox_relay --once --no-listen --publisher … --publisher-options
+    …`` in process; returns the exit status."""
+    from django.core.management import call_command
+
+    try:
+        call_command(
+            "orders_outbox_relay",
+            "--once",
+            "--no-listen",
+            "--publisher",
+            publisher,
+            "--publisher-options",
+            json.dumps(options),
+            *args,
+        )
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 # -- events ----------------------------------------------------------------------------
 
 

@@ -20,13 +20,13 @@ import re
 import signal
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
 from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
@@ -41,6 +41,7 @@ from tests.relay_helpers import (
     RecordingPublisher,
     bulk_events,
     relay_env,
+    relay_once,
     relays,
     wait_until,
 )
@@ -51,21 +52,21 @@ SECRET = "whsec_" + base64.b64encode(b"contract-test-key-32-bytes-long!").decode
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 
 
-def relay_once(publisher: str, **options: Any) -> int:
-    """``orders_outbox_relay --once --publisher … --publisher-options …``; the exit status."""
+AMQP_URL = os.environ.get("ORDERS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+@pytest.fixture
+def amqp() -> Iterator[Any]:
+    """A blocking connection to the test broker (the test is skipped when it does not
+    answer), closed afterwards."""
+    pika = pytest.importorskip("pika")
     try:
-        call_command(
-            "orders_outbox_relay",
-            "--once",
-            "--no-listen",
-            "--publisher",
-            publisher,
-            "--publisher-options",
-            json.dumps(options),
-        )
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+        amqp_connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+    except pika.exceptions.AMQPError as exc:
+        pytest.skip(f"RabbitMQ is not reachable: {exc!r}")
+    yield amqp_connection
+    if amqp_connection.is_open:
+        amqp_connection.close()
 
 
 def webhook_once(receiver: Receiver) -> int:
@@ -208,13 +209,8 @@ def test_re_queue_in_the_admin_delivers_the_dead_event_and_what_it_held_back(
 
 @pytest.mark.django_db
 @pytest.mark.rabbitmq
-def test_the_relay_command_publishes_to_rabbitmq() -> None:
-    pika = pytest.importorskip("pika")
-    url = os.environ.get("ORDERS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    try:
-        amqp = pika.BlockingConnection(pika.URLParameters(url))
-    except pika.exceptions.AMQPError as exc:
-        pytest.skip(f"RabbitMQ is not reachable: {exc!r}")
+def test_the_relay_command_publishes_to_rabbitmq(amqp: Any) -> None:
+    url = AMQP_URL
     exchange = f"test.contract.{uuid.uuid4().hex}"
     channel = amqp.channel()
     try:
@@ -244,7 +240,6 @@ def test_the_relay_command_publishes_to_rabbitmq() -> None:
         assert not OutboxEvent.objects.exclude(status="published").exists()
     finally:
         channel.exchange_delete(exchange)
-        amqp.close()
 
 
 @pytest.mark.django_db
@@ -480,19 +475,14 @@ def test_a_relay_rides_out_a_database_outage(receiver: Receiver, log_dir: Path) 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.rabbitmq
 @pytest.mark.slow
-def test_the_broker_refuses_for_a_while_then_recovers() -> None:
+def test_the_broker_refuses_for_a_while_then_recovers(amqp: Any) -> None:
     """RabbitMQ goes away under a running relay: attempts and backoff show, nothing goes
     dead, and once the broker is back every event arrives, in order per order."""
-    pika = pytest.importorskip("pika")
     from django.test import override_settings
 
     from django_orders.publishers import RabbitMQPublisher
 
-    url = os.environ.get("ORDERS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-    try:
-        amqp = pika.BlockingConnection(pika.URLParameters(url))
-    except pika.exceptions.AMQPError as exc:
-        pytest.skip(f"RabbitMQ is not reachable: {exc!r}")
+    url = AMQP_URL
     parts = urlsplit(url)
     proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
     exchange = f"test.contract.{uuid.uuid4().hex}"
@@ -541,7 +531,6 @@ def test_the_broker_refuses_for_a_while_then_recovers() -> None:
             break
     channel.cancel()
     channel.exchange_delete(exchange)
-    amqp.close()
     by_order: dict[str, list[int]] = {}
     for event in received:
         by_order.setdefault(event["subject"], []).append(event["data"]["version"])

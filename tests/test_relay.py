@@ -8,7 +8,6 @@ These tests run the relay in the test process (``--once`` through ``call_command
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import random
 import threading
@@ -16,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -34,7 +33,13 @@ from django_orders.outbox.exclusive import RelayLock
 from django_orders.outbox.maintenance import discard, requeue
 from django_orders.publishers import InFlight, NotSent
 from django_orders.relay import Relay
-from tests.relay_helpers import FailingPublisher, Receiver, RecordingPublisher, bulk_events
+from tests.relay_helpers import (
+    FailingPublisher,
+    Receiver,
+    RecordingPublisher,
+    bulk_events,
+    relay_once,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -43,20 +48,7 @@ PUBLISHER = "tests.relay_helpers.ReceiverPublisher"
 
 def run_once(receiver: Receiver, *args: str) -> int:
     """``manage.py orders_outbox_relay --once`` in process; returns the exit status."""
-    try:
-        call_command(
-            "orders_outbox_relay",
-            "--once",
-            "--no-listen",
-            "--publisher",
-            PUBLISHER,
-            "--publisher-options",
-            json.dumps({"url": receiver.url}),
-            *args,
-        )
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return relay_once(PUBLISHER, *args, url=receiver.url)
 
 
 def order_with_three_events(tenant: str = "shop-1") -> Order:
