@@ -115,10 +115,6 @@ class OrdersSettings:
         setattr(self, attr, value)
         return value
 
-    def raw(self, attr: str) -> Any:
-        """The configured value without imports or conversion (for system checks)."""
-        return self.user_settings.get(attr, self.defaults[attr])
-
     def reload(self) -> None:
         """Forget every cached value; the next access reads the settings again."""
         for attr in self._cached:

@@ -8,7 +8,6 @@ the outbox's delivery indexes serve the relay, which works across tenants.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 from django.db import models
@@ -79,11 +78,6 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}/{self.id} ({self.status}, v{self.version})"
-
-    @property
-    def etag(self) -> str:
-        """The strong entity-tag of this version, quoted as RFC 9110 writes it."""
-        return f'"{self.version}"'
 
     def to_dict(self) -> dict[str, Any]:
         """The order as the API and the events show it (CONTRACT §3).
@@ -207,7 +201,3 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.aggregate_id} v{self.aggregate_version} ({self.status})"
-
-    @property
-    def event_id(self) -> uuid.UUID:
-        return self.id

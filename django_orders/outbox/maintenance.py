@@ -15,11 +15,7 @@ from django.utils import timezone
 
 from django_orders.conf import orders_settings
 from django_orders.models import IdempotencyKey, OutboxEvent
-from django_orders.outbox.claims import ClaimStore
-
-PENDING = OutboxEvent.Status.PENDING
-PUBLISHED = OutboxEvent.Status.PUBLISHED
-DEAD = OutboxEvent.Status.DEAD
+from django_orders.outbox.claims import DEAD, PENDING, PUBLISHED, ClaimStore
 
 logger = logging.getLogger("django_orders.outbox")
 
