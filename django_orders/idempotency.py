@@ -46,7 +46,7 @@ from rest_framework.request import Request
 
 from django_orders.conf import orders_settings
 from django_orders.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyKey
-from django_orders.problems import Problem
+from django_orders.problems import LOCK_NOT_AVAILABLE, Problem, is_sqlite_busy, sqlstate
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -54,9 +54,6 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Response headers stored with the key and replayed (CONTRACT §4.1).
 STORED_HEADERS = ("Location", "ETag", "Content-Type")
 RETRY_AFTER_SECONDS = 1
-
-# SQLSTATE 55P03 lock_not_available: PostgreSQL's lock_timeout ended the wait.
-_LOCK_NOT_AVAILABLE = "55P03"
 
 
 def parse_key(value: str) -> str:
@@ -407,9 +404,5 @@ def _in_use() -> Problem:
 
 
 def _is_lock_timeout(exc: OperationalError) -> bool:
-    cause = exc.__cause__
-    code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
-    if code == _LOCK_NOT_AVAILABLE:
-        return True
-    # SQLite: the busy timeout ran out while another writer held the database.
-    return "database is locked" in str(exc)
+    """PostgreSQL's lock_timeout or SQLite's busy timeout ended the wait."""
+    return sqlstate(exc) == LOCK_NOT_AVAILABLE or is_sqlite_busy(exc)

@@ -28,10 +28,12 @@ logger = logging.getLogger("django_orders")
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
+#: SQLSTATE lock_not_available: the host's ``lock_timeout`` ended a wait for a lock.
+LOCK_NOT_AVAILABLE = "55P03"
 #: SQLSTATEs of a transaction that lost to a concurrent one and may simply be retried:
 #: serialization_failure (REPEATABLE READ / SERIALIZABLE), deadlock_detected, and
-#: lock_not_available (the host's ``lock_timeout`` ended a wait for a row lock).
-CONCURRENCY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+#: lock_not_available.
+CONCURRENCY_SQLSTATES = frozenset({"40001", "40P01", LOCK_NOT_AVAILABLE})
 
 
 class Problem(exceptions.APIException):
@@ -142,17 +144,23 @@ def _from_drf(exc: exceptions.APIException) -> Problem:
     return Problem(exc.status_code, code if isinstance(code, str) else "error", str(exc.detail))
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE behind a Django database error (psycopg 2 or 3), if any."""
+    cause = exc.__cause__
+    return getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+
+
+def is_sqlite_busy(exc: BaseException) -> bool:
+    """SQLite's busy timeout ran out while another connection held the write lock."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
+
+
 def is_concurrency_failure(exc: BaseException) -> bool:
     """Whether a database error means "lost to a concurrent transaction, retry": a
-    PostgreSQL SQLSTATE of :data:`CONCURRENCY_SQLSTATES` (psycopg 2 or 3), or SQLite's
-    busy timeout running out."""
+    PostgreSQL SQLSTATE of :data:`CONCURRENCY_SQLSTATES`, or SQLite's busy timeout."""
     if not isinstance(exc, DatabaseError):
         return False
-    cause = exc.__cause__
-    code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
-    if code in CONCURRENCY_SQLSTATES:
-        return True
-    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
+    return sqlstate(exc) in CONCURRENCY_SQLSTATES or is_sqlite_busy(exc)
 
 
 def concurrent_conflict() -> Problem:
