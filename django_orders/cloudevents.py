@@ -16,6 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from django_orders.conf import orders_settings
+from django_orders.timestamps import rfc3339
 
 if TYPE_CHECKING:
     from django_orders.models import OutboxEvent
@@ -31,10 +32,6 @@ DATA_CONTENT_TYPE = "application/json"
 def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
     """The CloudEvents 1.0 document of an outbox event (a model instance, or the row a
     relay claimed), as a JSON-ready dict."""
-    # Imported here: publishers import this module, and importing them must not need the
-    # app registry (a settings module may name a publisher class before apps are ready).
-    from django_orders.models import rfc3339
-
     return {
         "specversion": SPECVERSION,
         "id": str(event.id),

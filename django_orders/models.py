@@ -7,7 +7,6 @@ the outbox's delivery indexes serve the relay, which works across tenants.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from django.db import models
@@ -15,16 +14,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from django_orders.ids import uuid7
+from django_orders.timestamps import rfc3339
 
 TENANT_ID_MAX_LENGTH = 64
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
-
-
-def rfc3339(value: dt.datetime | None) -> str | None:
-    """RFC 3339 UTC timestamp with microseconds, ``Z`` suffix (``None`` stays ``None``)."""
-    if value is None:
-        return None
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Order(models.Model):

@@ -12,8 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from django_orders.models import rfc3339
 from django_orders.outbox.maintenance import outbox_status
+from django_orders.timestamps import rfc3339
 
 
 class Command(BaseCommand):

@@ -1,0 +1,12 @@
+"""Timestamps as the API and the events write them. No model import: usable anywhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    """RFC 3339 UTC timestamp with microseconds, ``Z`` suffix (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
