@@ -111,6 +111,7 @@ class ClaimedEvent:
 
 #: The columns a claim returns, in :class:`ClaimedEvent`'s order.
 CLAIMED_FIELDS = tuple(field.name for field in dataclasses.fields(ClaimedEvent))
+PAYLOAD_POSITION = CLAIMED_FIELDS.index("payload")
 
 
 @dataclasses.dataclass
@@ -361,6 +362,18 @@ class PostgresClaimStore(ClaimStore):
          WHERE id = ANY(%s::uuid[]) AND lease_token = %s::uuid
     """
 
+    def __init__(self, using: str) -> None:
+        super().__init__(using)
+        # The statements are built once per store (one per relay), not on every batch.
+        ops = connections[using].ops
+        self._table = ops.quote_name(OutboxEvent._meta.db_table)
+        self._returning = ", ".join(f"o.{ops.quote_name(f)}" for f in CLAIMED_FIELDS)
+        self._published_sql = self.PUBLISHED_SQL.format(table=self._table)
+        self._renew_sql = self.RENEW_SQL.format(table=self._table)
+        self._claim_sql: dict[tuple[bool, bool], str] = {}  # (dead blocks, due_by given)
+        # Django has the driver leave jsonb as text and decodes it in the field.
+        self._payload: Any = OutboxEvent._meta.get_field("payload")
+
     @property
     def concurrent(self) -> bool:
         return True
@@ -376,18 +389,20 @@ class PostgresClaimStore(ClaimStore):
         self, token: uuid.UUID, limit: int, due_by: dt.datetime | None = None
     ) -> tuple[str, list[Any]]:
         """The claim statement and its parameters."""
-        table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
-        blocking = (
-            "b.status <> 'published'"  # the predicate of orders_outbox_unfinished
-            if orders_settings.OUTBOX_DEAD_BLOCKS_ORDER
-            else "b.status = 'pending'"
-        )
-        sql = self.CLAIM_SQL.format(
-            table=table,
-            returning=", ".join(f"o.{self.connection.ops.quote_name(f)}" for f in CLAIMED_FIELDS),
-            blocking=blocking,
-            due_by="statement_timestamp()" if due_by is None else "%s",
-        )
+        # The setting is read per claim: a test may change it while a store lives.
+        key = (bool(orders_settings.OUTBOX_DEAD_BLOCKS_ORDER), due_by is not None)
+        sql = self._claim_sql.get(key)
+        if sql is None:
+            sql = self._claim_sql[key] = self.CLAIM_SQL.format(
+                table=self._table,
+                returning=self._returning,
+                blocking=(
+                    "b.status <> 'published'"  # the predicate of orders_outbox_unfinished
+                    if key[0]
+                    else "b.status = 'pending'"
+                ),
+                due_by="%s" if key[1] else "statement_timestamp()",
+            )
         params: list[Any] = [str(token), orders_settings.OUTBOX_LEASE]
         if due_by is not None:
             params.append(due_by)
@@ -413,10 +428,7 @@ class PostgresClaimStore(ClaimStore):
             rows = cursor.fetchall()
         if not rows:
             return None
-        # Django has the driver leave jsonb as text and decodes it in the field.
-        payload: Any = OutboxEvent._meta.get_field("payload")
-        position = CLAIMED_FIELDS.index("payload")
-        connection = self.connection
+        payload, position, connection = self._payload, PAYLOAD_POSITION, self.connection
         batch = []
         for row in rows:
             values = list(row)
@@ -429,17 +441,15 @@ class PostgresClaimStore(ClaimStore):
     def mark_published(
         self, token: uuid.UUID, published: Sequence[uuid.UUID], now: dt.datetime
     ) -> int:
-        table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
         params: list[Any] = [PUBLISHED, now, [str(pk) for pk in published], str(token)]
         with self.connection.cursor() as cursor:
-            cursor.execute(self.PUBLISHED_SQL.format(table=table), params)
+            cursor.execute(self._published_sql, params)
             return int(cursor.rowcount)
 
     def renew(self, claim: Claim) -> int:
-        table = self.connection.ops.quote_name(OutboxEvent._meta.db_table)
         params = [orders_settings.OUTBOX_LEASE, [str(pk) for pk in claim.ids], str(claim.token)]
         with self.connection.cursor() as cursor:
-            cursor.execute(self.RENEW_SQL.format(table=table), params)
+            cursor.execute(self._renew_sql, params)
             return int(cursor.rowcount)
 
 
