@@ -34,11 +34,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
-from django.db import OperationalError, connections, router, transaction
+from django.db import DatabaseError, OperationalError, connections, router, transaction
 from django.http import HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
@@ -46,7 +47,14 @@ from rest_framework.request import Request
 
 from django_orders.conf import orders_settings
 from django_orders.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyKey
-from django_orders.problems import LOCK_NOT_AVAILABLE, Problem, is_sqlite_busy, sqlstate
+from django_orders.problems import (
+    LOCK_NOT_AVAILABLE,
+    Problem,
+    concurrent_conflict,
+    is_concurrency_failure,
+    is_sqlite_busy,
+    sqlstate,
+)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -165,11 +173,22 @@ class IdempotencyMixin:
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:
         # The transaction opened in initial() must outlive finalize_response(), where the
         # response is stored: the stack closes it once DRF's dispatch is done.
-        with contextlib.ExitStack() as stack:
-            self._idempotency_stack = stack
-            self._idempotency_claim: _Claim | None = None
-            self._idempotency_using: str | None = None
-            return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        try:
+            with contextlib.ExitStack() as stack:
+                self._idempotency_stack = stack
+                self._idempotency_claim: _Claim | None = None
+                self._idempotency_using: str | None = None
+                return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        except DatabaseError as exc:
+            # Errors inside the view reached the exception handler already; this is the
+            # COMMIT itself losing to a concurrent transaction (SERIALIZABLE, a deferred
+            # constraint). Nothing was kept, key included: answered as the handler would.
+            if not is_concurrency_failure(exc):
+                raise
+            logging.getLogger("django_orders").warning(
+                "Answered 409 concurrent_conflict at commit: %s", exc
+            )
+            return concurrent_conflict().as_response()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]

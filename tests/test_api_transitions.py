@@ -453,3 +453,40 @@ def test_a_serialization_failure_under_repeatable_read_is_409(api: OrdersClient)
     draft.refresh_from_db()
     assert (draft.status, draft.version, draft.metadata) == ("draft", 1, {"touched": "yes"})
     assert not IdempotencyKey.objects.filter(key="k-rr").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_serialization_failure_at_commit_is_409(api: OrdersClient) -> None:
+    """SERIALIZABLE hosts see serialization failures at COMMIT, after the view has answered
+    (here forced by a deferred constraint trigger on the outbox): still 409
+    ``concurrent_conflict``, nothing kept, the key free for the retry."""
+    draft = services.create_order("shop-1")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION orders_test_serialization() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'forced at commit' USING ERRCODE = "
+            "'serialization_failure'; END $$"
+        )
+        cursor.execute(
+            "CREATE CONSTRAINT TRIGGER orders_test_serialization AFTER INSERT ON "
+            "django_orders_outbox_event DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "EXECUTE FUNCTION orders_test_serialization()"
+        )
+    try:
+        response = api.confirm(
+            str(draft.id), {"totalCents": 100}, headers={"Idempotency-Key": "k-commit"}
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER orders_test_serialization ON django_orders_outbox_event")
+            cursor.execute("DROP FUNCTION orders_test_serialization()")
+    assert_problem(response, 409, "concurrent_conflict")
+    assert response["Retry-After"] == "1"
+    draft.refresh_from_db()
+    assert (draft.status, draft.version) == ("draft", 1)
+    assert not IdempotencyKey.objects.filter(key="k-commit").exists()
+    retried = api.confirm(
+        str(draft.id), {"totalCents": 100}, headers={"Idempotency-Key": "k-commit"}
+    )
+    assert retried.status_code == 200, retried.content
