@@ -10,12 +10,13 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 from django.utils import timezone
 
 from django_orders import services
 from django_orders.management.commands.orders_outbox_status import age
 from django_orders.models import OutboxEvent
-from tests.relay_helpers import ROOT, Receiver, relay_env
+from tests.relay_helpers import ROOT, Receiver, relay_env, relay_once
 
 
 def status(*args: str) -> str:
@@ -118,3 +119,67 @@ def test_relay_once_exit_status_as_a_process() -> None:
         assert ok.returncode == 0, ok.stderr
         assert "published 1, failed 0 (dead 0)" in ok.stdout
         assert receiver.count() == 1
+
+
+# -- the publisher and batch size from the settings (CONTRACT §5, §7) -------------------
+
+
+def relay_command(*args: str) -> None:
+    call_command("orders_outbox_relay", "--once", "--no-listen", *args)
+
+
+def batch_sizes(caplog: pytest.LogCaptureFixture) -> list[int]:
+    return [r.outbox_batch["claimed"] for r in caplog.records if hasattr(r, "outbox_batch")]
+
+
+@pytest.mark.django_db
+def test_the_relay_uses_the_publisher_and_options_of_the_settings(receiver: Receiver) -> None:
+    order = services.create_order("shop-1")
+    with override_settings(
+        DJANGO_ORDERS={
+            "OUTBOX_PUBLISHER": "tests.relay_helpers.ReceiverPublisher",
+            "OUTBOX_PUBLISHER_OPTIONS": {"url": receiver.url},
+        }
+    ):
+        relay_command()
+    assert receiver.ids() == [str(OutboxEvent.objects.get(aggregate_id=order.id).id)]
+
+
+@pytest.mark.django_db
+def test_publisher_on_the_command_line_overrides_the_setting(receiver: Receiver) -> None:
+    services.create_order("shop-1")
+    with override_settings(
+        DJANGO_ORDERS={"OUTBOX_PUBLISHER": "tests.relay_helpers.FailingPublisher"}
+    ):
+        assert relay_once("tests.relay_helpers.ReceiverPublisher", url=receiver.url) == 0
+    assert receiver.count() == 1
+    assert not OutboxEvent.objects.exclude(status="published").exists()
+
+
+@pytest.mark.django_db
+def test_without_a_setting_the_relay_logs_each_event(caplog: pytest.LogCaptureFixture) -> None:
+    order = services.create_order("shop-1")
+    with caplog.at_level("INFO", logger="django_orders.events"):
+        relay_command()
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "django_orders.events"]
+    assert [line["id"] for line in lines] == [
+        str(OutboxEvent.objects.get(aggregate_id=order.id).id)
+    ]
+
+
+@pytest.mark.django_db
+def test_outbox_batch_size_sets_the_claim_and_the_option_overrides_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for _ in range(5):
+        services.create_order("shop-1")
+    with (
+        override_settings(DJANGO_ORDERS={"OUTBOX_BATCH_SIZE": 2}),
+        caplog.at_level("INFO", logger="django_orders"),
+    ):
+        relay_command()
+        assert batch_sizes(caplog) == [2, 2, 1]
+        caplog.clear()
+        OutboxEvent.objects.update(status="pending", published_at=None)
+        relay_command("--batch-size", "3")
+        assert batch_sizes(caplog) == [3, 2]
