@@ -241,6 +241,32 @@ def test_a_slow_batch_keeps_its_lease(receiver: Receiver, log_dir: Path, driver:
         assert "PostgreSQL via psycopg2," in first.output()
 
 
+@pytest.mark.postgres
+def test_the_batch_claimed_ahead_keeps_its_lease_behind_a_slow_batch(
+    receiver: Receiver, log_dir: Path
+) -> None:
+    """The batch claimed ahead waits behind the slow one for more than two leases; its
+    lease is renewed all that time, so a second relay never takes it."""
+    bulk_events(16, versions=1)
+    receiver.delay = 0.6  # each batch of 8 takes 4.8 s, 2.4 leases
+    env = relay_env(receiver, OUTBOX_LEASE=2, OUTBOX_POLL_INTERVAL=0.1)
+
+    with relays(log_dir, 1, env, "--batch-size", "8") as (first,):
+        wait_until(lambda: receiver.count() >= 1, 30, "the slow batch has started")
+        (log_dir / "second").mkdir()
+        with relays(log_dir / "second", 1, env, "--batch-size", "8") as (second,):
+            second.wait_started()
+            wait_until(lambda: receiver.count() >= 16, 60, "both batches done")
+            for relay in (first, second):
+                relay.signal(signal.SIGTERM)
+            assert second.wait(10) == 0
+        assert first.wait(10) == 0
+
+    ids = receiver.ids()
+    assert len(ids) == len(set(ids)) == 16, "a batch claimed ahead was taken by a second relay"
+    assert "claim ahead and write behind=yes" in first.output()
+
+
 def asleep(relay: RelayProcess) -> bool:
     """The relay found nothing due and waits (its debug lines say so)."""
     output = relay.output()
