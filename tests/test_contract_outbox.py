@@ -535,3 +535,57 @@ def test_the_broker_refuses_for_a_while_then_recovers(amqp: Any) -> None:
     for event in received:
         by_order.setdefault(event["subject"], []).append(event["data"]["version"])
     assert by_order == {str(order.id): [1, 2] for order in orders}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_rabbitmq_with_two_batches_in_flight_keeps_order_and_sends_each_event_once(
+    amqp: Any,
+) -> None:
+    """Through the relay against the real broker: the publisher really has two batches
+    in flight, every event arrives once, and each order's events in version order."""
+    from django_orders.publishers import RabbitMQPublisher
+
+    exchange = f"test.contract.{uuid.uuid4().hex}"
+    channel = amqp.channel()
+    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, exchange, routing_key="#")
+    bulk_events(60, versions=3)
+    publisher = RabbitMQPublisher(url=AMQP_URL, exchange=exchange)
+    start_batch, in_flight, most = publisher.start_batch, [0], [0]
+
+    def counting_start_batch(events: Any) -> Any:
+        handle = start_batch(events)
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        wait = handle.wait
+
+        def counted_wait() -> Any:
+            in_flight[0] -= 1
+            return wait()
+
+        handle.wait = counted_wait
+        return handle
+
+    publisher.start_batch = counting_start_batch  # type: ignore[method-assign]
+    try:
+        assert Relay(publisher, batch_size=10, listen=False).run(once=True) is True
+        received = []
+        for method, _, body in channel.consume(queue, auto_ack=True, inactivity_timeout=5):
+            if method is None:
+                break
+            received.append(json.loads(body))
+            if len(received) == 180:
+                break
+        channel.cancel()
+    finally:
+        channel.exchange_delete(exchange)
+    assert most[0] == 2
+    assert len({event["id"] for event in received}) == len(received) == 180
+    versions: dict[str, list[int]] = {}
+    for event in received:
+        versions.setdefault(event["subject"], []).append(event["data"]["version"])
+    assert all(seen == [1, 2, 3] for seen in versions.values())
+    assert not OutboxEvent.objects.exclude(status="published").exists()
