@@ -28,14 +28,14 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from django_orders import services
 from django_orders.models import OutboxEvent
 from django_orders.publishers import PublishError
 from django_orders.relay import Relay
-from tests.orders_api import OrdersClient
+from tests.orders_api import OrdersClient, failing_trigger
 from tests.relay_helpers import (
     Receiver,
     RecordingPublisher,
@@ -349,6 +349,50 @@ def test_a_publisher_raising_unexpectedly_does_not_stop_the_relay_nor_lose_the_e
     assert [e["id"] for e in publisher.events] == [str(event.id)]
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_a_failing_write_back_neither_stops_the_relay_nor_loses_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The write-back runs on its own thread; when it fails (here a trigger refuses every
+    'published' update) the relay logs the database error and keeps serving, the events
+    stay pending under their lease, and once writes work again every one is published
+    (at-least-once: sent again after the lease), each order in version order."""
+    bulk_events(10, versions=2)
+    expected = {str(pk) for pk in OutboxEvent.objects.values_list("id", flat=True)}
+    publisher = RecordingPublisher()
+    relay = Relay(publisher, batch_size=5, listen=False, poll_interval=0.1)
+    thread = threading.Thread(target=lambda: (relay.run(), connection.close()))
+    with override_settings(DJANGO_ORDERS={"OUTBOX_LEASE": 1}):
+        try:
+            with (
+                caplog.at_level("ERROR", logger="django_orders.relay"),
+                failing_trigger("django_orders_outbox_event", "UPDATE", "NEW.status = 'published'"),
+            ):
+                thread.start()
+                wait_until(
+                    lambda: any("database error" in r.getMessage() for r in caplog.records),
+                    15,
+                    "the failed write-back logged",
+                )
+                assert thread.is_alive()
+                assert not OutboxEvent.objects.filter(status="published").exists()
+            wait_until(
+                lambda: not OutboxEvent.objects.exclude(status="published").exists(),
+                30,
+                "everything published once writes work again",
+            )
+            assert thread.is_alive()
+        finally:
+            relay.stop()
+            thread.join(10)
+    assert {event["id"] for event in publisher.events} == expected
+    versions: dict[str, list[int]] = {}
+    for event in publisher.events:
+        versions.setdefault(event["subject"], []).append(event["data"]["version"])
+    assert all(seen == sorted(seen) for seen in versions.values())
+
+
 # -- processes: a database that drops connections, a lease that runs out ----------------
 
 
@@ -478,8 +522,6 @@ def test_a_relay_rides_out_a_database_outage(receiver: Receiver, log_dir: Path) 
 def test_the_broker_refuses_for_a_while_then_recovers(amqp: Any) -> None:
     """RabbitMQ goes away under a running relay: attempts and backoff show, nothing goes
     dead, and once the broker is back every event arrives, in order per order."""
-    from django.test import override_settings
-
     from django_orders.publishers import RabbitMQPublisher
 
     url = AMQP_URL
