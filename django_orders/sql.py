@@ -85,23 +85,19 @@ def insert_objects(using: str, objs: Sequence[Model], *, then: str | None = None
     Call only after :func:`can_insert_raw` said yes for their models.
     """
     connection = connections[using]
-    statements: list[str] = []
-    params: list[Any] = []
+    inserts: list[tuple[str, list[Any]]] = []
     for obj in objs:
         sql, fields = insert_statement(connection, type(obj))
-        statements.append(sql)
-        params.extend(insert_params(connection, obj, fields))
+        inserts.append((sql, insert_params(connection, obj, fields)))
     with connection.cursor() as cursor:
         if can_batch_statements(connection):
-            if then:
-                statements.append(then)
-            cursor.execute("; ".join(statements), params)
+            statements = [sql for sql, _ in inserts] + ([then] if then else [])
+            cursor.execute(
+                "; ".join(statements), [p for _, obj_params in inserts for p in obj_params]
+            )
         else:
-            start = 0
-            for obj, sql in zip(objs, statements, strict=True):
-                count = len(insert_statement(connection, type(obj))[1])
-                cursor.execute(sql, params[start : start + count])
-                start += count
+            for sql, obj_params in inserts:
+                cursor.execute(sql, obj_params)
             if then:
                 cursor.execute(then)
     for obj in objs:
