@@ -165,12 +165,8 @@ class OrderTransitionView(IdempotencyMixin, OrdersAPIView):
             try:
                 apply(order, serializer.validated_data)
             except services.InvalidTransition as exc:
-                status = str(exc.order.status)
                 raise Problem(
-                    409,
-                    "invalid_transition",
-                    f"An order that is {status} cannot become {exc.target!s}.",
-                    currentStatus=status,
+                    409, "invalid_transition", str(exc), currentStatus=str(exc.order.status)
                 ) from None
         return order_response(order)
 
