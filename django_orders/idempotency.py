@@ -327,10 +327,8 @@ class IdempotencyMixin:
             body,
             status=status or 200,
             content_type=headers.pop("Content-Type", "application/json"),
+            headers={**headers, REPLAYED_HEADER: "true"},
         )
-        for name, value in headers.items():
-            response[name] = value
-        response[REPLAYED_HEADER] = "true"
         raise _Replay(response)
 
     def _store_response(self, claim: _Claim, response: Any) -> None:

@@ -101,14 +101,12 @@ def problem_response(
     **extensions: Any,
 ) -> HttpResponse:
     """A plain Django response carrying a problem (for middleware and non-DRF views)."""
-    response = HttpResponse(
+    return HttpResponse(
         json.dumps(problem_body(status, code, detail, **extensions)),
         status=status,
         content_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
     )
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response
 
 
 def _from_drf(exc: exceptions.APIException) -> Problem:
@@ -195,9 +193,9 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
     if not isinstance(exc, exceptions.APIException):
         return None  # a real server error: let Django report it
     problem = exc if isinstance(exc, Problem) else _from_drf(exc)
-    response = Response(
-        problem.body(), status=problem.status_code, content_type=PROBLEM_CONTENT_TYPE
+    return Response(
+        problem.body(),
+        status=problem.status_code,
+        headers=problem.headers,
+        content_type=PROBLEM_CONTENT_TYPE,
     )
-    for name, value in problem.headers.items():
-        response[name] = value
-    return response
