@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -381,22 +382,35 @@ def test_order_of_checks_for_close_428_400_412_body_then_transition(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_lock_timeout_on_the_order_is_409_and_keeps_nothing(api: OrdersClient) -> None:
+@pytest.mark.parametrize("transition", ["confirm", "close"])
+def test_a_lock_timeout_on_the_order_is_409_and_keeps_nothing(
+    api: OrdersClient, transition: str
+) -> None:
     """The host's ``lock_timeout`` ends the wait for the order's row lock (another
     transaction holds it): 409 with ``Retry-After``, nothing applied, the key not stored,
     and the same request succeeds once the lock is gone."""
-    draft = services.create_order("shop-1")
+    order = services.create_order("shop-1")
+    if transition == "close":
+        assert api.confirm(str(order.id), {"totalCents": 100}).status_code == 200
+        order.refresh_from_db()
+    before = (order.status, order.version)
+    events_before = OutboxEvent.objects.filter(aggregate_id=order.id).count()
+
+    def send() -> Any:
+        headers = {"Idempotency-Key": f"k-lock-{transition}"}
+        if transition == "confirm":
+            return api.confirm(str(order.id), {"totalCents": 100}, headers=headers)
+        return api.close_order(str(order.id), headers=headers)
+
     other = connection.copy()
     other.set_autocommit(False)
     try:
         with other.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM django_orders_order WHERE id = %s FOR UPDATE", [draft.id])
+            cursor.execute("SELECT 1 FROM django_orders_order WHERE id = %s FOR UPDATE", [order.id])
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '200ms'")
         try:
-            response = api.confirm(
-                str(draft.id), {"totalCents": 100}, headers={"Idempotency-Key": "k-lock"}
-            )
+            response = send()
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("RESET lock_timeout")
@@ -405,13 +419,39 @@ def test_a_lock_timeout_on_the_order_is_409_and_keeps_nothing(api: OrdersClient)
         other.close()
     assert_problem(response, 409, "concurrent_conflict")
     assert response["Retry-After"] == "1"
+    order.refresh_from_db()
+    assert (order.status, order.version) == before
+    assert not IdempotencyKey.objects.filter(key=f"k-lock-{transition}").exists()
+    assert OutboxEvent.objects.filter(aggregate_id=order.id).count() == events_before
+
+    retried = send()
+    assert retried.status_code == 200, retried.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sqlite_busy_on_a_transition_without_a_key_is_409(api: OrdersClient) -> None:
+    """SQLite's busy timeout runs out while another connection holds the write lock (no
+    Idempotency-Key, so not the key's 409): 409 ``concurrent_conflict``, nothing applied."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's write lock; PostgreSQL is covered by the lock_timeout test")
+    draft = services.create_order("shop-1")
+    other = connection.copy()
+    other.ensure_connection()
+    other.connection.execute("BEGIN IMMEDIATE")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout = 100")
+    try:
+        response = api.confirm(str(draft.id), {"totalCents": 100})
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 20000")
+        other.connection.rollback()
+        other.close()
+    assert_problem(response, 409, "concurrent_conflict")
+    assert response["Retry-After"] == "1"
     draft.refresh_from_db()
     assert (draft.status, draft.version) == ("draft", 1)
-    assert not IdempotencyKey.objects.filter(key="k-lock").exists()
-    assert OutboxEvent.objects.filter(aggregate_id=draft.id).count() == 1
-
-    retried = api.confirm(str(draft.id), {"totalCents": 100}, headers={"Idempotency-Key": "k-lock"})
-    assert retried.status_code == 200, retried.content
+    assert api.confirm(str(draft.id), {"totalCents": 100}).status_code == 200
 
 
 @pytest.mark.postgres
