@@ -80,6 +80,24 @@ def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 @contextmanager
+def sqlite_write_lock_held() -> Iterator[None]:
+    """While active, a second SQLite connection holds the write lock and this one's busy
+    timeout is 100 ms: a write here fails with "database is locked"."""
+    other = connection.copy()
+    other.ensure_connection()
+    other.connection.execute("BEGIN IMMEDIATE")
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout = 100")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout = 20000")
+        other.connection.rollback()
+        other.close()
+
+
+@contextmanager
 def failing_trigger(table: str, event: str, condition: str) -> Iterator[None]:
     """While active, a database trigger makes ``event`` (``"INSERT"`` / ``"UPDATE"``) on
     ``table`` fail for rows matching ``condition`` (SQL on ``NEW``), *after* the row is

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -127,10 +127,15 @@ class Receiver:
         """Per order (``subject``), the versions in the order they arrived."""
         with self.lock:
             events = list(self.received)
-        by_order: dict[str, list[int]] = {}
-        for event in events:
-            by_order.setdefault(event["subject"], []).append(event["data"]["version"])
-        return by_order
+        return versions_by_order(events)
+
+
+def versions_by_order(events: Iterable[dict[str, Any]]) -> dict[str, list[int]]:
+    """Per order (the CloudEvent's ``subject``), the versions in the order given."""
+    by_order: dict[str, list[int]] = {}
+    for event in events:
+        by_order.setdefault(event["subject"], []).append(event["data"]["version"])
+    return by_order
 
 
 class ReceiverPublisher(Publisher):

@@ -13,7 +13,7 @@ from django.test import override_settings
 from django_orders import services, signals
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
 from django_orders.serializers import READ_ONLY_FIELDS
-from tests.orders_api import OrdersClient, assert_problem, failing_trigger
+from tests.orders_api import OrdersClient, assert_problem, failing_trigger, sqlite_write_lock_held
 
 pytestmark = pytest.mark.django_db
 
@@ -435,18 +435,8 @@ def test_sqlite_busy_on_a_transition_without_a_key_is_409(api: OrdersClient) -> 
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's write lock; PostgreSQL is covered by the lock_timeout test")
     draft = services.create_order("shop-1")
-    other = connection.copy()
-    other.ensure_connection()
-    other.connection.execute("BEGIN IMMEDIATE")
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA busy_timeout = 100")
-    try:
+    with sqlite_write_lock_held():
         response = api.confirm(str(draft.id), {"totalCents": 100})
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout = 20000")
-        other.connection.rollback()
-        other.close()
     assert_problem(response, 409, "concurrent_conflict")
     assert response["Retry-After"] == "1"
     draft.refresh_from_db()

@@ -43,6 +43,7 @@ from tests.relay_helpers import (
     relay_env,
     relay_once,
     relays,
+    versions_by_order,
     wait_until,
 )
 from tests.standard_webhooks_verifier import Verifier
@@ -387,10 +388,7 @@ def test_a_failing_write_back_neither_stops_the_relay_nor_loses_events(
             relay.stop()
             thread.join(10)
     assert {event["id"] for event in publisher.events} == expected
-    versions: dict[str, list[int]] = {}
-    for event in publisher.events:
-        versions.setdefault(event["subject"], []).append(event["data"]["version"])
-    assert all(seen == sorted(seen) for seen in versions.values())
+    assert all(seen == sorted(seen) for seen in versions_by_order(publisher.events).values())
 
 
 # -- processes: a database that drops connections, a lease that runs out ----------------
@@ -573,10 +571,7 @@ def test_the_broker_refuses_for_a_while_then_recovers(amqp: Any) -> None:
             break
     channel.cancel()
     channel.exchange_delete(exchange)
-    by_order: dict[str, list[int]] = {}
-    for event in received:
-        by_order.setdefault(event["subject"], []).append(event["data"]["version"])
-    assert by_order == {str(order.id): [1, 2] for order in orders}
+    assert versions_by_order(received) == {str(order.id): [1, 2] for order in orders}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -626,8 +621,5 @@ def test_rabbitmq_with_two_batches_in_flight_keeps_order_and_sends_each_event_on
         channel.exchange_delete(exchange)
     assert most[0] == 2
     assert len({event["id"] for event in received}) == len(received) == 180
-    versions: dict[str, list[int]] = {}
-    for event in received:
-        versions.setdefault(event["subject"], []).append(event["data"]["version"])
-    assert all(seen == [1, 2, 3] for seen in versions.values())
+    assert all(seen == [1, 2, 3] for seen in versions_by_order(received).values())
     assert not OutboxEvent.objects.exclude(status="published").exists()

@@ -20,7 +20,7 @@ from django_orders.idempotency import IdempotencyMixin, parse_key, request_finge
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
 from django_orders.parsers import OrdersJSONParser
 from django_orders.tenancy import TenantScopedMixin
-from tests.orders_api import OrdersClient, assert_problem, failing_trigger
+from tests.orders_api import OrdersClient, assert_problem, failing_trigger, sqlite_write_lock_held
 
 pytestmark = pytest.mark.django_db
 
@@ -483,18 +483,8 @@ def test_a_host_views_non_2xx_answer_rolls_back_its_writes(api: OrdersClient) ->
 def test_sqlite_busy_while_another_request_writes_is_409(api: OrdersClient) -> None:
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's write lock; PostgreSQL is covered by the lock_timeout test")
-    other = connection.copy()  # a second connection, holding the write lock
-    other.ensure_connection()
-    other.connection.execute("BEGIN IMMEDIATE")
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA busy_timeout = 100")
-    try:
+    with sqlite_write_lock_held():
         response = api.create({}, key="busy-sqlite")
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout = 20000")
-        other.connection.rollback()
-        other.close()
     assert_problem(response, 409, "idempotency_key_in_use")
     assert response["Retry-After"] == "1"
     assert api.create({}, key="busy-sqlite").status_code == 201

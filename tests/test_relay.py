@@ -39,6 +39,7 @@ from tests.relay_helpers import (
     RecordingPublisher,
     bulk_events,
     relay_once,
+    versions_by_order,
 )
 
 pytestmark = pytest.mark.django_db
@@ -719,10 +720,7 @@ def test_a_publisher_may_take_the_next_batch_before_answering_the_last(window: i
     assert max(publisher.outstanding_at_start) == window
     ids = [event["id"] for event in publisher.events]
     assert len(ids) == len(set(ids)) == 180
-    versions: dict[str, list[int]] = {}
-    for event in publisher.events:
-        versions.setdefault(event["subject"], []).append(event["data"]["version"])
-    assert all(seen == [1, 2, 3] for seen in versions.values())
+    assert all(seen == [1, 2, 3] for seen in versions_by_order(publisher.events).values())
     assert OutboxEvent.objects.filter(status="published").count() == 180
     assert relay.totals.published == 180
 
