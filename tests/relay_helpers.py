@@ -236,6 +236,22 @@ def relay_once(publisher: str, *args: str, **options: Any) -> int:
     return 0
 
 
+def drain(channel: Any, queue: str, expected: int, timeout: float = 5.0) -> list[tuple]:
+    """Consume ``expected`` messages (method, properties, body) from a RabbitMQ ``queue``
+    through a pika blocking channel, auto-acknowledged."""
+    messages: list[tuple] = []
+    for method, properties, body in channel.consume(
+        queue, auto_ack=True, inactivity_timeout=timeout
+    ):
+        if method is None:  # nothing more within the timeout
+            break
+        messages.append((method, properties, body))
+        if len(messages) == expected:
+            break
+    channel.cancel()
+    return messages
+
+
 # -- events ----------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from tests.relay_helpers import (
     Receiver,
     RecordingPublisher,
     bulk_events,
+    drain,
     relay_env,
     relay_once,
     relays,
@@ -225,15 +226,10 @@ def test_the_relay_command_publishes_to_rabbitmq(amqp: Any) -> None:
             == 0
         )
 
-        messages = []
-        for method, properties, body in channel.consume(queue, inactivity_timeout=5):
-            if method is None:
-                break
-            messages.append((method.routing_key, properties, json.loads(body)))
-            channel.basic_ack(method.delivery_tag)
-            if len(messages) == 3:
-                break
-        channel.cancel()
+        messages = [
+            (method.routing_key, properties, json.loads(body))
+            for method, properties, body in drain(channel, queue, 3)
+        ]
         assert [m[0] for m in messages] == ["order.created", "order.confirmed", "order.closed"]
         assert [m[2]["data"] for m in messages] == snapshots
         assert [m[1].message_id for m in messages] == [m[2]["id"] for m in messages]
@@ -562,14 +558,7 @@ def test_the_broker_refuses_for_a_while_then_recovers(amqp: Any) -> None:
         relay.stop()
         thread.join(15)
         proxy.close()
-    received = []
-    for method, _, body in channel.consume(queue, auto_ack=True, inactivity_timeout=3):
-        if method is None:
-            break
-        received.append(json.loads(body))
-        if len(received) == 10:
-            break
-    channel.cancel()
+    received = [json.loads(body) for _, _, body in drain(channel, queue, 10, timeout=3)]
     channel.exchange_delete(exchange)
     assert versions_by_order(received) == {str(order.id): [1, 2] for order in orders}
 
@@ -609,14 +598,7 @@ def test_rabbitmq_with_two_batches_in_flight_keeps_order_and_sends_each_event_on
     publisher.start_batch = counting_start_batch  # type: ignore[method-assign]
     try:
         assert Relay(publisher, batch_size=10, listen=False).run(once=True) is True
-        received = []
-        for method, _, body in channel.consume(queue, auto_ack=True, inactivity_timeout=5):
-            if method is None:
-                break
-            received.append(json.loads(body))
-            if len(received) == 180:
-                break
-        channel.cancel()
+        received = [json.loads(body) for _, _, body in drain(channel, queue, 180)]
     finally:
         channel.exchange_delete(exchange)
     assert most[0] == 2

@@ -25,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_orders.cloudevents import serialize
 from django_orders.publishers import PublishError, RabbitMQPublisher
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.relay_helpers import drain
 from tests.tcp_proxy import TcpProxy
 
 pika = pytest.importorskip("pika")
@@ -101,21 +102,6 @@ def make_publisher(broker: tuple[str, int]) -> Iterator[Callable[..., RabbitMQPu
     yield make
     for publisher in made:
         publisher.close()
-
-
-def drain(channel: Any, queue: str, expected: int, timeout: float = 5.0) -> list[tuple]:
-    """Consume ``expected`` messages (method, properties, body) from ``queue``."""
-    messages: list[tuple] = []
-    for method, properties, body in channel.consume(
-        queue, auto_ack=True, inactivity_timeout=timeout
-    ):
-        if method is None:  # nothing more within the timeout
-            break
-        messages.append((method, properties, body))
-        if len(messages) == expected:
-            break
-    channel.cancel()
-    return messages
 
 
 # --- what reaches the broker -------------------------------------------------------------
