@@ -140,3 +140,32 @@ def test_request_stop_answers_the_unsent_events_with_not_sent() -> None:
     assert [type(r) for r in results[1:]] == [NotSent, NotSent]
     assert publisher.seen == [events[0]["id"]]
     assert not Publisher.stop_requested  # a flag of the instance, not of the class
+
+
+# -- the shipped publishers' option defaults (CONTRACT §7) ------------------------------
+
+
+def test_the_webhook_timeout_defaults_to_10_seconds() -> None:
+    from django_orders.publishers import WebhookPublisher
+
+    publisher = WebhookPublisher(url="http://127.0.0.1:9/hook", secret="s")
+    try:
+        assert publisher.timeout == 10.0
+    finally:
+        publisher.close()
+
+
+def test_the_broker_publishers_default_to_orders_events() -> None:
+    """Exchange and stream default to ``orders.events`` (creating either connects to
+    nothing: the connection is made on the first publish)."""
+    pytest.importorskip("pika")
+    pytest.importorskip("redis")
+    from django_orders.publishers import RabbitMQPublisher, RedisStreamPublisher
+
+    rabbitmq, redis_streams = RabbitMQPublisher(), RedisStreamPublisher()
+    try:
+        assert (rabbitmq.exchange, rabbitmq.timeout) == ("orders.events", 10.0)
+        assert (redis_streams.stream, redis_streams.maxlen) == ("orders.events", None)
+    finally:
+        rabbitmq.close()
+        redis_streams.close()
