@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -213,6 +214,16 @@ class RecordingPublisher(Publisher):
 
     def close(self) -> None:
         self.closed = True
+
+
+class StuckPublisher(Publisher):
+    """A publisher whose publish hangs far past its own ``timeout`` (a misbehaving driver)."""
+
+    timeout = 0.5
+
+    def publish(self, event: dict[str, Any]) -> None:
+        logging.getLogger("django_orders.relay").warning("publish started")
+        time.sleep(60)
 
 
 def relay_once(publisher: str, *args: str, **options: Any) -> int:

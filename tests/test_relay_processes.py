@@ -88,7 +88,10 @@ def test_receiver_refuses_for_a_while_then_recovers(receiver: Receiver, log_dir:
     assert_in_version_order(receiver)
 
 
-def test_sigterm_finishes_the_batch_in_hand_and_exits_0(receiver: Receiver, log_dir: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
+    receiver: Receiver, log_dir: Path, signum: signal.Signals
+) -> None:
     bulk_events(100, versions=2)
     expected = all_ids()
     receiver.delay = 0.03  # a batch of 20 takes about 0.6 s
@@ -97,10 +100,10 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(receiver: Receiver, log_
     with relays(log_dir, 1, env, "--batch-size", "20") as (relay,):
         wait_until(lambda: receiver.count() >= 10, 30, "first deliveries")
         signalled = time.monotonic()
-        relay.signal(signal.SIGTERM)
+        relay.signal(signum)
         assert relay.wait(10) == 0
         assert time.monotonic() - signalled < 3
-        assert "Received SIGTERM" in relay.output()
+        assert f"Received {signum.name}" in relay.output()
 
     received = set(receiver.ids())
     published = {
@@ -117,6 +120,22 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(receiver: Receiver, log_
         assert again.wait(60) == 0
     assert set(receiver.ids()) == expected
     assert len(receiver.ids()) == len(expected)
+
+
+def test_a_publish_that_outlives_its_timeout_after_sigterm_exits_1(log_dir: Path) -> None:
+    """The stop waits for the publish in hand only as long as the publisher's timeout
+    (plus 2 s): a publisher stuck past it makes the relay give up and exit 1; its leased
+    events come back after the lease."""
+    bulk_events(1, versions=1)
+    env = relay_env(None, OUTBOX_LEASE=2)
+    with relays(log_dir, 1, env, "--publisher", "tests.relay_helpers.StuckPublisher") as (relay,):
+        wait_until(lambda: "publish started" in relay.output(), 30, "the stuck publish")
+        signalled = time.monotonic()
+        relay.signal(signal.SIGTERM)
+        assert relay.wait(10) == 1
+        assert time.monotonic() - signalled < 0.5 + 2 + 2  # timeout + grace + slack
+        assert "outlived the publisher's timeout" in relay.output()
+    assert OutboxEvent.objects.get().status == "pending"
 
 
 def test_sigterm_mid_batch_gives_back_what_it_has_not_sent(
