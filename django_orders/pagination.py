@@ -55,12 +55,7 @@ _ONE_MICROSECOND = dt.timedelta(microseconds=1)
 # of an int() conversion (a 5,000-digit limit would be a ValueError, not a 400).
 _LIMIT_RE = re.compile(r"[0-9]{1,9}")
 
-_INTEGER_FIELDS = (
-    models.IntegerField,
-    models.AutoField,
-    models.BigAutoField,
-    models.SmallAutoField,
-)
+_INTEGER_FIELDS = (models.IntegerField,)  # AutoField, BigAutoField, … are subclasses
 _TEXT_FIELDS = (models.CharField, models.TextField)
 _KEY_FIELDS = (models.DateTimeField, models.UUIDField, *_INTEGER_FIELDS, *_TEXT_FIELDS)
 
@@ -76,7 +71,6 @@ class RowValueComparison(Expression):
     """
 
     conditional = True
-    output_field = models.BooleanField()
 
     def __init__(self, columns: Sequence[Any], operator: str, values: Sequence[Any]) -> None:
         if operator not in ("<", ">"):
