@@ -1,5 +1,5 @@
 """``Idempotency-Key`` for unsafe requests (IETF draft "The Idempotency-Key HTTP Header
-Field"; CONTRACT §4.1), as a mixin for any DRF ``APIView``.
+Field"; docs/guide/idempotency.md), as a mixin for any DRF ``APIView``.
 
 How it works, in one database transaction per request:
 
@@ -59,7 +59,7 @@ from django_orders.problems import (
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Response headers stored with the key and replayed (CONTRACT §4.1).
+# Response headers stored with the key and replayed (docs/guide/idempotency.md).
 STORED_HEADERS = ("Location", "ETag", "Content-Type")
 RETRY_AFTER_SECONDS = 1
 
@@ -158,7 +158,7 @@ class _Replay(Exception):
 
 
 class IdempotencyMixin:
-    """Make a DRF view's unsafe methods honour ``Idempotency-Key`` (CONTRACT §4.1).
+    """Make a DRF view's unsafe methods honour ``Idempotency-Key`` (docs/guide/idempotency.md).
 
     Put it first in the bases: ``class MyView(IdempotencyMixin, TenantScopedMixin,
     APIView)``. Every unsafe request the view handles runs in one database transaction

@@ -73,7 +73,7 @@ class Order(models.Model):
         return f"{self.tenant_id}/{self.id} ({self.status}, v{self.version})"
 
     def to_dict(self) -> dict[str, Any]:
-        """The order as the API and the events show it (CONTRACT §3).
+        """The order as the API and the events show it (docs/api/README.md).
 
         ``metadata`` keys are sorted: PostgreSQL's ``jsonb`` gives them back in its own
         order, not the client's, and one version must always be the same bytes, as its

@@ -18,7 +18,7 @@ from django_orders.models import Order
 
 
 class OrderDocument(serializers.Serializer):
-    """An order as the API shows it (CONTRACT §3)."""
+    """An order as the API shows it (docs/api/README.md)."""
 
     id = serializers.UUIDField()
     tenantId = serializers.CharField()

@@ -4,7 +4,7 @@ DRF's :class:`~rest_framework.parsers.JSONParser` lets some bodies through that 
 become 500s: a deeply nested body raises ``RecursionError`` inside ``json.loads``, and a
 lone surrogate (``"\\ud800"``) or a NUL character (``"\\u0000"``) is accepted and then
 rejected by PostgreSQL (``jsonb`` and ``text`` can hold neither). This parser answers every
-such body with a 4xx problem instead (CONTRACT §3):
+such body with a 4xx problem instead (docs/api/README.md):
 
 - a body larger than ``MAX_BODY_BYTES`` → 413 ``payload_too_large``, judged from
   ``Content-Length`` before anything is read, and by reading at most one byte past the

@@ -12,7 +12,7 @@ written back on another (:class:`~django_orders.outbox.pipeline.Settler`) while 
 current batch is published, so a fast broker does not sit idle while the relay talks
 to the database.
 
-Guarantees (CONTRACT §5): at-least-once — an event is marked published only after the
+Guarantees (docs/guide/publishers.md): at-least-once — an event is marked published only after the
 publisher confirmed it, and a relay killed at any instant leaves at worst a lease that
 runs out; per-order order — only the oldest unfinished event of an order is claimable;
 no duplicates among healthy relays — claims skip leased rows and a lease is renewed for

@@ -1,4 +1,4 @@
-"""Input validation of the orders API (CONTRACT §3).
+"""Input validation of the orders API (docs/api/README.md).
 
 The serializers validate request bodies only; the JSON an order is shown as comes from
 :meth:`Order.to_dict`, the same document the events carry. They are strict where DRF is
@@ -21,7 +21,7 @@ MAX_METADATA_KEY_LENGTH = 40
 MAX_METADATA_VALUE_LENGTH = 500
 CURRENCY_PATTERN = re.compile(r"\A[A-Z]{3}\Z")  # ISO 4217 alphabetic code
 
-# Members of the order document (CONTRACT §3) that a client can never set.
+# Members of the order document (docs/api/README.md) that a client can never set.
 READ_ONLY_FIELDS = frozenset(
     {"id", "tenantId", "status", "version", "createdAt", "updatedAt", "confirmedAt", "closedAt"}
 )

@@ -61,7 +61,7 @@ def resolve_tenant(request: HttpRequest) -> str:
         )
     # These two hold whatever TENANT_ID_PATTERN a host configures: a longer id does not
     # fit the 64-character tenant columns, and PostgreSQL cannot store a NUL; either
-    # would be a 500 (CONTRACT §3: no request gets a 5xx).
+    # would be a 500 (docs/api/README.md: no request gets a 5xx).
     if (
         not isinstance(tenant, str)
         or len(tenant) > TENANT_ID_MAX_LENGTH

@@ -98,7 +98,7 @@ class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
     """``GET /orders`` (keyset-paginated list) and ``POST /orders`` (idempotent create)."""
 
     def post(self, request: Request) -> Response:
-        """Create a draft order: 201, ``Location``, ``ETag: "1"`` (CONTRACT §4.1)."""
+        """Create a draft order: 201, ``Location``, ``ETag: "1"`` (docs/api/create-order.md)."""
         validated = plainly_valid_create(request.data)
         if validated is None:  # the serializer says what is wrong (or accepts it after all)
             serializer = OrderCreateSerializer(data=request.data)
@@ -109,7 +109,10 @@ class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
         return order_response(order, status=201, headers={"Location": location})
 
     def get(self, request: Request) -> Response:
-        """The tenant's orders, newest first, keyset-paginated (CONTRACT §4.5). One query."""
+        """The tenant's orders, newest first, keyset-paginated (docs/api/list-orders.md).
+
+        One query.
+        """
         orders = Order.objects.filter(tenant_id=self.tenant_id)
         status = request.query_params.get("status")
         if status is not None:
@@ -139,7 +142,7 @@ class OrderDetailView(OrdersAPIView):
 
 
 class OrderTransitionView(IdempotencyMixin, OrdersAPIView):
-    """Base of confirm and close, in the order of checks of CONTRACT §4.2.
+    """Base of confirm and close, in the order of checks of docs/api/confirm-order.md.
 
     Tenant (400) and access (403) run in ``initial()``, then the idempotency key and the
     body's JSON; the handler then locks the order (404), evaluates ``If-Match`` (428, 400,
@@ -234,7 +237,7 @@ def order_url(request: Request, name: str, order: Order) -> str:
 def order_response(
     order: Order, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    """The order as JSON (CONTRACT §3) with its ``ETag``."""
+    """The order as JSON (docs/api/README.md) with its ``ETag``."""
     return Response(
         order.to_dict(), status=status, headers={"ETag": etag(order.version), **(headers or {})}
     )

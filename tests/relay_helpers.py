@@ -143,7 +143,7 @@ class ReceiverPublisher(Publisher):
     """A test publisher: POSTs each CloudEvent to ``url`` on one keep-alive connection.
 
     2xx is success; 408, 425, 429 and 5xx are transient (``Retry-After`` honoured); any
-    other 4xx is permanent — the rules CONTRACT §5 gives the webhook publisher.
+    other 4xx is permanent — the rules docs/guide/publishers.md gives the webhook publisher.
     """
 
     def __init__(self, url: str | None = None, timeout: float = 5.0) -> None:

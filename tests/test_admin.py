@@ -1,4 +1,4 @@
-"""CONTRACT §6: the admin shows orders (filter by tenant and status, read-only) and the
+"""docs/operations.md: the admin shows orders (filter by tenant and status, read-only) and the
 outbox (filter by state, action "re-queue"); idempotency keys are read-only too."""
 
 from __future__ import annotations

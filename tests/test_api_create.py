@@ -1,4 +1,4 @@
-"""CONTRACT §4.1 and §3: ``POST /orders`` creates a draft order."""
+"""docs/api/create-order.md: ``POST /orders`` creates a draft order."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_the_trailing_slash_is_optional(api: OrdersClient) -> None:
     assert response.status_code == 201
 
 
-# -- validation (CONTRACT §3) -------------------------------------------------------------
+# -- validation (docs/api/README.md) -------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

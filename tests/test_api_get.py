@@ -1,4 +1,4 @@
-"""CONTRACT §4.2: ``GET /orders/{id}`` with ``ETag`` and ``If-None-Match``."""
+"""docs/api/get-order.md: ``GET /orders/{id}`` with ``ETag`` and ``If-None-Match``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""CONTRACT §4.3 and §4.4: confirm and close, with ``If-Match`` and the order of checks."""
+"""Confirm and close, with ``If-Match`` and the order of checks (docs/api/confirm-order.md,
+docs/api/close-order.md)."""
 
 from __future__ import annotations
 
@@ -191,7 +192,7 @@ def test_close_has_the_if_match_rules_of_confirm(
     assert confirmed.status == "confirmed"
 
 
-# -- the order of checks (CONTRACT §4.2) -------------------------------------------------
+# -- the order of checks (docs/api/confirm-order.md) -----------------------------------------------
 
 
 def test_order_of_checks_tenant_first(draft: Order) -> None:
@@ -258,7 +259,7 @@ def test_other_methods_are_405(api: OrdersClient, draft: Order, method: str, pat
     assert_problem(response, 405, "method_not_allowed")
 
 
-# -- the change and its event commit together or not at all (CONTRACT §4.3, §4.4, §5) ----
+# -- the change and its event commit together or not at all (docs/api/confirm-order.md, docs/api/clo
 
 
 @pytest.mark.django_db(transaction=True)
@@ -303,7 +304,7 @@ def test_a_failure_after_the_event_is_written_keeps_neither_the_change_nor_the_e
     assert OutboxEvent.objects.filter(type=event_type).count() == 1
 
 
-# -- another tenant's order (CONTRACT §2) ---------------------------------------------------
+# -- another tenant's order (docs/guide/tenancy.md) ------------------------------------------------
 
 
 @pytest.mark.parametrize("action", ["confirm", "close"])
@@ -325,7 +326,7 @@ def test_another_tenants_order_answers_exactly_like_a_missing_one(
     assert Order.objects.get(pk=draft.id).version == 1
 
 
-# -- every body refuses the order's read-only members and unknown ones (CONTRACT §4.1) --
+# -- every body refuses the order's read-only members and unknown ones (docs/api/README.md) --
 
 
 @pytest.mark.parametrize("action", ["create", "confirm", "close"])

@@ -1,4 +1,5 @@
-"""CONTRACT §5: an outbox event on the wire is a CloudEvents 1.0 structured JSON document."""
+"""An outbox event on the wire is a CloudEvents 1.0 structured JSON document
+(docs/guide/publishers.md)."""
 
 from __future__ import annotations
 

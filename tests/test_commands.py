@@ -1,4 +1,4 @@
-"""CONTRACT §6: the relay and status commands as an operator runs them."""
+"""docs/operations.md: the relay and status commands as an operator runs them."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def test_relay_once_exit_status_as_a_process() -> None:
         assert receiver.count() == 1
 
 
-# -- the publisher and batch size from the settings (CONTRACT §5, §7) -------------------
+# -- the publisher and batch size from the settings (docs/reference/settings.md) -------------------
 
 
 def relay_command(*args: str) -> None:

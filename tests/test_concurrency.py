@@ -1,6 +1,7 @@
 """Real concurrency: parallel HTTP requests against a live server, each served by its own
-thread and database connection (CONTRACT §4.1 "never a second order", §4.3 "exactly one
-succeeds"). Threads start together on a barrier; nothing waits on a sleep."""
+thread and database connection (docs/api/create-order.md: "never a second order";
+docs/api/confirm-order.md: "exactly one succeeds"). Threads start together on a barrier;
+nothing waits on a sleep."""
 
 from __future__ import annotations
 

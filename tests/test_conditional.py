@@ -1,4 +1,5 @@
-"""ETag, If-Match and If-None-Match helpers (CONTRACT §4.2 to §4.4, RFC 9110 §8.8.3, §13.1)."""
+"""ETag, If-Match and If-None-Match helpers (docs/guide/conditional-requests.md; RFC 9110
+§8.8.3, §13.1)."""
 
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ class TestEvaluateIfMatch:
         assert problem.body()["code"] == "version_mismatch"
 
     def test_order_of_checks_presence_then_syntax_then_match(self) -> None:
-        # RFC 9110 §13.2.1 via CONTRACT §4: 428 before 400 before 412.
+        # RFC 9110 §13.2.1 via docs/api/confirm-order.md: 428 before 400 before 412.
         with pytest.raises(Problem, match="requires an If-Match"):
             evaluate_if_match(None, 1)
         with pytest.raises(Problem) as caught:

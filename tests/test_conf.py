@@ -1,4 +1,4 @@
-"""CONTRACT §1 and §7: one namespaced setting, documented defaults, reload on change."""
+"""docs/reference/settings.md: one namespaced setting, documented defaults, reload on change."""
 
 import datetime as dt
 

@@ -1,5 +1,6 @@
-"""CONTRACT §5 and §6 end to end: the relay command with the shipped publishers and real
-services, where the narrower tests (test_relay*, test_publishers_*) each see one side.
+"""docs/guide/publishers.md and docs/operations.md end to end: the relay command with the
+shipped publishers and real services, where the narrower tests (test_relay*,
+test_publishers_*) each see one side.
 
 - what a consumer receives: every CloudEvent attribute, ``data`` as the order stood right
   after its change, the same id and bytes on a redelivery, a verifiable signature;

@@ -1,4 +1,5 @@
-"""The cost of a list page does not grow with its depth (CONTRACT §4.5), proven by EXPLAIN.
+"""The cost of a list page does not grow with its depth (docs/api/list-orders.md), proven by
+EXPLAIN.
 
 On a tenant holding 60,000 orders (and other tenants around it), the exact statement a
 deep ``GET /orders`` page sends is explained: PostgreSQL must read the keyset index

@@ -1,4 +1,4 @@
-"""CONTRACT §4.1: ``Idempotency-Key`` on create, confirm and close."""
+"""docs/guide/idempotency.md: ``Idempotency-Key`` on create, confirm and close."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_the_key_is_checked_before_the_body_and_after_the_tenant(api: OrdersClie
 def test_a_used_key_with_a_broken_body_gets_the_body_error_not_a_replay(
     api: OrdersClient,
 ) -> None:
-    # The body's JSON is checked before the key is looked at (CONTRACT §4.1) ...
+    # The body's JSON is checked before the key is looked at (docs/guide/idempotency.md) ...
     api.create({}, key="used")
     assert_problem(api.create(raw="{", key="used"), 400, "invalid_json")
     assert_problem(

@@ -1,4 +1,5 @@
-"""``GET /orders`` — CONTRACT §4.5: the tenant's orders, newest first, keyset-paginated."""
+"""``GET /orders`` (docs/api/list-orders.md): the tenant's orders, newest first,
+keyset-paginated."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A battery of malformed requests against every endpoint (CONTRACT §3, §4; issue 3).
+"""A battery of malformed requests against every endpoint (docs/api/README.md).
 
 Each request gets a 4xx RFC 9457 problem with a ``code`` — never a 5xx (Django's test
 client re-raises a view's exception, so a 500 fails the test loudly) — and writes nothing:

@@ -1,4 +1,4 @@
-"""CONTRACT §6: an OpenAPI 3 schema of the endpoints through drf-spectacular."""
+"""docs/api/README.md: an OpenAPI 3 schema of the endpoints through drf-spectacular."""
 
 import pytest
 from django.test import override_settings

@@ -1,4 +1,4 @@
-"""OrdersJSONParser: strict JSON, a body cap and a depth limit (CONTRACT §3, §7).
+"""OrdersJSONParser: strict JSON, a body cap and a depth limit (docs/guide/parsing-and-limits.md).
 
 Unit tests call ``parse()`` on a stream; the view tests go through DRF's request handling
 (content negotiation, ``Content-Length``, the package's exception handler) so that what a

@@ -1,4 +1,5 @@
-"""The publisher interface (CONTRACT §5): what the relay relies on, and lazy drivers."""
+"""The publisher interface (docs/guide/publishers.md): what the relay relies on, and lazy
+drivers."""
 
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def test_request_stop_answers_the_unsent_events_with_not_sent() -> None:
     assert not Publisher.stop_requested  # a flag of the instance, not of the class
 
 
-# -- the shipped publishers' option defaults (CONTRACT §7) ------------------------------
+# -- the shipped publishers' option defaults (docs/reference/settings.md) --------------------------
 
 
 def test_the_webhook_timeout_defaults_to_10_seconds() -> None:

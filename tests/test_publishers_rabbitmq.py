@@ -1,4 +1,4 @@
-"""CONTRACT §5/§7: the RabbitMQ publisher against a real broker.
+"""docs/guide/publishers.md: the RabbitMQ publisher against a real broker.
 
 Needs RabbitMQ on 127.0.0.1:5672 as guest/guest (``ORDERS_TEST_AMQP_URL`` overrides);
 skipped with a reason when it does not answer. Every test uses its own exchange and

@@ -1,4 +1,4 @@
-"""CONTRACT §5/§7: the Redis Streams publisher against a real Redis server.
+"""docs/guide/publishers.md: the Redis Streams publisher against a real Redis server.
 
 Needs Redis on 127.0.0.1:6379 (``ORDERS_TEST_REDIS_URL`` overrides); skipped with a
 reason when it does not answer. Each test writes its own stream key (uuid) and deletes it.

@@ -1,4 +1,4 @@
-"""CONTRACT §5/§7: the webhook publisher against a real local HTTP/1.1 server.
+"""docs/guide/publishers.md: the webhook publisher against a real local HTTP/1.1 server.
 
 The receiver is ``http.server.ThreadingHTTPServer`` on loopback with keep-alive; each
 test sets how it answers. Signatures are checked by the independent verifier in

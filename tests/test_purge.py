@@ -1,4 +1,4 @@
-"""CONTRACT §6: ``orders_purge`` deletes expired idempotency keys and published events past
+"""docs/operations.md: ``orders_purge`` deletes expired idempotency keys and published events past
 retention, in batches, and never an undelivered event."""
 
 from __future__ import annotations

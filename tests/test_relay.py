@@ -1,4 +1,4 @@
-"""CONTRACT §5: the relay claims, publishes to a real HTTP receiver, and settles outcomes.
+"""docs/operations.md: the relay claims, publishes to a real HTTP receiver, and settles outcomes.
 
 These tests run the relay in the test process (``--once`` through ``call_command``, or the
 :class:`Relay` class) against a real HTTP server on loopback; the multi-process tests

@@ -1,4 +1,4 @@
-"""CONTRACT §5 with real processes: relays started as ``python -m django
+"""docs/operations.md with real processes: relays started as ``python -m django
 orders_outbox_relay`` against the test database, publishing to a real HTTP receiver;
 killed, stopped, run side by side, woken by NOTIFY."""
 

@@ -1,4 +1,4 @@
-"""CONTRACT §2, tenancy: every rule, through real requests."""
+"""docs/guide/tenancy.md: every rule, through real requests."""
 
 import threading
 
@@ -277,7 +277,7 @@ def test_a_permissive_pattern_still_refuses_what_cannot_be_stored(
     assert ok.status_code == 201
 
 
-# -- the host's other DRF settings (CONTRACT §2) ---------------------------------------------
+# -- the host's other DRF settings (docs/guide/tenancy.md) -----------------------------------------
 
 
 @pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""``manage.py orders_outbox_relay``: publish pending outbox events (CONTRACT §5).
+"""``manage.py orders_outbox_relay``: publish pending outbox events (docs/guide/publishers.md).
 
 A thin command: it parses the options and hands over to :class:`django_orders.relay.Relay`.
 """

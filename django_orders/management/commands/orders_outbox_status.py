@@ -1,4 +1,4 @@
-"""``manage.py orders_outbox_status``: the outbox backlog per tenant (CONTRACT §6).
+"""``manage.py orders_outbox_status``: the outbox backlog per tenant (docs/operations.md).
 
 What to page on: the age of the oldest pending event (the relay is down or cannot keep
 up) and any dead event (something needs a person). See docs/operations.md.

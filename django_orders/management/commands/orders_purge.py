@@ -1,5 +1,5 @@
 """``manage.py orders_purge``: delete expired idempotency keys and published events past
-``OUTBOX_RETENTION`` (CONTRACT §6), in batches. Never an undelivered (pending or dead)
+``OUTBOX_RETENTION`` (docs/operations.md), in batches. Never an undelivered (pending or dead)
 event. Run it from cron or a scheduler, e.g. every few minutes."""
 
 from __future__ import annotations
