@@ -126,10 +126,19 @@ def evaluate_if_match(
     current = str(current_version)
     if any(not tag.weak and tag.opaque == current for tag in tags):
         return
+    if any(tag.weak and tag.opaque == current for tag in tags):
+        # The client holds the current version but sent it as a weak tag: saying "the
+        # resource has changed" would send it looking for a change that never happened.
+        detail = (
+            f'If-Match uses strong comparison, so the weak tag W/"{current}" never matches '
+            f'(RFC 9110 §13.1.1): send "{current}".'
+        )
+    else:
+        detail = f"The resource has changed: its current version is {current_version}."
     raise Problem(
         412,
         "version_mismatch",
-        f"The resource has changed: its current version is {current_version}.",
+        detail,
         headers={"ETag": etag(current_version)},
         currentVersion=current_version,
     )

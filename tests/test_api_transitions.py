@@ -96,6 +96,29 @@ def test_a_non_matching_if_match_is_412_with_the_current_version(
 
 
 @pytest.mark.parametrize(
+    ("if_match", "says"),
+    [
+        ('W/"1"', 'the weak tag W/"1" never matches'),
+        ('"2", W/"1"', 'the weak tag W/"1" never matches'),
+        ('"2"', "its current version is 1"),
+        ('W/"2"', "its current version is 1"),
+    ],
+)
+def test_the_412_detail_says_why_a_weak_tag_of_the_current_version_fails(
+    api: OrdersClient, draft: Order, if_match: str, says: str
+) -> None:
+    """A weak tag never matches If-Match; when it names the current version, "the resource
+    has changed" would be false: the detail says the tag is weak and what to send."""
+    response = api.confirm(str(draft.id), {"totalCents": 1}, if_match=if_match)
+
+    problem = assert_problem(response, 412, "version_mismatch")
+    assert says in problem["detail"]
+    if "weak" in says:
+        assert "has changed" not in problem["detail"]
+        assert 'send "1"' in problem["detail"]
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {},
