@@ -52,8 +52,7 @@ class TenantFilter(admin.SimpleListFilter):
         return True
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(tenant_id=value) if value else queryset
+        return _exactly(queryset, "tenant_id", self.value())
 
 
 class EventTypeFilter(admin.SimpleListFilter):
@@ -66,8 +65,17 @@ class EventTypeFilter(admin.SimpleListFilter):
         return [(name, name) for name in (ORDER_CREATED, ORDER_CONFIRMED, ORDER_CLOSED)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        return queryset.filter(type=value) if value else queryset
+        return _exactly(queryset, "type", self.value())
+
+
+def _exactly(queryset: QuerySet[Any], field: str, value: str | None) -> QuerySet[Any]:
+    """Rows whose ``field`` equals ``value`` (all rows for no value). A value no column can
+    hold (a NUL) matches nothing, rather than reaching the database as a 500."""
+    if not value:
+        return queryset
+    if "\x00" in value:
+        return queryset.none()
+    return queryset.filter(**{field: value})
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -43,6 +43,7 @@ from django.db import DatabaseError, OperationalError, connections, router, tran
 from django.http import HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
+from django.utils.encoding import escape_uri_path
 from rest_framework.request import Request
 
 from django_orders.conf import orders_settings
@@ -274,7 +275,9 @@ class IdempotencyMixin:
         now = timezone.now()
         claim = [
             request.method,
-            request.path,
+            # For people reading the admin, percent-encoded: a host's URL parameters can
+            # carry any text (NUL included), which a text column cannot hold.
+            escape_uri_path(request.path),
             fingerprint,
             IdempotencyKey.State.PROCESSING,
             None,

@@ -67,6 +67,8 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
     renderer_classes = (OrdersJSONRenderer,)
     parser_classes = (OrdersJSONParser,)
     content_negotiation_class = JSONOnlyNegotiation
+    #: The order id of the URL (views routed with ``order_id``), parsed in :meth:`initial`.
+    order_pk: uuid.UUID
 
     def get_exception_handler(self) -> Any:
         return problems.exception_handler
@@ -92,6 +94,11 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
             # Content-Length): it would see an empty body and act on it, silently losing
             # what the client sent. Refuse instead (RFC 9110 §15.5.12).
             raise Problem(411, "length_required", "Send the body with a Content-Length header.")
+        if "order_id" in kwargs:
+            # Checked before anything of the request reaches the database — the
+            # Idempotency-Key's claim (which stores the path) included: a malformed id is a
+            # 404 whatever headers come with it, and never text the database cannot hold.
+            self.order_pk = parse_order_id(kwargs["order_id"])
 
 
 class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
@@ -130,9 +137,8 @@ class OrderDetailView(OrdersAPIView):
     """``GET /orders/{id}``: the order with its ``ETag``; 304 on a matching ``If-None-Match``."""
 
     def get(self, request: Request, order_id: str) -> Response:
-        pk = parse_order_id(order_id)
         try:
-            order = Order.objects.get(tenant_id=self.tenant_id, pk=pk)
+            order = Order.objects.get(tenant_id=self.tenant_id, pk=self.order_pk)
         except Order.DoesNotExist:
             raise not_found() from None
         if if_none_match_matches(request.headers.get("If-None-Match"), order.version):
@@ -156,11 +162,10 @@ class OrderTransitionView(IdempotencyMixin, OrdersAPIView):
     def transition(
         self, request: Request, order_id: str, serializer_class: Any, apply: Any
     ) -> Response:
-        pk = parse_order_id(order_id)
         using = router.db_for_write(Order)
         with transaction.atomic(using=using, savepoint=False):
             try:
-                order = services.get_order_for_update(self.tenant_id or "", pk)
+                order = services.get_order_for_update(self.tenant_id or "", self.order_pk)
             except Order.DoesNotExist:
                 raise not_found() from None
             evaluate_if_match(

@@ -65,3 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if os.environ.get("ORDERS_TEST_WHEEL") and "site-packages" not in django_orders.__file__:
         raise pytest.UsageError(f"expected the installed wheel, imported {django_orders.__file__}")
+    driver = os.environ.get("ORDERS_PG_DRIVER")
+    if driver:
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+        if driver != ("psycopg" if is_psycopg3 else "psycopg2"):
+            raise pytest.UsageError(f"ORDERS_PG_DRIVER={driver}, but Django did not load it")

@@ -789,3 +789,120 @@ def test_a_body_without_content_length_is_refused_not_lost(method: str, path: st
     assert response.json()["code"] == "length_required"
     after = (Order.objects.count(), IdempotencyKey.objects.count(), OutboxEvent.objects.count())
     assert after == before
+
+
+# Control characters as a client can put them in a path segment or a header value. Django's
+# test client hands a header's text to the view as WSGI would (one character per byte).
+CONTROL_CHARACTERS = ["\x00", "\x01", "\x08", "\x0b", "\x1b", "\x1f", "\x7f", "\r", "\n"]
+
+
+def _seg_ids(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
+class TestControlCharacters:
+    """NUL and other control characters in every path segment and every header the API
+    reads, with and without an Idempotency-Key: a 4xx problem, nothing written, and nothing
+    of them reaches the database (a NUL there is a driver error: a 500)."""
+
+    @pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=_seg_ids)
+    @pytest.mark.parametrize("with_key", [True, False], ids=["key", "no-key"])
+    @pytest.mark.parametrize(
+        ("name", "template"),
+        [
+            ("get", "/orders/{seg}"),
+            ("get", "/orders/{seg}/"),
+            ("confirm", "/orders/{seg}/confirm"),
+            ("confirm", "/orders/{seg}/confirm/"),
+            ("close", "/orders/{seg}/close"),
+            ("confirm", "/orders/a{seg}b/confirm"),
+            ("close", "/orders/0190b5a4-0000-7000-8000-00000000000{seg}/close"),
+        ],
+    )
+    def test_in_the_order_id_segment(
+        self,
+        targets: dict[str, Target],
+        char: str,
+        with_key: bool,
+        name: str,
+        template: str,
+    ) -> None:
+        headers = {"Idempotency-Key": fresh_key()} if with_key else {}
+        path = template.format(seg=quote(char))
+        rejected(targets[name], 404, "not_found", path=path, headers=headers)
+
+    @pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=_seg_ids)
+    @pytest.mark.parametrize("name", ALL_ENDPOINTS)
+    def test_in_the_tenant_header(self, targets: dict[str, Target], name: str, char: str) -> None:
+        rejected(targets[name], 400, "invalid_tenant", tenant=f"shop{char}1")
+
+    @pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=_seg_ids)
+    @pytest.mark.parametrize("name", BODY_ENDPOINTS)
+    def test_in_the_idempotency_key(self, targets: dict[str, Target], name: str, char: str) -> None:
+        for key in (f"k{char}1", f'"k{char}1"'):
+            rejected(
+                targets[name], 400, "invalid_idempotency_key", headers={"Idempotency-Key": key}
+            )
+
+    @pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=_seg_ids)
+    @pytest.mark.parametrize("with_key", [True, False], ids=["key", "no-key"])
+    @pytest.mark.parametrize("name", ["confirm", "close"])
+    def test_in_if_match(
+        self, targets: dict[str, Target], name: str, char: str, with_key: bool
+    ) -> None:
+        headers = {"If-Match": f'"1{char}"'}
+        if with_key:
+            headers["Idempotency-Key"] = fresh_key()
+        rejected(targets[name], 400, "invalid_if_match", headers=headers)
+
+    @pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=_seg_ids)
+    def test_in_if_none_match_is_ignored(self, targets: dict[str, Target], char: str) -> None:
+        with nothing_written():
+            response = send(targets["get"], headers={"If-None-Match": f'"1{char}"'})
+        assert response.status_code == 200
+
+    @pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=_seg_ids)
+    @pytest.mark.parametrize("with_key", [True, False], ids=["key", "no-key"])
+    @pytest.mark.parametrize("name", BODY_ENDPOINTS)
+    def test_in_the_content_type(
+        self, targets: dict[str, Target], name: str, char: str, with_key: bool
+    ) -> None:
+        headers = {"Idempotency-Key": fresh_key()} if with_key else {}
+        target = targets[name]
+        rejected(
+            target,
+            415,
+            "unsupported_media_type",
+            raw=json.dumps(target.body).encode(),
+            content_type=f"application/json{char}x",
+            headers=headers,
+        )
+
+    @pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=_seg_ids)
+    @pytest.mark.parametrize(
+        ("query", "code"),
+        [
+            ("limit=1{c}", "invalid_limit"),
+            ("status=draft{c}", "invalid_filter"),
+            ("cursor=x{c}", "invalid_cursor"),
+        ],
+    )
+    def test_in_the_query_string(
+        self, targets: dict[str, Target], char: str, query: str, code: str
+    ) -> None:
+        path = "/orders?" + query.format(c=quote(char))
+        rejected(targets["list"], 400, code, path=path)
+
+    @pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=_seg_ids)
+    def test_a_host_url_parameter_is_stored_percent_encoded(self, char: str) -> None:
+        """A host view with the idempotency mixin and a free-text URL parameter: the key's
+        path column holds the path percent-encoded, never the raw character."""
+        response = Client().post(
+            f"/host/notes/a{quote(char)}b/pin",
+            data=b"{}",
+            content_type="application/json",
+            headers={"X-Tenant-Id": TENANT, "Idempotency-Key": f"pin-{ord(char)}"},
+        )
+        assert response.status_code == 201, response.content[:300]
+        stored = IdempotencyKey.objects.get(key=f"pin-{ord(char)}")
+        assert stored.path == f"/host/notes/a{quote(char)}b/pin"

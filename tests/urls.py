@@ -9,6 +9,7 @@ urlpatterns = [
     path("host/scoped-function", views.scoped_function),
     path("host/scoped-api", views.ScopedAPIView.as_view()),
     path("host/plain-api", views.PlainAPIView.as_view()),
+    path("host/notes/<str:ref>/pin", views.PinNoteView.as_view()),
     path("docs/scoped-api", views.ScopedAPIView.as_view()),
     path("", include("django_orders.urls")),
 ]

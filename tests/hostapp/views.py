@@ -4,6 +4,8 @@ from django.http import HttpRequest, JsonResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from django_orders.idempotency import IdempotencyMixin
+from django_orders.parsers import OrdersJSONParser
 from django_orders.tenancy import TenantScopedMixin, get_current_tenant, tenant_scoped
 
 
@@ -27,3 +29,12 @@ class ScopedAPIView(TenantScopedMixin, APIView):
 class PlainAPIView(APIView):
     def get(self, request):  # type: ignore[no-untyped-def]
         return Response({"tenant": get_current_tenant()})
+
+
+class PinNoteView(IdempotencyMixin, TenantScopedMixin, APIView):
+    """A host view with a free-text URL parameter and the idempotency mixin."""
+
+    parser_classes = [OrdersJSONParser]
+
+    def post(self, request, ref):  # type: ignore[no-untyped-def]
+        return Response({"pinned": ref}, status=201)
