@@ -73,6 +73,15 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
     def get_exception_handler(self) -> Any:
         return problems.exception_handler
 
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """``OPTIONS``: 204 with the ``Allow`` header (every response carries it), no body.
+
+        DRF's default answers with metadata built from the view's name and docstring,
+        which describe the code, not the API; the API's description is its OpenAPI
+        schema. (CORS preflights are answered by a CORS middleware before any view.)
+        """
+        return Response(status=204)
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
         if self.tenant_id is None:

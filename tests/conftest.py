@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.servers.basehttp import ThreadedWSGIServer
 from django.db import connection
+from django.test.testcases import LiveServerThread
 from rest_framework.test import APIClient
 
 from tests.relay_helpers import Receiver
@@ -51,6 +53,31 @@ def log_dir() -> Iterator[Path]:
     """Relay logs. Not pytest's tmp_path: parallel pytest runs prune each other's."""
     with tempfile.TemporaryDirectory(prefix="orders-relay-") as path:
         yield Path(path)
+
+
+class _WideServer(ThreadedWSGIServer):
+    # Django's default listen backlog (10) resets connections when 50 clients connect at
+    # once; a real deployment's server listens with a far longer queue.
+    request_queue_size = 128
+
+
+class _LiveServerThread(LiveServerThread):
+    server_class = _WideServer
+
+
+@pytest.fixture
+def live_port() -> Iterator[int]:
+    """A live, threaded HTTP server on the test database, as ``LiveServerTestCase`` runs it
+    (without the static-files wrapper: the test settings have no ``STATIC_URL``): one
+    thread and one database connection per request, as under a real server."""
+    thread = _LiveServerThread("127.0.0.1", static_handler=lambda app: app)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    yield thread.port
+    thread.terminate()
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from django.core.servers.basehttp import ThreadedWSGIServer
-from django.test.testcases import LiveServerThread
 from django.utils import timezone
 
 from django_orders import services
@@ -26,28 +24,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 TENANT = {"X-Tenant-Id": "shop-1"}
 
 
-class _WideServer(ThreadedWSGIServer):
-    # Django's default listen backlog (10) resets connections when 50 clients connect at
-    # once; a real deployment's server listens with a far longer queue.
-    request_queue_size = 128
-
-
-class _WideLiveServerThread(LiveServerThread):
-    server_class = _WideServer
-
-
 @pytest.fixture
-def live_url() -> Iterator[str]:
-    """A live, threaded HTTP server on the test database: one thread (and one database
-    connection) per request, as under a real multi-threaded server."""
-    thread = _WideLiveServerThread("127.0.0.1", static_handler=lambda app: app)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    yield f"http://127.0.0.1:{thread.port}"
-    thread.terminate()
+def live_url(live_port: int) -> str:
+    """The live server (tests/conftest.py): one thread and one database connection per
+    request, as under a real multi-threaded server."""
+    return f"http://127.0.0.1:{live_port}"
 
 
 def run_together(count: int, request: Callable[[httpx.Client], httpx.Response]) -> list[Any]:

@@ -21,7 +21,6 @@ from urllib.parse import quote
 
 import pytest
 from django.test import Client
-from django.test.testcases import LiveServerThread
 from django.utils import timezone
 
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
@@ -651,20 +650,6 @@ class TestRetryAfterRejection:
         response = send(target, headers={"Idempotency-Key": key})
         assert response.status_code == target.success, response.content[:500]
         assert "Idempotent-Replayed" not in response
-
-
-@pytest.fixture
-def live_port() -> Iterator[int]:
-    """A live HTTP server on the test database (Django's, as ``LiveServerTestCase`` runs
-    it, without the static-files wrapper: the test settings have no ``STATIC_URL``)."""
-    thread = LiveServerThread("127.0.0.1", static_handler=lambda app: app)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    yield thread.port
-    thread.terminate()
 
 
 def raw_http(
