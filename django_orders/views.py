@@ -73,7 +73,7 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
     def get_exception_handler(self) -> Any:
         return problems.exception_handler
 
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
         """``OPTIONS``: 204 with the ``Allow`` header (every response carries it), no body.
 
         DRF's default answers with metadata built from the view's name and docstring,
