@@ -63,6 +63,12 @@ logger = logging.getLogger("django_orders.relay")
 #: Extra seconds past the publisher's timeout a stopping relay waits for the sends in flight.
 SHUTDOWN_GRACE = 2.0
 
+#: A batch whose lease was set (claimed or renewed) longer ago than this share of
+#: ``OUTBOX_LEASE``, by the relay's clock, is checked with the database before it is sent.
+#: The lease keeper renews every third of the lease, so only a relay that was paused
+#: (SIGSTOP, a VM stall) or could not renew gets there.
+RECHECK_LEASE_AFTER = 0.5
+
 
 @dataclasses.dataclass
 class BatchReport:
@@ -90,6 +96,7 @@ class _Sending:
     results: list[PublishError | None]
     positions: list[int]  # of the events handed to the publisher, in the claim
     in_flight: InFlight | None = None
+    lost: int = 0  # events not sent: another relay took them after the lease ran out
 
 
 class Relay:
@@ -405,8 +412,7 @@ class Relay:
         """Wait for a batch's results and write them back on the write-back thread."""
         assert self._settler is not None
         results = self._finish_publish(sending)
-        claim, started = sending.claim, sending.started
-        self._account(self._settler.submit(lambda: self._write_back(claim, results, started)))
+        self._account(self._settler.submit(lambda: self._write_back(sending, results)))
 
     def _give_back(self, future: Future[Claim | None]) -> None:
         try:
@@ -429,12 +435,13 @@ class Relay:
     def _process(self, claim: Claim, started: float) -> BatchReport:
         """Publish and settle a claimed batch (held by the lease keeper until settled)."""
         try:
-            results = self._finish_publish(self._start_publish(claim, started))
+            sending = self._start_publish(claim, started)
+            results = self._finish_publish(sending)
         except BaseException:
             if self._keeper is not None:
                 self._keeper.release(claim)
             raise
-        report = self._write_back(claim, results, started)
+        report = self._write_back(sending, results)
         self._account(report)
         return report
 
@@ -443,16 +450,17 @@ class Relay:
             self.batches += 1
             self.totals.add(report)
 
-    def _write_back(
-        self, claim: Claim, results: list[PublishError | None], started: float
-    ) -> BatchReport:
+    def _write_back(self, sending: _Sending, results: list[PublishError | None]) -> BatchReport:
         """Settle a published batch, stop renewing its lease, log its line."""
+        claim = sending.claim
         try:
             report = self._settle(claim, results)
         finally:
             if self._keeper is not None:
                 self._keeper.release(claim)
-        duration_ms = (time.monotonic() - started) * 1000
+        report.claimed += sending.lost
+        report.lost += sending.lost
+        duration_ms = (time.monotonic() - sending.started) * 1000
         logger.info(
             "outbox batch claimed=%d published=%d failed=%d dead=%d lost=%d duration_ms=%.1f",
             report.claimed,
@@ -469,6 +477,7 @@ class Relay:
 
     def _start_publish(self, claim: Claim, started: float) -> _Sending:
         """Build the batch's CloudEvents and hand them to the publisher."""
+        lost = self._drop_lost_leases(claim)
         results: list[PublishError | None] = [None] * len(claim.events)
         documents: list[dict[str, Any]] = []
         positions: list[int] = []
@@ -491,7 +500,7 @@ class Relay:
                 results[position] = PublishError(f"{type(exc).__name__}: {exc}", permanent=True)
             else:
                 positions.append(position)
-        sending = _Sending(claim, started, results, positions)
+        sending = _Sending(claim, started, results, positions, lost=lost)
         if not documents:
             return sending
         self._sending += 1  # from here on a signal waits for it (within the timeout)
@@ -500,6 +509,39 @@ class Relay:
         except Exception as exc:
             sending.in_flight = InFlight(self._publisher_raised(exc, len(documents)))
         return sending
+
+    def _drop_lost_leases(self, claim: Claim) -> int:
+        """Make sure this relay still holds ``claim``'s events before it sends them; drop
+        those it no longer holds. Returns how many were dropped.
+
+        A relay paused past its lease (SIGSTOP, a stalled VM) may find that another relay
+        has claimed its events since — and published them, and the later events of their
+        orders. Sending them now would deliver an order's earlier event after its later
+        one. A claim renewed recently by the relay's own clock is certainly still held;
+        an older one is renewed in the database, which says which events it still holds.
+        A pause after this check, while the batch is being sent, is the window no relay
+        can close (docs/operations.md, "Several relays").
+        """
+        lease = orders_settings.OUTBOX_LEASE.total_seconds()
+        if time.monotonic() - claim.leased_at < lease * RECHECK_LEASE_AFTER:
+            return 0
+        try:
+            held = self.store.reconfirm(claim)
+        except DatabaseError:
+            # Unknown whether it is still ours: send nothing; the lease runs out.
+            logger.exception("Outbox relay: cannot check a batch's lease; not sending it")
+            unsure, claim.events = len(claim.events), []
+            return unsure
+        kept = [event for event in claim.events if event.id in held]
+        lost = len(claim.events) - len(kept)
+        if lost:
+            logger.warning(
+                "Outbox relay: the lease of %d claimed events ran out and they were claimed "
+                "again elsewhere; not sending them",
+                lost,
+            )
+            claim.events = kept  # a new list: the lease keeper may be reading the old one
+        return lost
 
     def _finish_publish(self, sending: _Sending) -> list[PublishError | None]:
         """Wait for a batch's results: one per claimed event, in the claim's order."""

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,38 @@ class ReceiverPublisher(Publisher):
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.close()
+
+
+class PausingPublisher(ReceiverPublisher):
+    """A :class:`ReceiverPublisher` whose relay stops itself (``SIGSTOP``) once its first
+    batch is sent and the next one is claimed ahead: a relay paused between two batches."""
+
+    batches = 0
+
+    def publish_batch(self, events: Sequence[dict[str, Any]]) -> list[PublishError | None]:
+        results = super().publish_batch(events)
+        type(self).batches += 1
+        if type(self).batches == 1:
+            # The claim thread claims the next batch meanwhile: wait until it holds it.
+            wait_until(
+                lambda: (
+                    OutboxEvent.objects.filter(lease_token__isnull=False)
+                    .values("lease_token")
+                    .distinct()
+                    .count()
+                    >= 2
+                ),
+                10,
+                "the batch claimed ahead",
+            )
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return results
+
+
+def is_stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (``T`` in /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
 class FailingPublisher(Publisher):

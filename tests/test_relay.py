@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -480,6 +481,49 @@ def test_renewing_extends_the_lease() -> None:
     event = OutboxEvent.objects.get()
     assert event.leased_until is not None
     assert event.leased_until > timezone.now() + dt.timedelta(seconds=25)
+
+
+def test_reconfirm_renews_what_a_claim_still_holds_and_names_it() -> None:
+    """Before sending a batch whose lease may have run out, the relay asks the database
+    which of its events it still holds: those another relay claimed since are not its."""
+    for _ in range(3):
+        services.create_order("shop-1")
+    store = claim_store_for("default")
+    stale = store.claim(10)
+    assert stale is not None
+    assert len(stale.events) == 3
+    taken = stale.events[0].id
+    OutboxEvent.objects.filter(id=taken).update(leased_until=timezone.now())
+    owner = store.claim(10)  # another relay takes the one whose lease ran out
+    assert owner is not None
+    assert owner.ids == [taken]
+    OutboxEvent.objects.exclude(id=taken).update(leased_until=timezone.now())  # ran out too
+    stale.leased_at -= 3600  # by the relay's clock, long ago (it was paused)
+
+    held = store.reconfirm(stale)
+
+    assert held == {event.id for event in stale.events[1:]}
+    for event in OutboxEvent.objects.exclude(id=taken):  # renewed: still this relay's
+        assert event.leased_until is not None
+        assert event.leased_until > timezone.now() + dt.timedelta(seconds=25)
+    assert stale.leased_at > time.monotonic() - 60
+
+
+def test_a_renewal_that_finds_an_event_taken_leaves_the_claim_looking_old() -> None:
+    """A partial renewal must not make the relay believe its whole batch is still held."""
+    services.create_order("shop-1")
+    services.create_order("shop-1")
+    store = claim_store_for("default")
+    claim = store.claim(10)
+    assert claim is not None
+    claim.leased_at -= 3600
+    OutboxEvent.objects.filter(id=claim.events[0].id).update(lease_token=uuid.uuid4())
+
+    assert store.renew(claim) == 1
+    assert claim.leased_at < time.monotonic() - 3000
+    OutboxEvent.objects.filter(id=claim.events[0].id).update(lease_token=claim.token)
+    assert store.renew(claim) == 2
+    assert claim.leased_at > time.monotonic() - 60
 
 
 def test_a_stopping_relay_releases_the_claim_it_has_not_started() -> None:

@@ -18,8 +18,10 @@ from tests.relay_helpers import (
     Receiver,
     RelayProcess,
     bulk_events,
+    is_stopped,
     relay_env,
     relays,
+    versions_by_order,
     wait_until,
 )
 
@@ -333,3 +335,50 @@ def test_a_second_relay_process_on_sqlite_refuses_to_start(
         assert "Another outbox relay is already running" in second.output()
         first.signal(signal.SIGTERM)
         assert first.wait(10) == 0
+
+
+@pytest.mark.postgres
+def test_a_relay_paused_past_its_lease_does_not_send_what_it_claimed_ahead(log_dir: Path) -> None:
+    """Relay A stops itself (SIGSTOP) right after its first batch, holding the batch it
+    claimed ahead; its leases run out; relay B takes and publishes everything, every
+    version; A resumes. A must not send the batch it had claimed ahead: it was claimed
+    again by B, and sending it now would deliver an order's v1 after its v3. Duplicates
+    are fine (at-least-once), an earlier version after a later one is not."""
+    bulk_events(20, versions=3)
+    expected = all_ids()
+    with Receiver() as to_a, Receiver() as to_b:
+        settings = {"OUTBOX_LEASE": 1.5, "OUTBOX_POLL_INTERVAL": 0.1}
+        env_a = relay_env(to_a, **settings)
+        env_b = relay_env(to_b, **settings)
+        pausing = ("--batch-size", "5", "--publisher", "tests.relay_helpers.PausingPublisher")
+        with relays(log_dir, 1, env_a, *pausing) as (a,):
+            wait_until(lambda: is_stopped(a.proc.pid), 30, "relay A paused after a batch")
+            tokens = set(
+                OutboxEvent.objects.filter(lease_token__isnull=False).values_list(
+                    "lease_token", flat=True
+                )
+            )
+            assert len(tokens) == 2, "A holds the batch it sent and the one claimed ahead"
+            assert to_a.count() == 5
+
+            (log_dir / "b").mkdir()
+            with relays(log_dir / "b", 1, env_b, "--batch-size", "5") as (b,):
+                wait_until(
+                    lambda: not OutboxEvent.objects.exclude(status="published").exists(),
+                    60,
+                    "B publishes everything once A's leases ran out",
+                )
+                assert set(to_b.ids()) == expected
+                a.signal(signal.SIGCONT)
+                # A writes back its two batches (both fenced off: B owns them now).
+                wait_until(lambda: a.output().count("outbox batch") >= 2, 30, "A resumed")
+                for relay in (a, b):
+                    relay.signal(signal.SIGTERM)
+                assert b.wait(10) == 0
+            assert a.wait(10) == 0
+
+        deliveries = sorted([*to_a.received, *to_b.received], key=lambda e: e["_received_at"])
+    for order, versions in versions_by_order(deliveries).items():
+        assert versions == sorted(versions), f"order {order} arrived as {versions}"
+    assert to_a.count() == 5, "A sent the batch it had claimed ahead"
+    assert "claimed again elsewhere; not sending them" in a.output()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -116,14 +117,29 @@ PAYLOAD_POSITION = CLAIMED_FIELDS.index("payload")
 
 @dataclasses.dataclass
 class Claim:
-    """A batch of events leased by one relay; ``events`` in publishing order."""
+    """A batch of events leased by one relay; ``events`` in publishing order.
+
+    ``leased_at`` is the relay's ``time.monotonic()`` just before the statement that last
+    set the lease (the claim, or a renewal): the lease cannot have run out before
+    ``leased_at + OUTBOX_LEASE`` by the relay's clock, whatever the database's clock says,
+    because the database set it later. A relay that was paused (``SIGSTOP``, a VM stall)
+    sees that time pass and checks with the database before it sends.
+    """
 
     token: uuid.UUID
     events: list[ClaimedEvent]
+    leased_at: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
     def ids(self) -> list[uuid.UUID]:
         return [event.id for event in self.events]
+
+    def renewed(self, count: int, leased_at: float) -> None:
+        """Note a renewal that extended ``count`` leases. Only a renewal of every event
+        moves ``leased_at``: one that found an event taken by another relay leaves the
+        claim looking old, so the relay checks it with the database before sending."""
+        if count == len(self.events):
+            self.leased_at = leased_at
 
 
 @dataclasses.dataclass
@@ -172,6 +188,7 @@ class ClaimStore:
 
     def claim(self, limit: int, *, due_by: dt.datetime | None = None) -> Claim | None:
         """Lease up to ``limit`` due events; ``None`` when nothing is due."""
+        leased_at = time.monotonic()
         now = timezone.now()
         due = self.events().due(now, due_by).unblocked().order_by("available_at", "id")
         # A read outside any transaction first: on SQLite an idle relay then never takes
@@ -193,12 +210,29 @@ class ClaimStore:
             )
         rows = self.events().held(token, ids).order_by("created_at", "id")
         batch = [ClaimedEvent(*row) for row in rows.values_list(*CLAIMED_FIELDS)]
-        return Claim(token, batch) if batch else None
+        return Claim(token, batch, leased_at) if batch else None
 
     def renew(self, claim: Claim) -> int:
         """Extend the lease of the events this claim still holds; returns how many."""
+        leased_at = time.monotonic()
         leased_until = timezone.now() + orders_settings.OUTBOX_LEASE
-        return self.events().held(claim.token, claim.ids).update(leased_until=leased_until)
+        renewed = self.events().held(claim.token, claim.ids).update(leased_until=leased_until)
+        claim.renewed(renewed, leased_at)
+        return renewed
+
+    def reconfirm(self, claim: Claim) -> set[uuid.UUID]:
+        """Renew the lease and return the ids this claim still holds.
+
+        A relay calls it before it sends a batch whose lease may have run out: an event
+        another relay has claimed since (a new token) is no longer this relay's to send.
+        """
+        leased_at = time.monotonic()
+        leased_until = timezone.now() + orders_settings.OUTBOX_LEASE
+        with transaction.atomic(using=self.using):
+            held = set(self.events().held(claim.token, claim.ids).values_list("id", flat=True))
+            self.events().filter(id__in=held).update(leased_until=leased_until)
+        claim.leased_at = leased_at
+        return held
 
     def settle(
         self, token: uuid.UUID, published: Sequence[uuid.UUID], failures: Sequence[Failure]
@@ -403,6 +437,7 @@ class PostgresClaimStore(ClaimStore):
         UPDATE {table} SET leased_until = statement_timestamp() + %s
          WHERE id = ANY(%s::uuid[]) AND lease_token = %s::uuid
     """
+    RECONFIRM_SQL = RENEW_SQL + " RETURNING id"
 
     def __init__(self, using: str) -> None:
         super().__init__(using)
@@ -412,6 +447,7 @@ class PostgresClaimStore(ClaimStore):
         self._returning = ", ".join(f"o.{ops.quote_name(f)}" for f in CLAIMED_FIELDS)
         self._published_sql = self.PUBLISHED_SQL.format(table=self._table)
         self._renew_sql = self.RENEW_SQL.format(table=self._table)
+        self._reconfirm_sql = self.RECONFIRM_SQL.format(table=self._table)
         self._failed_sql = self.FAILED_SQL.format(table=self._table)
         self._claim_sql: dict[tuple[bool, bool], str] = {}  # (dead blocks, due_by given)
         # Django has the driver leave jsonb as text and decodes it in the field.
@@ -455,6 +491,7 @@ class PostgresClaimStore(ClaimStore):
     def claim(self, limit: int, *, due_by: dt.datetime | None = None) -> Claim | None:
         token = uuid.uuid4()
         sql, params = self.claim_sql(token, limit, due_by)
+        leased_at = time.monotonic()
         # One statement, one short transaction: the row locks of FOR UPDATE last only
         # until its commit; the lease is what keeps other relays off the rows while this
         # one publishes.
@@ -479,7 +516,7 @@ class PostgresClaimStore(ClaimStore):
                 values[position] = payload.from_db_value(values[position], None, connection)
             batch.append(ClaimedEvent(*values))
         batch.sort(key=lambda event: (event.created_at, event.id))
-        return Claim(token, batch)
+        return Claim(token, batch, leased_at)
 
     def mark_published(
         self, token: uuid.UUID, published: Sequence[uuid.UUID], now: dt.datetime
@@ -506,9 +543,24 @@ class PostgresClaimStore(ClaimStore):
 
     def renew(self, claim: Claim) -> int:
         params = [orders_settings.OUTBOX_LEASE, [str(pk) for pk in claim.ids], str(claim.token)]
+        leased_at = time.monotonic()
         with self.connection.cursor() as cursor:
             cursor.execute(self._renew_sql, params)
-            return int(cursor.rowcount)
+            renewed = int(cursor.rowcount)
+        claim.renewed(renewed, leased_at)
+        return renewed
+
+    def reconfirm(self, claim: Claim) -> set[uuid.UUID]:
+        params = [orders_settings.OUTBOX_LEASE, [str(pk) for pk in claim.ids], str(claim.token)]
+        leased_at = time.monotonic()
+        with self.connection.cursor() as cursor:
+            cursor.execute(self._reconfirm_sql, params)
+            held = {
+                row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(str(row[0]))
+                for row in cursor.fetchall()
+            }
+        claim.leased_at = leased_at
+        return held
 
 
 def claim_store_for(using: str) -> ClaimStore:
