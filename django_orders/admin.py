@@ -19,9 +19,9 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
-from django_orders.events import ORDER_CLOSED, ORDER_CONFIRMED, ORDER_CREATED
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
 from django_orders.outbox.maintenance import discard, requeue
+from django_orders.outbox.recording import ORDER_CLOSED, ORDER_CONFIRMED, ORDER_CREATED
 
 
 class TenantFilter(admin.SimpleListFilter):

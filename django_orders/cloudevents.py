@@ -1,60 +1,13 @@
-"""Outbox events on the wire: CloudEvents 1.0, structured JSON mode.
+"""The CloudEvents wire format of outbox events — an alias of
+:mod:`django_orders.outbox.cloudevents`, kept because publishers import it from here
+(docs/guide/publishers.md)."""
 
-One function builds the document (:func:`to_cloudevent`), one turns it into the bytes
-every shipped publisher sends (:func:`serialize`), so a webhook body, an AMQP message and
-a Redis stream entry carry byte-for-byte the same event.
+from django_orders.outbox.cloudevents import (
+    CONTENT_TYPE,
+    DATA_CONTENT_TYPE,
+    SPECVERSION,
+    serialize,
+    to_cloudevent,
+)
 
-Attribute names follow the CloudEvents 1.0 core spec; ``tenantid`` is an extension
-attribute (the spec allows only lowercase ASCII letters and digits in attribute names,
-hence not ``tenantId``). ``id`` is the outbox row's UUID, so a redelivery carries the same
-``id`` and consumers dedupe on it (the spec: ``source`` + ``id`` identify an event).
-"""
-
-from __future__ import annotations
-
-import json
-from typing import TYPE_CHECKING, Any
-
-from django_orders.conf import orders_settings
-from django_orders.timestamps import rfc3339
-
-if TYPE_CHECKING:
-    from django_orders.models import OutboxEvent
-    from django_orders.outbox.claims import ClaimedEvent
-
-SPECVERSION = "1.0"
-#: The ``Content-Type`` of a structured-mode CloudEvent in JSON (CloudEvents JSON format §3).
-CONTENT_TYPE = "application/cloudevents+json"
-#: The media type of ``data``.
-DATA_CONTENT_TYPE = "application/json"
-
-
-def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
-    """The CloudEvents 1.0 document of an outbox event (a model instance, or the row a
-    relay claimed), as a JSON-ready dict."""
-    return {
-        "specversion": SPECVERSION,
-        "id": str(event.id),
-        "source": orders_settings.EVENT_SOURCE,
-        "type": event.type,
-        "subject": str(event.aggregate_id),
-        "time": rfc3339(event.created_at),
-        "datacontenttype": DATA_CONTENT_TYPE,
-        "tenantid": event.tenant_id,
-        "data": event.payload,
-    }
-
-
-def serialize(cloudevent: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON of a CloudEvent: the body every shipped publisher sends.
-
-    ``ensure_ascii=False`` keeps non-ASCII metadata readable and short; keys keep their
-    insertion order (the spec gives JSON members no order, consumers must not rely on it).
-    A lone surrogate cannot be UTF-8 encoded: then the text is escaped instead (still
-    valid JSON), so an odd payload never makes a publish crash.
-    """
-    text = json.dumps(cloudevent, separators=(",", ":"), ensure_ascii=False)
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(cloudevent, separators=(",", ":")).encode("ascii")
+__all__ = ["CONTENT_TYPE", "DATA_CONTENT_TYPE", "SPECVERSION", "serialize", "to_cloudevent"]

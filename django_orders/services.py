@@ -18,9 +18,10 @@ from typing import Any
 from django.db import router, transaction
 from django.utils import timezone
 
-from django_orders import events, signals
+from django_orders import signals
 from django_orders.conf import orders_settings
 from django_orders.models import Order, OutboxEvent
+from django_orders.outbox import recording as events
 
 
 class InvalidTransition(Exception):

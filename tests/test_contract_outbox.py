@@ -34,8 +34,8 @@ from django.utils import timezone
 
 from django_orders import services
 from django_orders.models import OutboxEvent
+from django_orders.outbox.relay import Relay
 from django_orders.publishers import PublishError
-from django_orders.relay import Relay
 from tests.orders_api import OrdersClient, failing_trigger
 from tests.relay_helpers import (
     Receiver,

@@ -32,8 +32,8 @@ from django_orders.outbox.claims import (
 )
 from django_orders.outbox.exclusive import RelayLock
 from django_orders.outbox.maintenance import discard, requeue
+from django_orders.outbox.relay import Relay
 from django_orders.publishers import InFlight, NotSent
-from django_orders.relay import Relay
 from tests.relay_helpers import (
     FailingPublisher,
     Receiver,
@@ -326,7 +326,7 @@ def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
 ) -> None:
     broken = services.create_order("shop-1")
     fine = services.create_order("shop-1")
-    from django_orders import relay as relay_module
+    from django_orders.outbox import relay as relay_module
 
     def to_cloudevent(event: OutboxEvent) -> dict[str, object]:
         if event.aggregate_id == broken.id:

@@ -1,8 +1,8 @@
 """Waiting between batches: for a ``NOTIFY``, the next poll, or a stop request.
 
-The writing transaction sends ``NOTIFY django_orders_outbox`` (:mod:`django_orders.events`);
-PostgreSQL delivers it when that transaction commits. The relay ``LISTEN``s on a dedicated
-connection of its own (never one from a pool, never the one it claims with) and wakes the
+The writing transaction sends ``NOTIFY django_orders_outbox``
+(:mod:`django_orders.outbox.recording`); PostgreSQL delivers it when that transaction
+commits. The relay ``LISTEN``s on a dedicated connection of its own (never one from a pool, never the one it claims with) and wakes the
 moment a notification arrives. A notification is a hint, not a guarantee — one sent while
 the listening connection was down is gone — so the relay still polls every
 ``OUTBOX_POLL_INTERVAL``.
@@ -22,7 +22,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_orders.events import NOTIFY_CHANNEL
+from django_orders.outbox.recording import NOTIFY_CHANNEL
 
 logger = logging.getLogger("django_orders.relay")
 

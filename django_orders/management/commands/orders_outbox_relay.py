@@ -1,6 +1,6 @@
 """``manage.py orders_outbox_relay``: publish pending outbox events (docs/guide/publishers.md).
 
-A thin command: it parses the options and hands over to :class:`django_orders.relay.Relay`.
+A thin command: it parses the options and hands over to :class:`django_orders.outbox.relay.Relay`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
 from django_orders.conf import orders_settings
+from django_orders.outbox.relay import Relay, RelayAlreadyRunning
 from django_orders.publishers.base import Publisher
-from django_orders.relay import Relay, RelayAlreadyRunning
 
 
 def positive_int(value: str) -> int:

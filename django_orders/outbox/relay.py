@@ -38,9 +38,7 @@ from typing import Any
 from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
-from django_orders.cloudevents import to_cloudevent
 from django_orders.conf import orders_settings
-from django_orders.events import NOTIFY_CHANNEL
 from django_orders.models import OutboxEvent
 from django_orders.outbox.backoff import retry_delay
 from django_orders.outbox.claims import (
@@ -51,8 +49,10 @@ from django_orders.outbox.claims import (
     PostgresClaimStore,
     claim_store_for,
 )
+from django_orders.outbox.cloudevents import to_cloudevent
 from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
 from django_orders.outbox.pipeline import Claimer, LeaseKeeper, Settler
+from django_orders.outbox.recording import NOTIFY_CHANNEL
 from django_orders.outbox.wakeup import Wakeup
 from django_orders.publishers.base import InFlight, NotSent, Publisher, PublishError
 
