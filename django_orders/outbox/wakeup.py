@@ -2,10 +2,10 @@
 
 The writing transaction sends ``NOTIFY django_orders_outbox``
 (:mod:`django_orders.outbox.recording`); PostgreSQL delivers it when that transaction
-commits. The relay ``LISTEN``s on a dedicated connection of its own (never one from a pool, never the one it claims with) and wakes the
-moment a notification arrives. A notification is a hint, not a guarantee — one sent while
-the listening connection was down is gone — so the relay still polls every
-``OUTBOX_POLL_INTERVAL``.
+commits. The relay ``LISTEN``s on a dedicated connection of its own (never one from a
+pool, never the one it claims with) and wakes the moment a notification arrives. A
+notification is a hint, not a guarantee — one sent while the listening connection was
+down is gone — so the relay still polls every ``OUTBOX_POLL_INTERVAL``.
 
 Works with psycopg 3 and psycopg2, whichever Django uses: both expose the socket
 (``fileno()``), so one ``select()`` waits on it and on a self-pipe that a signal handler
