@@ -326,14 +326,14 @@ def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
 ) -> None:
     broken = services.create_order("shop-1")
     fine = services.create_order("shop-1")
-    from django_orders.outbox import relay as relay_module
+    from django_orders.outbox import batches as batches_module
 
     def to_cloudevent(event: OutboxEvent) -> dict[str, object]:
         if event.aggregate_id == broken.id:
             raise ValueError("unbuildable")
         return {"id": str(event.id)}
 
-    monkeypatch.setattr(relay_module, "to_cloudevent", to_cloudevent)
+    monkeypatch.setattr(batches_module, "to_cloudevent", to_cloudevent)
     publisher = RecordingPublisher()
     assert Relay(publisher, listen=False).run(once=True) is False
     assert publisher.events == [{"id": str(events_of(fine)[0].id)}]

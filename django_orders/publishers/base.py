@@ -1,9 +1,18 @@
-"""The publisher interface the relay talks to."""
+"""The publisher interface the relay talks to: one abstract base, :class:`Publisher`.
+
+A publisher declares what it can do with class attributes (``timeout``,
+``max_batches_in_flight``) and implements at least one way of sending: ``publish``
+(one event), ``publish_batch`` (a batch) or ``start_batch`` (a batch answered later).
+The relay checks a publisher when it starts (:func:`check_publisher`) and says what is
+missing, rather than failing every batch.
+"""
 
 from __future__ import annotations
 
+import abc
 import importlib
 import logging
+import math
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
@@ -48,12 +57,16 @@ class InFlight:
         return self._results
 
 
-class Publisher:
-    """Base class of publishers.
+# Abstract, with no abstract method: a subclass implements any one of three ways of
+# sending (SENDING_METHODS); check_publisher() enforces that when a relay starts.
+class Publisher(abc.ABC):  # noqa: B024
+    """Base class of publishers (docs/guide/publishers.md, "Writing your own publisher").
 
     ``publish_batch`` receives CloudEvents (dicts) and returns, for each, ``None`` when
     the broker durably accepted it or the :class:`PublishError` that refused it. Events
-    of one order appear in the batch in the order they must be published.
+    of one aggregate appear in the batch in the order they must be published. A subclass
+    implements ``publish``, ``publish_batch`` or ``start_batch``; the others default to
+    it.
     """
 
     #: Upper bound of one publish, seconds; the relay uses it when shutting down.
@@ -118,8 +131,60 @@ class Publisher:
     def publish(self, event: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: most publishers hold a connection
         """Release connections; called when the relay stops."""
+
+
+#: The ways of sending a subclass may implement; it must implement at least one.
+SENDING_METHODS = ("publish", "publish_batch", "start_batch")
+
+
+def check_publisher(publisher: object) -> None:
+    """Raise ``ImproperlyConfigured`` naming what ``publisher`` lacks to be one.
+
+    The relay calls it when it starts, so a misfit fails at once with a reason instead of
+    failing every batch. Checked: a :class:`Publisher` instance; one of
+    :data:`SENDING_METHODS` implemented; ``timeout`` a positive number of seconds;
+    ``max_batches_in_flight`` an integer ≥ 1.
+    """
+    name = type(publisher).__qualname__
+    if not isinstance(publisher, Publisher):
+        missing = [
+            attribute
+            for attribute in (
+                *SENDING_METHODS,
+                "close",
+                "request_stop",
+                "timeout",
+                "max_batches_in_flight",
+            )
+            if not hasattr(publisher, attribute)
+        ]
+        lacks = f" (it lacks {', '.join(missing)})" if missing else ""
+        raise ImproperlyConfigured(
+            f"{name} is not a publisher: subclass django_orders.publishers.Publisher{lacks}."
+        )
+    cls = type(publisher)
+    if all(getattr(cls, method) is getattr(Publisher, method) for method in SENDING_METHODS):
+        raise ImproperlyConfigured(
+            f"{name} implements none of publish(), publish_batch() or start_batch(): "
+            "it has no way to send an event."
+        )
+    timeout = publisher.timeout
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ImproperlyConfigured(
+            f"{name}.timeout must be a positive number of seconds, not {timeout!r}."
+        )
+    depth = publisher.max_batches_in_flight
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ImproperlyConfigured(
+            f"{name}.max_batches_in_flight must be an integer ≥ 1, not {depth!r}."
+        )
 
 
 def import_driver(module: str, extra: str) -> ModuleType:

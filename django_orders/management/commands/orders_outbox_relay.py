@@ -9,12 +9,13 @@ import json
 import sys
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
 from django_orders.conf import orders_settings
 from django_orders.outbox.relay import Relay, RelayAlreadyRunning
-from django_orders.publishers.base import Publisher
+from django_orders.publishers.base import Publisher, check_publisher
 
 
 def positive_int(value: str) -> int:
@@ -98,6 +99,8 @@ class Command(BaseCommand):
             publisher = cls(**kwargs)
         except (TypeError, ValueError) as exc:
             raise CommandError(f"Cannot create publisher {cls!r}: {exc}") from None
-        if not callable(getattr(publisher, "publish_batch", None)):
-            raise CommandError(f"{cls!r} has no publish_batch(): not a publisher.")
+        try:
+            check_publisher(publisher)
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
         return publisher
