@@ -850,7 +850,7 @@ def claim_part(args, results: dict[str, Any]) -> None:
     transaction), (b) the steady state of a production outbox — 100,000 published events
     kept for retention, analysed while nothing was pending — then the same burst, before
     autovacuum has re-analysed the table."""
-    from django_orders.outbox.claims import PostgresClaimStore
+    from django_orders.outbox.postgres import PostgresClaimStore
 
     store = PostgresClaimStore("default")
 

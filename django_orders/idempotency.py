@@ -46,6 +46,7 @@ from django.utils.datastructures import MultiValueDict
 from django.utils.encoding import escape_uri_path
 from rest_framework.request import Request
 
+from django_orders import sql
 from django_orders.conf import orders_settings
 from django_orders.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyKey
 from django_orders.problems import (
@@ -270,65 +271,66 @@ class IdempotencyMixin:
         taken over, by an ``UPDATE`` that re-checks the expiry under the row lock.
         """
         connection = connections[using]
-        statements = _statements(connection)
+        statements = sql.idempotency_statements(connection)
         adapt = connection.ops.adapt_datetimefield_value
         now = timezone.now()
-        claim = [
-            request.method,
+        claim = {
+            "method": request.method,
             # For people reading the admin, percent-encoded: a host's URL parameters can
             # carry any text (NUL included), which a text column cannot hold.
-            escape_uri_path(request.path),
-            fingerprint,
-            IdempotencyKey.State.PROCESSING,
-            None,
-            "",
-            "{}",
-            adapt(now),
-            adapt(now + orders_settings.IDEMPOTENCY_TTL),
-        ]
+            "path": escape_uri_path(request.path),
+            "fingerprint": fingerprint,
+            "state": IdempotencyKey.State.PROCESSING,
+            "response_status": None,
+            "response_body": "",
+            "response_headers": "{}",
+            "created_at": adapt(now),
+            "expires_at": adapt(now + orders_settings.IDEMPOTENCY_TTL),
+        }
+        values = [claim[name] for name in sql.KEY_CLAIM_COLUMNS]
         try:
             with connection.cursor() as cursor:
                 # Each pass ends in a claim or a replay unless a concurrent request changed
                 # the row in between (took the expired key over, or purged it).
                 for _attempt in range(3):
-                    cursor.execute(statements.insert, [tenant_id, key, *claim])
-                    row = cursor.fetchone()
-                    if row is not None:
-                        return int(row[0])
+                    cursor.execute(statements.insert, [tenant_id, key, *values])
+                    inserted = cursor.fetchone()
+                    if inserted is not None:
+                        return int(inserted[0])
                     cursor.execute(statements.lookup, [adapt(now), tenant_id, key])
-                    found = cursor.fetchone()
+                    found = sql.row(cursor, sql.KEY_LOOKUP_COLUMNS)
                     if found is None:
                         continue  # purged meanwhile: claim it anew
-                    if not found[1]:
+                    if not found["expired"]:
                         self._replay_or_refuse(found, fingerprint)
-                    cursor.execute(statements.takeover, [*claim, found[0], adapt(now)])
-                    row = cursor.fetchone()
-                    if row is not None:
-                        return int(row[0])
+                    cursor.execute(statements.takeover, [*values, found["id"], adapt(now)])
+                    taken = cursor.fetchone()
+                    if taken is not None:
+                        return int(taken[0])
         except OperationalError as exc:
             if _is_lock_timeout(exc):
                 raise _in_use() from exc
             raise
         raise _in_use()  # pragma: no cover - three concurrent changes in a row
 
-    def _replay_or_refuse(self, found: tuple[Any, ...], fingerprint: str) -> None:
+    def _replay_or_refuse(self, found: dict[str, Any], fingerprint: str) -> None:
         """Raise the stored response of a live key, or 422 for another request's key."""
-        _id, _expired, stored_fingerprint, state, status, body, stored_headers = found
-        if state != IdempotencyKey.State.COMPLETED:
+        if found["state"] != IdempotencyKey.State.COMPLETED:
             raise _in_use()  # pragma: no cover - only a committed, completed row is visible
-        if stored_fingerprint != fingerprint:
+        if found["fingerprint"] != fingerprint:
             raise Problem(
                 422,
                 "idempotency_key_reused",
                 "This Idempotency-Key was used for a different request.",
             )
         # Django has the drivers give jsonb back as text (a plain JSONField, no decoder).
+        stored_headers = found["response_headers"]
         headers = dict(
             json.loads(stored_headers) if isinstance(stored_headers, str) else stored_headers
         )
         response = HttpResponse(
-            body,
-            status=status or 200,
+            found["response_body"],
+            status=found["response_status"] or 200,
             content_type=headers.pop("Content-Type", "application/json"),
             headers={**headers, REPLAYED_HEADER: "true"},
         )
@@ -341,7 +343,7 @@ class IdempotencyMixin:
         connection = connections[claim.using]
         with connection.cursor() as cursor:
             cursor.execute(
-                _statements(connection).store,
+                sql.idempotency_statements(connection).store,
                 [
                     IdempotencyKey.State.COMPLETED,
                     response.status_code,
@@ -353,65 +355,6 @@ class IdempotencyMixin:
 
 
 _HEADERS_FIELD = IdempotencyKey._meta.get_field("response_headers")
-
-# Claimed (and taken over) with the slot: every column but the id, tenant and key.
-_CLAIM_COLUMNS = (
-    "method",
-    "path",
-    "fingerprint",
-    "state",
-    "response_status",
-    "response_body",
-    "response_headers",
-    "created_at",
-    "expires_at",
-)
-
-
-@dataclass(frozen=True)
-class _Statements:
-    """The key table's statements for one database vendor, built once (Finding 3)."""
-
-    insert: str  # params: tenant, key, *claim → RETURNING id, or no row on a conflict
-    lookup: str  # params: now, tenant, key → id, expired, fingerprint, state, status, body, headers
-    takeover: str  # params: *claim, id, now → RETURNING id if still expired
-    store: str  # params: state, status, body, headers, id
-
-
-_STATEMENTS: dict[str, _Statements] = {}
-
-
-def _statements(connection: Any) -> _Statements:
-    cached = _STATEMENTS.get(connection.vendor)
-    if cached is not None:
-        return cached
-    qn = connection.ops.quote_name
-    table = qn(IdempotencyKey._meta.db_table)
-    columns = ", ".join(qn(c) for c in ("tenant_id", "key", *_CLAIM_COLUMNS))
-    placeholders = ", ".join(["%s"] * (len(_CLAIM_COLUMNS) + 2))
-    assignments = ", ".join(f"{qn(c)} = %s" for c in _CLAIM_COLUMNS)
-    statements = _Statements(
-        insert=(
-            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
-            f"ON CONFLICT ({qn('tenant_id')}, {qn('key')}) DO NOTHING RETURNING {qn('id')}"
-        ),
-        lookup=(
-            f"SELECT {qn('id')}, {qn('expires_at')} <= %s, {qn('fingerprint')}, "
-            f"{qn('state')}, {qn('response_status')}, {qn('response_body')}, "
-            f"{qn('response_headers')} FROM {table} "
-            f"WHERE {qn('tenant_id')} = %s AND {qn('key')} = %s"
-        ),
-        takeover=(
-            f"UPDATE {table} SET {assignments} "
-            f"WHERE {qn('id')} = %s AND {qn('expires_at')} <= %s RETURNING {qn('id')}"
-        ),
-        store=(
-            f"UPDATE {table} SET {qn('state')} = %s, {qn('response_status')} = %s, "
-            f"{qn('response_body')} = %s, {qn('response_headers')} = %s WHERE {qn('id')} = %s"
-        ),
-    )
-    _STATEMENTS[connection.vendor] = statements
-    return statements
 
 
 def _in_use() -> Problem:

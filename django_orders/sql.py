@@ -1,11 +1,21 @@
-"""Raw statements of the write hot path, built once per (database vendor, table) and cached.
+"""Every hand-written SQL statement of the package, built once per database vendor from the
+models' metadata, each with a name.
 
-Why (docs/benchmarks.md, Finding 3): the ORM compiles every ``save()`` and ``update()``
-anew, about 0.3-0.5 ms of Python each, three times per idempotent create (the order, its
-event, the stored response). These helpers build the same ``INSERT`` once and adapt the
-values through the model's own fields (``field.get_db_prep_save``), so a ``JSONField``,
-``UUIDField`` or ``DateTimeField`` is stored exactly as the ORM would store it, on
-PostgreSQL and on SQLite alike.
+Why hand-written (docs/benchmarks.md, Findings 2-4 and 6): the ORM compiles every query
+anew, about 0.3-0.5 ms of Python each, on the hottest paths — the idempotent create (key
+claim, order, event, stored response) and the relay (claim, write-back). These builders
+make the same statements once:
+
+- :func:`insert_objects` — ``INSERT`` of new model instances, several in one round trip on
+  PostgreSQL, values adapted by each field (``get_db_prep_save``) as the ORM adapts them;
+- :func:`outbox_statements` — the PostgreSQL relay's claim, write-backs and lease renewals;
+- :func:`idempotency_statements` — the ``Idempotency-Key`` claim, lookup, takeover and
+  stored response.
+
+Table and column names come from ``Model._meta`` (a ``db_table`` or ``db_column`` change
+follows), statuses from the models' choices, and rows read back are mapped by column name
+(:class:`Row` types list the columns a ``SELECT`` / ``RETURNING`` names), never by a
+position kept in step by hand elsewhere. One cache (:func:`cached`) holds them all.
 
 Django's ``pre_save`` / ``post_save`` signals are part of what ``Model.save()`` does: when
 a receiver is connected for a model, :func:`can_insert_raw` says no and callers use
@@ -14,16 +24,67 @@ a receiver is connected for a model, :func:`can_insert_raw` says no and callers 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
-# (vendor, db_table) -> (INSERT statement, the concrete fields in its column order)
-_INSERTS: dict[tuple[str, str], tuple[str, tuple[Field[Any, Any], ...]]] = {}
+from django_orders.models import IdempotencyKey, OutboxEvent
+
+T = TypeVar("T")
+
+_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def cached(connection: BaseDatabaseWrapper, name: str, build: Callable[[], T]) -> T:
+    """``build()``'s result for this connection's vendor, built on first use only."""
+    key = (connection.vendor, name)
+    try:
+        return _CACHE[key]
+    except KeyError:
+        value = _CACHE[key] = build()
+        return value
+
+
+class Columns(Mapping[str, str]):
+    """The quoted column of each field of ``model``, by field name, for ``str.format``:
+    ``"WHERE {status} = %s".format_map(Columns(OutboxEvent, connection))``."""
+
+    def __init__(self, model: type[Model], connection: BaseDatabaseWrapper) -> None:
+        self.model = model
+        self.quote = connection.ops.quote_name
+
+    def __getitem__(self, name: str) -> str:
+        if name == "table":
+            return self.quote(self.model._meta.db_table)
+        field = self.model._meta.get_field(name)
+        if not isinstance(field, Field):  # a reverse relation has no column
+            raise KeyError(name)
+        return self.quote(str(field.column))
+
+    def __iter__(self) -> Any:
+        return iter(field.name for field in self.model._meta.concrete_fields)
+
+    def __len__(self) -> int:
+        return len(self.model._meta.concrete_fields)
+
+    def listed(self, names: Iterable[str], prefix: str = "") -> str:
+        """``prefix.col_a, prefix.col_b, …`` for ``names``."""
+        return ", ".join(f"{prefix}{self[name]}" for name in names)
+
+
+def row(cursor: Any, fields: Sequence[str]) -> dict[str, Any] | None:
+    """The next row of ``cursor`` as a dict keyed by ``fields`` — the names the statement
+    listed, in the order it listed them (the builder and the reader share the tuple)."""
+    values = cursor.fetchone()
+    return None if values is None else dict(zip(fields, values, strict=True))
+
+
+# -- inserts ------------------------------------------------------------------------------
 
 
 def can_insert_raw(*models: type[Model]) -> bool:
@@ -37,19 +98,18 @@ def insert_statement(
     connection: BaseDatabaseWrapper, model: type[Model]
 ) -> tuple[str, tuple[Field[Any, Any], ...]]:
     """``INSERT INTO <table> (<every concrete column>) VALUES (%s, …)`` and its fields."""
-    meta = model._meta
-    cache_key = (connection.vendor, meta.db_table)
-    cached = _INSERTS.get(cache_key)
-    if cached is not None:
-        return cached
-    qn = connection.ops.quote_name
-    fields = tuple(meta.concrete_fields)
-    sql = (
-        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(str(f.column)) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))})"
-    )
-    _INSERTS[cache_key] = (sql, fields)
-    return sql, fields
+
+    def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
+        meta = model._meta
+        qn = connection.ops.quote_name
+        fields = tuple(meta.concrete_fields)
+        sql = (
+            f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(str(f.column)) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))})"
+        )
+        return sql, fields
+
+    return cached(connection, f"insert:{model._meta.label_lower}", build)
 
 
 def insert_params(
@@ -102,3 +162,245 @@ def insert_objects(using: str, objs: Sequence[Model], *, then: str | None = None
                 cursor.execute(then)
     for obj in objs:
         mark_saved(obj, using)
+
+
+# -- the outbox relay (PostgreSQL) --------------------------------------------------------
+
+#: The columns a claim returns, in ``outbox.claims.ClaimedEvent``'s order.
+CLAIMED_COLUMNS = (
+    "id",
+    "tenant_id",
+    "aggregate_type",
+    "aggregate_id",
+    "aggregate_version",
+    "type",
+    "payload",
+    "created_at",
+    "attempts",
+    "lease_token",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxStatements:
+    """The PostgreSQL relay's statements (``outbox.postgres.PostgresClaimStore``)."""
+
+    #: The claim, by (dead events block their aggregate?, an explicit due-by time?).
+    #: Params: token, lease interval, [due_by], limit → rows of :data:`CLAIMED_COLUMNS`.
+    claim: Mapping[tuple[bool, bool], str]
+    #: Params: status, published_at, ids[], token → rowcount.
+    published: str
+    #: Params: ids[], statuses[], available_ats[], errors[], token, parked-until,
+    #: dead-blocks → (retried, dead).
+    failed: str
+    #: Params: lease interval, ids[], token → rowcount.
+    renew: str
+    #: As ``renew`` → the ids still held.
+    reconfirm: str
+
+
+# ORDER BY available_at, id walks the orders_outbox_pending partial index and stops after
+# LIMIT rows, however large the backlog; the NOT EXISTS probe is served by
+# orders_outbox_unfinished. Global order across aggregates does not matter: order within
+# one is kept by the NOT EXISTS, which lets only its oldest unfinished event through
+# (the same rule as OutboxQuerySet.unblocked(); tests/test_outbox_rules.py runs both).
+#
+# OFFSET 0 keeps the NOT EXISTS a correlated subplan (PostgreSQL does not turn a sublink
+# with an OFFSET into a join): one index probe per candidate row. As an anti join, a
+# burst of pending events on a table analysed while nothing was pending (the steady
+# state: statistics say "no unfinished rows") was planned as a nested loop scanning the
+# whole unfinished index per candidate — 100 x 20,000 rows, ~1 s per claim instead of
+# ~5 ms, until autovacuum re-analysed the table.
+#
+# Leases use the database clock, statement_timestamp() (not now(), which would be frozen
+# at the start of an enclosing transaction), so relays on several hosts agree.
+_CLAIM = """
+    UPDATE {table} AS o
+       SET {lease_token} = %s::uuid,
+           {leased_until} = statement_timestamp() + %s,
+           {attempts} = o.{attempts} + 1
+      FROM (
+            SELECT e.{id}
+              FROM {table} AS e
+             WHERE e.{status} = '{PENDING}'
+               AND e.{available_at} <= {due_by}
+               AND (e.{leased_until} IS NULL OR e.{leased_until} < statement_timestamp())
+               AND NOT EXISTS (
+                     SELECT 1
+                       FROM {table} AS b
+                      WHERE b.{aggregate_id} = e.{aggregate_id}
+                        AND b.{aggregate_type} = e.{aggregate_type}
+                        AND b.{tenant_id} = e.{tenant_id}
+                        AND b.{aggregate_version} < e.{aggregate_version}
+                        AND {blocking}
+                     OFFSET 0
+                   )
+             ORDER BY e.{available_at}, e.{id}
+             LIMIT %s
+               FOR UPDATE OF e SKIP LOCKED
+           ) AS due
+     WHERE o.{id} = due.{id}
+ RETURNING {returning}
+"""
+
+# The write-back of every batch: one array parameter instead of 100 (the ORM's
+# ``id IN (...)`` quoted each id on every batch). Fenced on the lease token.
+_PUBLISHED = """
+    UPDATE {table}
+       SET {status} = %s, {published_at} = %s, {lease_token} = NULL, {leased_until} = NULL,
+           {last_error} = ''
+     WHERE {id} = ANY(%s::uuid[]) AND {lease_token} = %s::uuid
+"""
+
+# The failures of a batch in one statement, fenced on the lease token. The later events
+# of each failed event's aggregate are deferred to its next attempt (parked while a dead
+# event blocks them) — the rule of ClaimStore.defer_followers(); tests/test_outbox_rules.py
+# runs both on the same data. They are other rows than the failed ones (a batch holds at
+# most one event per aggregate), so the two updates of the statement never meet.
+_FAILED = """
+    WITH outcome (id, status, available_at, last_error) AS (
+            SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[])
+         ),
+         failed AS (
+            UPDATE {table} AS t
+               SET {status} = outcome.status, {available_at} = outcome.available_at,
+                   {last_error} = outcome.last_error, {lease_token} = NULL,
+                   {leased_until} = NULL
+              FROM outcome
+             WHERE t.{id} = outcome.id AND t.{lease_token} = %s::uuid
+         RETURNING t.{tenant_id}, t.{aggregate_type}, t.{aggregate_id},
+                   t.{aggregate_version}, t.{status} = '{DEAD}' AS dead,
+                   CASE WHEN t.{status} = '{DEAD}' THEN %s ELSE t.{available_at} END AS until
+         ),
+         deferred AS (
+            UPDATE {table} AS later
+               SET {available_at} = failed.until
+              FROM failed
+             WHERE later.{tenant_id} = failed.{tenant_id}
+               AND later.{aggregate_type} = failed.{aggregate_type}
+               AND later.{aggregate_id} = failed.{aggregate_id}
+               AND later.{aggregate_version} > failed.{aggregate_version}
+               AND later.{available_at} < failed.until
+               AND later.{status} <> '{PUBLISHED}' AND later.{status} <> '{DEAD}'
+               AND (%s OR NOT failed.dead)
+         )
+    SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM failed
+"""
+
+_RENEW = """
+    UPDATE {table} SET {leased_until} = statement_timestamp() + %s
+     WHERE {id} = ANY(%s::uuid[]) AND {lease_token} = %s::uuid
+"""
+
+
+def outbox_statements(connection: BaseDatabaseWrapper) -> OutboxStatements:
+    """The PostgreSQL relay's statements, built once."""
+
+    def build() -> OutboxStatements:
+        columns = Columns(OutboxEvent, connection)
+        status = OutboxEvent.Status
+        names = {
+            **{name: columns[name] for name in [*columns, "table"]},
+            "PENDING": status.PENDING.value,
+            "PUBLISHED": status.PUBLISHED.value,
+            "DEAD": status.DEAD.value,
+            "returning": columns.listed(CLAIMED_COLUMNS, prefix="o."),
+        }
+        claim = {
+            (dead_blocks, due_by_given): _CLAIM.format_map(
+                {
+                    **names,
+                    # Unfinished = neither published nor dead-and-ignored: the predicate
+                    # of the orders_outbox_unfinished index when dead events block.
+                    "blocking": f"b.{columns['status']} <> '{status.PUBLISHED.value}'"
+                    if dead_blocks
+                    else f"b.{columns['status']} = '{status.PENDING.value}'",
+                    "due_by": "%s" if due_by_given else "statement_timestamp()",
+                }
+            )
+            for dead_blocks in (True, False)
+            for due_by_given in (True, False)
+        }
+        renew = _RENEW.format_map(names)
+        return OutboxStatements(
+            claim=claim,
+            published=_PUBLISHED.format_map(names),
+            failed=_FAILED.format_map(names),
+            renew=renew,
+            reconfirm=f"{renew} RETURNING {columns['id']}",
+        )
+
+    return cached(connection, "outbox", build)
+
+
+# -- idempotency keys ---------------------------------------------------------------------
+
+#: What a key claim writes besides the tenant and the key (the insert and the takeover).
+KEY_CLAIM_COLUMNS = (
+    "method",
+    "path",
+    "fingerprint",
+    "state",
+    "response_status",
+    "response_body",
+    "response_headers",
+    "created_at",
+    "expires_at",
+)
+#: What the lookup of a live key reads (``expired`` is computed from ``expires_at``).
+KEY_LOOKUP_COLUMNS = (
+    "id",
+    "expired",
+    "fingerprint",
+    "state",
+    "response_status",
+    "response_body",
+    "response_headers",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class IdempotencyStatements:
+    """The ``Idempotency-Key`` statements (``django_orders.idempotency``)."""
+
+    #: Params: tenant, key, *KEY_CLAIM_COLUMNS → RETURNING id, or no row on a conflict.
+    insert: str
+    #: Params: now, tenant, key → one row of :data:`KEY_LOOKUP_COLUMNS`.
+    lookup: str
+    #: Params: *KEY_CLAIM_COLUMNS, id, now → RETURNING id if still expired.
+    takeover: str
+    #: Params: state, status, body, headers, id.
+    store: str
+
+
+def idempotency_statements(connection: BaseDatabaseWrapper) -> IdempotencyStatements:
+    """The key table's statements for this connection's vendor, built once."""
+
+    def build() -> IdempotencyStatements:
+        c = Columns(IdempotencyKey, connection)
+        claimed = ("tenant_id", "key", *KEY_CLAIM_COLUMNS)
+        assignments = ", ".join(f"{c[name]} = %s" for name in KEY_CLAIM_COLUMNS)
+        lookup = {name: c[name] for name in KEY_LOOKUP_COLUMNS if name != "expired"}
+        lookup["expired"] = f"{c['expires_at']} <= %s"
+        return IdempotencyStatements(
+            insert=(
+                f"INSERT INTO {c['table']} ({c.listed(claimed)}) "
+                f"VALUES ({', '.join(['%s'] * len(claimed))}) "
+                f"ON CONFLICT ({c['tenant_id']}, {c['key']}) DO NOTHING RETURNING {c['id']}"
+            ),
+            lookup=(
+                f"SELECT {', '.join(lookup[name] for name in KEY_LOOKUP_COLUMNS)} "
+                f"FROM {c['table']} WHERE {c['tenant_id']} = %s AND {c['key']} = %s"
+            ),
+            takeover=(
+                f"UPDATE {c['table']} SET {assignments} "
+                f"WHERE {c['id']} = %s AND {c['expires_at']} <= %s RETURNING {c['id']}"
+            ),
+            store=(
+                f"UPDATE {c['table']} SET {c['state']} = %s, {c['response_status']} = %s, "
+                f"{c['response_body']} = %s, {c['response_headers']} = %s "
+                f"WHERE {c['id']} = %s"
+            ),
+        )
+
+    return cached(connection, "idempotency", build)

@@ -11,19 +11,18 @@ Every write after the claim (renewing the lease, recording the outcome, releasin
 matches ``lease_token``: a relay whose lease ran out and whose events were claimed again
 by another relay updates nothing — it cannot overwrite the new owner's result.
 
-Only the oldest unfinished event of an order is claimable (no earlier event of the same
-aggregate is pending — or dead, with ``OUTBOX_DEAD_BLOCKS_ORDER``), so a batch holds at
-most one event per order and the events of one order go out in version order however many
-relays run.
+Only the oldest unfinished event of an aggregate is claimable (no earlier event of the
+same aggregate — tenant, type and id — is pending, or dead with
+``OUTBOX_DEAD_BLOCKS_ORDER``), so a batch holds at most one event per aggregate and the
+events of one aggregate go out in version order however many relays run.
 
-Two implementations:
+Two implementations of the same rules:
 
-- :class:`PostgresClaimStore`: one ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)
-  RETURNING`` statement, one round trip; leases use the database clock
-  (``statement_timestamp()``, not ``now()``, which would be frozen at the start of an
-  enclosing transaction), so relays on several hosts agree on when a lease ran out.
-- :class:`ClaimStore`: the portable ORM path (SQLite, and ``SKIP LOCKED`` where the
+- :class:`ClaimStore` (here): the portable ORM path (SQLite, and ``SKIP LOCKED`` where the
   backend has it). Leases use the relay's clock.
+- :class:`~django_orders.outbox.postgres.PostgresClaimStore`: the claim and a batch's
+  failures each in one statement (:func:`django_orders.sql.outbox_statements`); leases use
+  the database clock. tests/test_outbox_rules.py runs both on the same data, rule by rule.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from django.utils import timezone
 
 from django_orders.conf import orders_settings
 from django_orders.models import OutboxEvent
+from django_orders.sql import CLAIMED_COLUMNS
 
 PENDING = OutboxEvent.Status.PENDING
 PUBLISHED = OutboxEvent.Status.PUBLISHED
@@ -71,6 +71,7 @@ class OutboxQuerySet(models.QuerySet[OutboxEvent]):
         """Events with no earlier unfinished event of their aggregate (per-order order)."""
         blocking = [PENDING, DEAD] if orders_settings.OUTBOX_DEAD_BLOCKS_ORDER else [PENDING]
         earlier = OutboxEvent.objects.using(self.db).filter(
+            tenant_id=OuterRef("tenant_id"),
             aggregate_type=OuterRef("aggregate_type"),
             aggregate_id=OuterRef("aggregate_id"),
             aggregate_version__lt=OuterRef("aggregate_version"),
@@ -111,8 +112,8 @@ class ClaimedEvent:
 
 
 #: The columns a claim returns, in :class:`ClaimedEvent`'s order.
-CLAIMED_FIELDS = tuple(field.name for field in dataclasses.fields(ClaimedEvent))
-PAYLOAD_POSITION = CLAIMED_FIELDS.index("payload")
+#: The columns a claim reads, named as :class:`ClaimedEvent`'s fields (a test keeps them so).
+CLAIMED_FIELDS = CLAIMED_COLUMNS
 
 
 @dataclasses.dataclass
@@ -209,7 +210,7 @@ class ClaimStore:
                 lease_token=token, leased_until=now + lease, attempts=F("attempts") + 1
             )
         rows = self.events().held(token, ids).order_by("created_at", "id")
-        batch = [ClaimedEvent(*row) for row in rows.values_list(*CLAIMED_FIELDS)]
+        batch = [ClaimedEvent(**row) for row in rows.values(*CLAIMED_FIELDS)]
         return Claim(token, batch, leased_at) if batch else None
 
     def renew(self, claim: Claim) -> int:
@@ -271,7 +272,7 @@ class ClaimStore:
             else:
                 retried += changed
             if changed:
-                self._defer_followers(failure)
+                self.defer_followers(failure)
         return retried, dead
 
     def mark_published(
@@ -290,7 +291,7 @@ class ClaimStore:
             )
         )
 
-    def _defer_followers(self, failure: Failure) -> None:
+    def defer_followers(self, failure: Failure) -> None:
         """Keep the later events of a failed event's order out of the claim scan.
 
         They cannot be claimed before it anyway (per-order order). Left due, every claim
@@ -314,6 +315,7 @@ class ClaimStore:
         return (
             self.events()
             .filter(
+                tenant_id=event.tenant_id,
                 aggregate_type=event.aggregate_type,
                 aggregate_id=event.aggregate_id,
                 aggregate_version__gt=event.aggregate_version,
@@ -347,224 +349,10 @@ class ClaimStore:
         )
 
 
-class PostgresClaimStore(ClaimStore):
-    """The claim in one statement, with the database clock for leases."""
-
-    # ORDER BY available_at, id walks the orders_outbox_pending partial index and stops
-    # after LIMIT rows, however large the backlog; the NOT EXISTS probe is served by
-    # orders_outbox_unfinished. Global order across orders does not matter: order within
-    # an order is kept by the NOT EXISTS, which lets only the oldest unfinished event
-    # of each order through.
-    #
-    # OFFSET 0 keeps the NOT EXISTS a correlated subplan (PostgreSQL does not turn a
-    # sublink with an OFFSET into a join): one index probe per candidate row. As an anti
-    # join, a burst of pending events on a table analysed while nothing was pending (the
-    # steady state: statistics say "no unfinished rows") was planned as a nested loop
-    # scanning the whole unfinished index per candidate — 100 x 20,000 rows, ~1 s per
-    # claim instead of ~5 ms, until autovacuum re-analysed the table.
-    CLAIM_SQL = """
-        UPDATE {table} AS o
-           SET lease_token = %s::uuid,
-               leased_until = statement_timestamp() + %s,
-               attempts = o.attempts + 1
-          FROM (
-                SELECT e.id
-                  FROM {table} AS e
-                 WHERE e.status = 'pending'
-                   AND e.available_at <= {due_by}
-                   AND (e.leased_until IS NULL OR e.leased_until < statement_timestamp())
-                   AND NOT EXISTS (
-                         SELECT 1
-                           FROM {table} AS b
-                          WHERE b.aggregate_id = e.aggregate_id
-                            AND b.aggregate_type = e.aggregate_type
-                            AND b.aggregate_version < e.aggregate_version
-                            AND {blocking}
-                         OFFSET 0
-                       )
-                 ORDER BY e.available_at, e.id
-                 LIMIT %s
-                   FOR UPDATE OF e SKIP LOCKED
-               ) AS due
-         WHERE o.id = due.id
-     RETURNING {returning}
-    """
-
-    # The write-back of every batch: one array parameter instead of 100 (the ORM's
-    # ``id IN (...)`` quoted each id on every batch). Fenced like ``held()``.
-    PUBLISHED_SQL = """
-        UPDATE {table}
-           SET status = %s, published_at = %s, lease_token = NULL, leased_until = NULL,
-               last_error = ''
-         WHERE id = ANY(%s::uuid[]) AND lease_token = %s::uuid
-    """
-
-    # The failures of a batch in one statement (one per failure, twice, before: a batch
-    # failing whole during a receiver outage cost 200 round trips). The followers of
-    # each failed event are deferred as _defer_followers() does; they are other rows
-    # than the failed ones (a batch holds at most one event per order), so the two
-    # updates of the statement never meet.
-    FAILED_SQL = """
-        WITH outcome (id, status, available_at, last_error) AS (
-                SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[])
-             ),
-             failed AS (
-                UPDATE {table} AS t
-                   SET status = outcome.status, available_at = outcome.available_at,
-                       last_error = outcome.last_error, lease_token = NULL,
-                       leased_until = NULL
-                  FROM outcome
-                 WHERE t.id = outcome.id AND t.lease_token = %s::uuid
-             RETURNING t.aggregate_type, t.aggregate_id, t.aggregate_version,
-                       t.status = 'dead' AS dead,
-                       CASE WHEN t.status = 'dead' THEN %s ELSE t.available_at END AS until
-             ),
-             deferred AS (
-                UPDATE {table} AS later
-                   SET available_at = failed.until
-                  FROM failed
-                 WHERE later.aggregate_type = failed.aggregate_type
-                   AND later.aggregate_id = failed.aggregate_id
-                   AND later.aggregate_version > failed.aggregate_version
-                   AND later.available_at < failed.until
-                   AND later.status <> 'published' AND later.status <> 'dead'
-                   AND (%s OR NOT failed.dead)
-             )
-        SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM failed
-    """
-
-    RENEW_SQL = """
-        UPDATE {table} SET leased_until = statement_timestamp() + %s
-         WHERE id = ANY(%s::uuid[]) AND lease_token = %s::uuid
-    """
-    RECONFIRM_SQL = RENEW_SQL + " RETURNING id"
-
-    def __init__(self, using: str) -> None:
-        super().__init__(using)
-        # The statements are built once per store (one per relay), not on every batch.
-        ops = connections[using].ops
-        self._table = ops.quote_name(OutboxEvent._meta.db_table)
-        self._returning = ", ".join(f"o.{ops.quote_name(f)}" for f in CLAIMED_FIELDS)
-        self._published_sql = self.PUBLISHED_SQL.format(table=self._table)
-        self._renew_sql = self.RENEW_SQL.format(table=self._table)
-        self._reconfirm_sql = self.RECONFIRM_SQL.format(table=self._table)
-        self._failed_sql = self.FAILED_SQL.format(table=self._table)
-        self._claim_sql: dict[tuple[bool, bool], str] = {}  # (dead blocks, due_by given)
-        # Django has the driver leave jsonb as text and decodes it in the field.
-        self._payload: Any = OutboxEvent._meta.get_field("payload")
-
-    @property
-    def concurrent(self) -> bool:
-        return True
-
-    def describe(self) -> str:
-        driver = self.connection.Database.__name__  # type: ignore[attr-defined]
-        return (
-            f"concurrent (PostgreSQL via {driver}, SELECT ... FOR UPDATE SKIP LOCKED, "
-            "database clock)"
-        )
-
-    def claim_sql(
-        self, token: uuid.UUID, limit: int, due_by: dt.datetime | None = None
-    ) -> tuple[str, list[Any]]:
-        """The claim statement and its parameters."""
-        # The setting is read per claim: a test may change it while a store lives.
-        key = (bool(orders_settings.OUTBOX_DEAD_BLOCKS_ORDER), due_by is not None)
-        sql = self._claim_sql.get(key)
-        if sql is None:
-            sql = self._claim_sql[key] = self.CLAIM_SQL.format(
-                table=self._table,
-                returning=self._returning,
-                blocking=(
-                    "b.status <> 'published'"  # the predicate of orders_outbox_unfinished
-                    if key[0]
-                    else "b.status = 'pending'"
-                ),
-                due_by="%s" if key[1] else "statement_timestamp()",
-            )
-        params: list[Any] = [str(token), orders_settings.OUTBOX_LEASE]
-        if due_by is not None:
-            params.append(due_by)
-        params.append(limit)
-        return sql, params
-
-    def claim(self, limit: int, *, due_by: dt.datetime | None = None) -> Claim | None:
-        token = uuid.uuid4()
-        sql, params = self.claim_sql(token, limit, due_by)
-        leased_at = time.monotonic()
-        # One statement, one short transaction: the row locks of FOR UPDATE last only
-        # until its commit; the lease is what keeps other relays off the rows while this
-        # one publishes.
-        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-            # The claim's commit need not wait for its WAL flush (synchronous_commit is
-            # per transaction). It is visible to other relays at once all the same; only a
-            # crash of the database server could undo it, and an undone claim is just
-            # an unleased event again: claimed anew, at worst published once more
-            # (at-least-once). Attempts are counted again by the next claim. The
-            # write-back stays synchronous, and its flush makes this commit durable too
-            # (WAL is flushed in order).
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        if not rows:
-            return None
-        payload, position, connection = self._payload, PAYLOAD_POSITION, self.connection
-        batch = []
-        for row in rows:
-            values = list(row)
-            if isinstance(values[position], str | bytes):
-                values[position] = payload.from_db_value(values[position], None, connection)
-            batch.append(ClaimedEvent(*values))
-        batch.sort(key=lambda event: (event.created_at, event.id))
-        return Claim(token, batch, leased_at)
-
-    def mark_published(
-        self, token: uuid.UUID, published: Sequence[uuid.UUID], now: dt.datetime
-    ) -> int:
-        params: list[Any] = [PUBLISHED, now, [str(pk) for pk in published], str(token)]
-        with self.connection.cursor() as cursor:
-            cursor.execute(self._published_sql, params)
-            return int(cursor.rowcount)
-
-    def mark_failed(self, token: uuid.UUID, failures: Sequence[Failure]) -> tuple[int, int]:
-        params: list[Any] = [
-            [str(failure.event.id) for failure in failures],
-            [DEAD if failure.dead else PENDING for failure in failures],
-            [failure.available_at for failure in failures],
-            [failure.error[:MAX_ERROR_LENGTH] for failure in failures],
-            str(token),
-            PARKED_UNTIL,
-            bool(orders_settings.OUTBOX_DEAD_BLOCKS_ORDER),
-        ]
-        with self.connection.cursor() as cursor:
-            cursor.execute(self._failed_sql, params)
-            retried, dead = cursor.fetchone()
-        return int(retried), int(dead)
-
-    def renew(self, claim: Claim) -> int:
-        params = [orders_settings.OUTBOX_LEASE, [str(pk) for pk in claim.ids], str(claim.token)]
-        leased_at = time.monotonic()
-        with self.connection.cursor() as cursor:
-            cursor.execute(self._renew_sql, params)
-            renewed = int(cursor.rowcount)
-        claim.renewed(renewed, leased_at)
-        return renewed
-
-    def reconfirm(self, claim: Claim) -> set[uuid.UUID]:
-        params = [orders_settings.OUTBOX_LEASE, [str(pk) for pk in claim.ids], str(claim.token)]
-        leased_at = time.monotonic()
-        with self.connection.cursor() as cursor:
-            cursor.execute(self._reconfirm_sql, params)
-            held = {
-                row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(str(row[0]))
-                for row in cursor.fetchall()
-            }
-        claim.leased_at = leased_at
-        return held
-
-
 def claim_store_for(using: str) -> ClaimStore:
     """The claim store that fits the database behind ``using``."""
     if connections[using].vendor == "postgresql":
+        from django_orders.outbox.postgres import PostgresClaimStore
+
         return PostgresClaimStore(using)
     return ClaimStore(using)
