@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.testcases import LiveServerThread
 from rest_framework.test import APIClient
 
+from tests.orders_api import OrdersClient
 from tests.relay_helpers import Receiver
 
 
@@ -28,8 +29,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def api() -> APIClient:
-    """An API client; pass ``HTTP_X_TENANT_ID=...`` per request or use ``tenant_api``."""
+def api() -> OrdersClient:
+    """A client of the orders API: JSON bodies, ``X-Tenant-Id: shop-1`` (tests/orders_api.py)."""
+    return OrdersClient()
+
+
+@pytest.fixture
+def drf_client() -> APIClient:
+    """DRF's test client, no tenant: pass ``HTTP_X_TENANT_ID=...`` or use ``tenant_api``."""
     return APIClient()
 
 

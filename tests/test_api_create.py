@@ -16,11 +16,6 @@ pytestmark = pytest.mark.django_db
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
-@pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
 def test_create_answers_201_with_location_etag_and_the_order(api: OrdersClient) -> None:
     response = api.create({"totalCents": 1250, "currency": "EUR", "metadata": {"ref": "A-1"}})
 

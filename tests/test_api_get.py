@@ -16,11 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
-@pytest.fixture
 def order() -> Order:
     return services.create_order("shop-1", total_cents=10, metadata={"a": "b"})
 

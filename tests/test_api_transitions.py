@@ -20,11 +20,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
-@pytest.fixture
 def draft() -> Order:
     return services.create_order("shop-1")
 

@@ -24,11 +24,6 @@ from tests.orders_api import OrdersClient, assert_problem
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
 # -- ATOMIC_REQUESTS ----------------------------------------------------------------------
 
 

@@ -25,11 +25,6 @@ from tests.orders_api import OrdersClient, assert_problem, failing_trigger, sqli
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
 # -- the key's syntax ---------------------------------------------------------------------
 
 

@@ -129,8 +129,8 @@ def test_only_the_tenants_own_orders(tenant_api: APIClient) -> None:
     assert walk_ids(tenant_api, limit=2) == newest_first(mine)
 
 
-def test_missing_tenant_is_400(api: APIClient) -> None:
-    assert_problem(api.get("/orders"), 400, "missing_tenant")
+def test_missing_tenant_is_400(drf_client: APIClient) -> None:
+    assert_problem(drf_client.get("/orders"), 400, "missing_tenant")
 
 
 # -- limit -------------------------------------------------------------------------------
@@ -246,14 +246,14 @@ def test_tampered_cursor(tenant_api: APIClient) -> None:
         assert_problem(response, 400, "invalid_cursor")
 
 
-def test_a_cursor_of_tenant_a_is_refused_for_tenant_b(api: APIClient) -> None:
+def test_a_cursor_of_tenant_a_is_refused_for_tenant_b(drf_client: APIClient) -> None:
     for tenant in ("shop-a", "shop-b"):
         for i in range(3):
             make_order(tenant, created_at=T0 + dt.timedelta(seconds=i))
     cursor = first_cursor(APIClient(HTTP_X_TENANT_ID="shop-a"))
-    response = api.get("/orders", {"cursor": cursor}, HTTP_X_TENANT_ID="shop-b")
+    response = drf_client.get("/orders", {"cursor": cursor}, HTTP_X_TENANT_ID="shop-b")
     assert_problem(response, 400, "invalid_cursor")
-    response = api.get("/orders", {"cursor": cursor}, HTTP_X_TENANT_ID="shop-a")
+    response = drf_client.get("/orders", {"cursor": cursor}, HTTP_X_TENANT_ID="shop-a")
     assert response.status_code == 200
 
 

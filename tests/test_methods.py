@@ -62,8 +62,8 @@ def test_head_of_a_missing_order_is_404_without_content(tenant_api: APIClient) -
     assert response.content == b""
 
 
-def test_head_needs_the_tenant_like_get(api: APIClient, order: Order) -> None:
-    response = api.head(f"/orders/{order.id}")
+def test_head_needs_the_tenant_like_get(drf_client: APIClient, order: Order) -> None:
+    response = drf_client.head(f"/orders/{order.id}")
     assert response.status_code == 400
     assert response.content == b""
 
@@ -114,7 +114,7 @@ def test_options_is_204_with_allow_and_no_body(
     assert response.content == b""
 
 
-def test_options_needs_the_tenant_like_any_request(api: APIClient) -> None:
-    response = api.options("/orders")
+def test_options_needs_the_tenant_like_any_request(drf_client: APIClient) -> None:
+    response = drf_client.options("/orders")
     assert response.status_code == 400
     assert response.json()["code"] == "missing_tenant"

@@ -39,11 +39,6 @@ def counted() -> Iterator[Statements]:
     )
 
 
-@pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
 def test_create_takes_at_most_4_statements(api: OrdersClient) -> None:
     with counted() as statements:
         response = api.create({"totalCents": 1, "metadata": {"a": "b"}}, key="count-create")
