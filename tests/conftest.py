@@ -14,7 +14,7 @@ from django.test.testcases import LiveServerThread
 from rest_framework.test import APIClient
 
 from tests.orders_api import OrdersClient
-from tests.relay_helpers import Receiver
+from tests.receiver import Receiver
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

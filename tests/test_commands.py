@@ -16,7 +16,8 @@ from django.utils import timezone
 from django_orders import services
 from django_orders.management.commands.orders_outbox_status import age
 from django_orders.models import OutboxEvent
-from tests.relay_helpers import ROOT, Receiver, relay_env, relay_once
+from tests.receiver import Receiver
+from tests.relay_runs import ROOT, relay_env, relay_once
 
 
 def status(*args: str) -> str:
@@ -102,7 +103,7 @@ def test_relay_once_exit_status_as_a_process() -> None:
             "orders_outbox_relay",
             "--once",
             "--publisher",
-            "tests.relay_helpers.ReceiverPublisher",
+            "tests.relay_publishers.ReceiverPublisher",
         ]
         receiver.status = 503
         failed = subprocess.run(
@@ -137,7 +138,7 @@ def test_the_relay_uses_the_publisher_and_options_of_the_settings(receiver: Rece
     order = services.create_order("shop-1")
     with override_settings(
         DJANGO_ORDERS={
-            "OUTBOX_PUBLISHER": "tests.relay_helpers.ReceiverPublisher",
+            "OUTBOX_PUBLISHER": "tests.relay_publishers.ReceiverPublisher",
             "OUTBOX_PUBLISHER_OPTIONS": {"url": receiver.url},
         }
     ):
@@ -149,9 +150,9 @@ def test_the_relay_uses_the_publisher_and_options_of_the_settings(receiver: Rece
 def test_publisher_on_the_command_line_overrides_the_setting(receiver: Receiver) -> None:
     services.create_order("shop-1")
     with override_settings(
-        DJANGO_ORDERS={"OUTBOX_PUBLISHER": "tests.relay_helpers.FailingPublisher"}
+        DJANGO_ORDERS={"OUTBOX_PUBLISHER": "tests.relay_publishers.FailingPublisher"}
     ):
-        assert relay_once("tests.relay_helpers.ReceiverPublisher", url=receiver.url) == 0
+        assert relay_once("tests.relay_publishers.ReceiverPublisher", url=receiver.url) == 0
     assert receiver.count() == 1
     assert not OutboxEvent.objects.exclude(status="published").exists()
 

@@ -36,20 +36,15 @@ from django_orders import services
 from django_orders.models import OutboxEvent
 from django_orders.outbox.relay import Relay
 from django_orders.publishers import PublishError
+from tests.amqp import drain
 from tests.orders_api import OrdersClient, failing_trigger
-from tests.relay_helpers import (
-    Receiver,
-    RecordingPublisher,
-    bulk_events,
-    drain,
-    relay_env,
-    relay_once,
-    relays,
-    versions_by_order,
-    wait_until,
-)
+from tests.outbox_rows import bulk_events
+from tests.receiver import Receiver, versions_by_order
+from tests.relay_publishers import RecordingPublisher
+from tests.relay_runs import relay_env, relay_once, relays
 from tests.standard_webhooks_verifier import Verifier
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"contract-test-key-32-bytes-long!").decode()
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from django_orders.models import IdempotencyKey, OutboxEvent
 from django_orders.outbox.maintenance import purge_idempotency_keys, purge_published_events
-from tests.relay_helpers import bulk_events
+from tests.outbox_rows import bulk_events
 
 pytestmark = pytest.mark.django_db
 

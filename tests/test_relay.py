@@ -34,18 +34,14 @@ from django_orders.outbox.maintenance import discard, requeue
 from django_orders.outbox.postgres import PostgresClaimStore
 from django_orders.outbox.relay import Relay
 from django_orders.publishers import InFlight, NotSent
-from tests.relay_helpers import (
-    FailingPublisher,
-    Receiver,
-    RecordingPublisher,
-    bulk_events,
-    relay_once,
-    versions_by_order,
-)
+from tests.outbox_rows import bulk_events
+from tests.receiver import Receiver, versions_by_order
+from tests.relay_publishers import FailingPublisher, RecordingPublisher
+from tests.relay_runs import relay_once
 
 pytestmark = pytest.mark.django_db
 
-PUBLISHER = "tests.relay_helpers.ReceiverPublisher"
+PUBLISHER = "tests.relay_publishers.ReceiverPublisher"
 
 
 def run_once(receiver: Receiver, *args: str) -> int:

@@ -14,16 +14,10 @@ from django.utils import timezone
 
 from django_orders import services
 from django_orders.models import OutboxEvent
-from tests.relay_helpers import (
-    Receiver,
-    RelayProcess,
-    bulk_events,
-    is_stopped,
-    relay_env,
-    relays,
-    versions_by_order,
-    wait_until,
-)
+from tests.outbox_rows import bulk_events
+from tests.receiver import Receiver, versions_by_order
+from tests.relay_runs import RelayProcess, is_stopped, relay_env, relays
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -130,7 +124,9 @@ def test_a_publish_that_outlives_its_timeout_after_sigterm_exits_1(log_dir: Path
     events come back after the lease."""
     bulk_events(1, versions=1)
     env = relay_env(None, OUTBOX_LEASE=2)
-    with relays(log_dir, 1, env, "--publisher", "tests.relay_helpers.StuckPublisher") as (relay,):
+    with relays(log_dir, 1, env, "--publisher", "tests.relay_publishers.StuckPublisher") as (
+        relay,
+    ):
         wait_until(lambda: "publish started" in relay.output(), 30, "the stuck publish")
         signalled = time.monotonic()
         relay.signal(signal.SIGTERM)
@@ -350,7 +346,7 @@ def test_a_relay_paused_past_its_lease_does_not_send_what_it_claimed_ahead(log_d
         settings = {"OUTBOX_LEASE": 1.5, "OUTBOX_POLL_INTERVAL": 0.1}
         env_a = relay_env(to_a, **settings)
         env_b = relay_env(to_b, **settings)
-        pausing = ("--batch-size", "5", "--publisher", "tests.relay_helpers.PausingPublisher")
+        pausing = ("--batch-size", "5", "--publisher", "tests.relay_publishers.PausingPublisher")
         with relays(log_dir, 1, env_a, *pausing) as (a,):
             wait_until(lambda: is_stopped(a.proc.pid), 30, "relay A paused after a batch")
             tokens = set(
