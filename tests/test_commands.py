@@ -82,6 +82,11 @@ def test_relay_rejects_a_publisher_that_does_not_import() -> None:
         call_command("orders_outbox_relay", "--once", "--publisher", "no.such.Publisher")
 
 
+def test_relay_rejects_what_is_not_a_publisher_saying_what_it_lacks() -> None:
+    with pytest.raises(CommandError, match="OrderedDict is not a publisher.*it lacks publish"):
+        call_command("orders_outbox_relay", "--once", "--publisher", "collections.OrderedDict")
+
+
 @pytest.mark.django_db
 def test_relay_rejects_bad_publisher_options() -> None:
     with pytest.raises(CommandError, match="must be a JSON object"):

@@ -10,9 +10,11 @@ import sys
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import serialize
 from django_orders.publishers import LoggingPublisher, NotSent, Publisher, PublishError
+from django_orders.publishers.base import check_publisher
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 
 
@@ -170,3 +172,74 @@ def test_the_broker_publishers_default_to_orders_events() -> None:
     finally:
         rabbitmq.close()
         redis_streams.close()
+
+
+# -- what the relay checks when it starts (check_publisher) ------------------------------
+
+
+class _Sends(Publisher):
+    def publish(self, event: dict[str, Any]) -> None:
+        pass
+
+
+class _Duck:
+    """Looks like a publisher to a glance (it can publish a batch), but is not one."""
+
+    def publish_batch(self, events: Any) -> list[None]:
+        return [None for _ in events]
+
+
+class _Mute(Publisher):
+    """Subclasses the base but implements no way of sending."""
+
+
+@pytest.mark.parametrize(
+    ("publisher", "says"),
+    [
+        (
+            _Duck(),
+            "_Duck is not a publisher: subclass django_orders.publishers.Publisher "
+            "(it lacks publish, start_batch, close, request_stop, timeout, max_batches_in_flight)",
+        ),
+        (object(), "object is not a publisher"),
+        (_Mute(), "_Mute implements none of publish(), publish_batch() or start_batch()"),
+    ],
+)
+def test_a_misfit_is_refused_naming_what_it_lacks(publisher: object, says: str) -> None:
+    with pytest.raises(ImproperlyConfigured) as refused:
+        check_publisher(publisher)
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("timeout", 0),
+        ("timeout", -1),
+        ("timeout", float("inf")),
+        ("timeout", "10"),
+        ("timeout", True),
+        ("max_batches_in_flight", 0),
+        ("max_batches_in_flight", 1.5),
+        ("max_batches_in_flight", True),
+    ],
+)
+def test_declared_capabilities_are_checked(attribute: str, value: Any) -> None:
+    publisher = _Sends()
+    setattr(publisher, attribute, value)
+    with pytest.raises(ImproperlyConfigured, match=f"_Sends.{attribute} must be"):
+        check_publisher(publisher)
+
+
+@pytest.mark.parametrize("method", ["publish", "publish_batch", "start_batch"])
+def test_any_one_way_of_sending_is_enough(method: str) -> None:
+    publisher = type("One", (Publisher,), {method: lambda self, *args: None})()
+    check_publisher(publisher)  # no error
+
+
+@pytest.mark.django_db
+def test_a_relay_refuses_a_misfit_when_it_is_made() -> None:
+    from django_orders.outbox.relay import Relay
+
+    with pytest.raises(ImproperlyConfigured, match="_Duck is not a publisher"):
+        Relay(_Duck())  # type: ignore[arg-type]

@@ -1,52 +1,80 @@
-"""docs/operations.md: the relay claims, publishes to a real HTTP receiver, and settles outcomes.
+"""The relay's behaviour (docs/operations.md): what ``Relay.run()`` publishes, when it
+retries, parks and gives back, as a publisher and the database see it.
 
-These tests run the relay in the test process (``--once`` through ``call_command``, or the
-:class:`Relay` class) against a real HTTP server on loopback; the multi-process tests
-(SIGKILL, SIGTERM, several relays) are in ``test_relay_processes.py``.
+Every test that runs a relay runs it twice: with the ``Serial`` strategy and with the
+``Pipelined`` one (claim ahead, write behind: outbox/strategies.py), on PostgreSQL and on
+SQLite — the two must behave alike. Hence ``transaction=True``: the pipelined relay's
+threads have connections of their own, which only see committed rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
 import threading
-import time
-import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from django.core.management import CommandError
 from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
 from django_orders import services
 from django_orders.models import Order, OutboxEvent
-from django_orders.outbox.backoff import retry_delay
 from django_orders.outbox.claims import (
     PARKED_UNTIL,
-    Failure,
-    claim_store_for,
 )
 from django_orders.outbox.exclusive import RelayLock
 from django_orders.outbox.maintenance import discard, requeue
-from django_orders.outbox.postgres import PostgresClaimStore
-from django_orders.outbox.relay import Relay
+from django_orders.outbox.relay import Relay, RelayAlreadyRunning
+from django_orders.outbox.strategies import Pipelined, Serial
 from django_orders.publishers import InFlight, NotSent
 from tests.outbox_rows import bulk_events
 from tests.receiver import Receiver, versions_by_order
-from tests.relay_publishers import FailingPublisher, RecordingPublisher
-from tests.relay_runs import relay_once
+from tests.relay_publishers import FailingPublisher, ReceiverPublisher, RecordingPublisher
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 PUBLISHER = "tests.relay_publishers.ReceiverPublisher"
 
 
-def run_once(receiver: Receiver, *args: str) -> int:
-    """``manage.py orders_outbox_relay --once`` in process; returns the exit status."""
-    return relay_once(PUBLISHER, *args, url=receiver.url)
+MakeRelay = Callable[..., Relay]
+RunOnce = Callable[..., int]
+
+
+@pytest.fixture(params=["serial", "pipelined"])
+def make_relay(request: pytest.FixtureRequest) -> Callable[..., Relay]:
+    """Relays of the strategy under test: each checks, once it has run, that the strategy
+    it ran is that one (the pipelined one needs connections that see committed rows)."""
+    pipelined = request.param == "pipelined"
+
+    def make(publisher: Any, **options: Any) -> Relay:
+        options.setdefault("listen", False)
+        relay = Relay(publisher, pipeline=pipelined, **options)
+        run = relay.run
+
+        def checked_run(**kwargs: Any) -> bool:
+            result = run(**kwargs)
+            assert isinstance(relay.strategy, Pipelined if pipelined else Serial)
+            return result
+
+        relay.run = checked_run  # type: ignore[method-assign]
+        return relay
+
+    return make
+
+
+@pytest.fixture
+def run_once(make_relay: MakeRelay) -> RunOnce:
+    """A relay publishing to the receiver until nothing is due, like ``--once``; returns
+    the command's exit status (0: every publish succeeded)."""
+
+    def run(receiver: Receiver, *, batch_size: int | None = None) -> int:
+        relay = make_relay(ReceiverPublisher(url=receiver.url), batch_size=batch_size)
+        return 0 if relay.run(once=True) else 1
+
+    return run
 
 
 def order_with_three_events(tenant: str = "shop-1") -> Order:
@@ -73,7 +101,9 @@ def make_due(order: Order) -> None:
 # -- --once ----------------------------------------------------------------------------
 
 
-def test_once_publishes_created_confirmed_closed_in_one_run(receiver: Receiver) -> None:
+def test_once_publishes_created_confirmed_closed_in_one_run(
+    receiver: Receiver, run_once: RunOnce
+) -> None:
     order = order_with_three_events()
 
     assert run_once(receiver) == 0
@@ -94,22 +124,22 @@ def test_once_publishes_created_confirmed_closed_in_one_run(receiver: Receiver) 
         assert event.last_error == ""
 
 
-def test_once_publishes_every_order_and_tenant(receiver: Receiver) -> None:
+def test_once_publishes_every_order_and_tenant(receiver: Receiver, run_once: RunOnce) -> None:
     orders = [order_with_three_events(tenant) for tenant in ("shop-1", "shop-2", "shop-1")]
 
-    assert run_once(receiver, "--batch-size", "2") == 0
+    assert run_once(receiver, batch_size=2) == 0
 
     assert receiver.count() == 9
     assert receiver.versions_by_order() == {str(o.id): [1, 2, 3] for o in orders}
     assert not OutboxEvent.objects.exclude(status=OutboxEvent.Status.PUBLISHED).exists()
 
 
-def test_once_with_nothing_due_exits_0(receiver: Receiver) -> None:
+def test_once_with_nothing_due_exits_0(receiver: Receiver, run_once: RunOnce) -> None:
     assert run_once(receiver) == 0
     assert receiver.count() == 0
 
 
-def test_the_cloudevent_on_the_wire(receiver: Receiver) -> None:
+def test_the_cloudevent_on_the_wire(receiver: Receiver, run_once: RunOnce) -> None:
     order = services.create_order("shop-7", metadata={"ref": "A-1"})
     assert run_once(receiver) == 0
     (event,) = receiver.received
@@ -122,7 +152,7 @@ def test_the_cloudevent_on_the_wire(receiver: Receiver) -> None:
     assert event["data"] == order.to_dict()
 
 
-def test_failure_exits_1_and_backs_off(receiver: Receiver) -> None:
+def test_failure_exits_1_and_backs_off(receiver: Receiver, run_once: RunOnce) -> None:
     order = order_with_three_events()
     receiver.status = 503
     before = timezone.now()
@@ -147,14 +177,16 @@ def test_failure_exits_1_and_backs_off(receiver: Receiver) -> None:
     assert events_of(order)[0].attempts == 2
 
 
-def test_once_does_not_retry_what_failed_in_the_same_run(receiver: Receiver) -> None:
+def test_once_does_not_retry_what_failed_in_the_same_run(
+    receiver: Receiver, run_once: RunOnce
+) -> None:
     services.create_order("shop-1")
     receiver.status = 503
     assert run_once(receiver) == 1
     assert receiver.refused == 1
 
 
-def test_retry_after_is_honoured_within_the_cap(receiver: Receiver) -> None:
+def test_retry_after_is_honoured_within_the_cap(receiver: Receiver, run_once: RunOnce) -> None:
     order = services.create_order("shop-1")
     receiver.status, receiver.retry_after = 429, "30"
     assert run_once(receiver) == 1
@@ -170,7 +202,9 @@ def test_retry_after_is_honoured_within_the_cap(receiver: Receiver) -> None:
     assert event.status == OutboxEvent.Status.PENDING
 
 
-def test_permanent_error_parks_the_event_as_dead_at_once(receiver: Receiver) -> None:
+def test_permanent_error_parks_the_event_as_dead_at_once(
+    receiver: Receiver, run_once: RunOnce
+) -> None:
     order = order_with_three_events()
     receiver.status = 400
 
@@ -185,7 +219,7 @@ def test_permanent_error_parks_the_event_as_dead_at_once(receiver: Receiver) -> 
 
 
 @override_settings(DJANGO_ORDERS={"OUTBOX_MAX_ATTEMPTS": 3})
-def test_max_attempts_parks_the_event_as_dead(receiver: Receiver) -> None:
+def test_max_attempts_parks_the_event_as_dead(receiver: Receiver, run_once: RunOnce) -> None:
     order = services.create_order("shop-1")
     receiver.status = 500
     for attempt in (1, 2, 3):
@@ -203,7 +237,7 @@ def test_max_attempts_parks_the_event_as_dead(receiver: Receiver) -> None:
     assert receiver.count() == 0  # dead stays dead until someone re-queues it
 
 
-def test_dead_event_blocks_its_order_until_requeued(receiver: Receiver) -> None:
+def test_dead_event_blocks_its_order_until_requeued(receiver: Receiver, run_once: RunOnce) -> None:
     order = order_with_three_events()
     other = order_with_three_events()
     OutboxEvent.objects.filter(aggregate_id=order.id, aggregate_version=1).update(
@@ -223,7 +257,7 @@ def test_dead_event_blocks_its_order_until_requeued(receiver: Receiver) -> None:
     assert receiver.versions_by_order()[str(order.id)] == [1, 2, 3]
 
 
-def test_discarding_a_dead_event_unblocks_its_order(receiver: Receiver) -> None:
+def test_discarding_a_dead_event_unblocks_its_order(receiver: Receiver, run_once: RunOnce) -> None:
     order = order_with_three_events()
     OutboxEvent.objects.filter(aggregate_id=order.id, aggregate_version=1).update(
         status=OutboxEvent.Status.DEAD
@@ -235,7 +269,7 @@ def test_discarding_a_dead_event_unblocks_its_order(receiver: Receiver) -> None:
 
 
 @override_settings(DJANGO_ORDERS={"OUTBOX_DEAD_BLOCKS_ORDER": False})
-def test_dead_event_need_not_block_its_order(receiver: Receiver) -> None:
+def test_dead_event_need_not_block_its_order(receiver: Receiver, run_once: RunOnce) -> None:
     order = order_with_three_events()
     OutboxEvent.objects.filter(aggregate_id=order.id, aggregate_version=1).update(
         status=OutboxEvent.Status.DEAD
@@ -244,7 +278,9 @@ def test_dead_event_need_not_block_its_order(receiver: Receiver) -> None:
     assert receiver.versions_by_order() == {str(order.id): [2, 3]}
 
 
-def test_a_failure_defers_the_later_events_of_its_order(receiver: Receiver) -> None:
+def test_a_failure_defers_the_later_events_of_its_order(
+    receiver: Receiver, run_once: RunOnce
+) -> None:
     order = order_with_three_events()
     receiver.status = 503
     assert run_once(receiver) == 1
@@ -254,7 +290,9 @@ def test_a_failure_defers_the_later_events_of_its_order(receiver: Receiver) -> N
     assert all(e.attempts == 0 for e in later)
 
 
-def test_a_dead_event_parks_its_order_and_requeue_releases_it(receiver: Receiver) -> None:
+def test_a_dead_event_parks_its_order_and_requeue_releases_it(
+    receiver: Receiver, run_once: RunOnce
+) -> None:
     order = order_with_three_events()
     receiver.status = 410
     assert run_once(receiver) == 1
@@ -270,7 +308,7 @@ def test_a_dead_event_parks_its_order_and_requeue_releases_it(receiver: Receiver
     assert receiver.versions_by_order() == {str(order.id): [1, 2, 3]}
 
 
-def test_discard_releases_a_parked_order(receiver: Receiver) -> None:
+def test_discard_releases_a_parked_order(receiver: Receiver, run_once: RunOnce) -> None:
     order = order_with_three_events()
     receiver.status = 400
     assert run_once(receiver) == 1
@@ -280,7 +318,9 @@ def test_discard_releases_a_parked_order(receiver: Receiver) -> None:
     assert receiver.versions_by_order() == {str(order.id): [2, 3]}
 
 
-def test_turning_dead_blocking_off_releases_parked_events(receiver: Receiver) -> None:
+def test_turning_dead_blocking_off_releases_parked_events(
+    receiver: Receiver, run_once: RunOnce
+) -> None:
     order = order_with_three_events()
     receiver.status = 400
     assert run_once(receiver) == 1
@@ -291,13 +331,13 @@ def test_turning_dead_blocking_off_releases_parked_events(receiver: Receiver) ->
     assert events_of(order)[0].status == OutboxEvent.Status.DEAD
 
 
-def test_a_raising_publisher_counts_as_a_transient_failure() -> None:
+def test_a_raising_publisher_counts_as_a_transient_failure(make_relay: MakeRelay) -> None:
     class Broken(RecordingPublisher):
         def publish_batch(self, events):  # type: ignore[no-untyped-def]
             raise ConnectionResetError("broker went away")
 
     order = services.create_order("shop-1")
-    relay = Relay(Broken(), listen=False)
+    relay = make_relay(Broken())
     assert relay.run(once=True) is False
     event = events_of(order)[0]
     assert event.status == "pending"
@@ -305,20 +345,22 @@ def test_a_raising_publisher_counts_as_a_transient_failure() -> None:
     assert "ConnectionResetError: broker went away" in event.last_error
 
 
-def test_a_publisher_answering_the_wrong_number_of_results_fails_the_batch() -> None:
+def test_a_publisher_answering_the_wrong_number_of_results_fails_the_batch(
+    make_relay: MakeRelay,
+) -> None:
     class Short(RecordingPublisher):
         def publish_batch(self, events):  # type: ignore[no-untyped-def]
             return []
 
     order = services.create_order("shop-1")
-    assert Relay(Short(), listen=False).run(once=True) is False
+    assert make_relay(Short()).run(once=True) is False
     event = events_of(order)[0]
     assert event.status == "pending"
     assert "the publisher returned 0 results for 1 events" in event.last_error
 
 
 def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, make_relay: MakeRelay
 ) -> None:
     broken = services.create_order("shop-1")
     fine = services.create_order("shop-1")
@@ -331,7 +373,7 @@ def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
 
     monkeypatch.setattr(batches_module, "to_cloudevent", to_cloudevent)
     publisher = RecordingPublisher()
-    assert Relay(publisher, listen=False).run(once=True) is False
+    assert make_relay(publisher).run(once=True) is False
     assert publisher.events == [{"id": str(events_of(fine)[0].id)}]
     dead = events_of(broken)[0]
     assert dead.status == OutboxEvent.Status.DEAD
@@ -339,30 +381,30 @@ def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
 
 
 @override_settings(DJANGO_ORDERS={"OUTBOX_MAX_ATTEMPTS": 2})
-def test_an_event_whose_relays_keep_dying_is_parked_not_tried_again() -> None:
+def test_an_event_whose_relays_keep_dying_is_parked_not_tried_again(make_relay: MakeRelay) -> None:
     order = services.create_order("shop-1")
     # Two claims whose relays died before writing an outcome (attempts count claims).
     OutboxEvent.objects.update(attempts=2)
     publisher = RecordingPublisher()
-    assert Relay(publisher, listen=False).run(once=True) is False
+    assert make_relay(publisher).run(once=True) is False
     assert publisher.events == []
     event = events_of(order)[0]
     assert event.status == OutboxEvent.Status.DEAD
     assert "claimed 3 times without an outcome" in event.last_error
 
 
-def test_the_publisher_is_closed_when_the_relay_stops() -> None:
+def test_the_publisher_is_closed_when_the_relay_stops(make_relay: MakeRelay) -> None:
     publisher = RecordingPublisher()
     services.create_order("shop-1")
-    assert Relay(publisher, listen=False).run(once=True) is True
+    assert make_relay(publisher).run(once=True) is True
     assert publisher.closed
     assert len(publisher.events) == 1
 
 
-def test_one_log_line_per_batch(caplog: pytest.LogCaptureFixture) -> None:
+def test_one_log_line_per_batch(caplog: pytest.LogCaptureFixture, make_relay: MakeRelay) -> None:
     order_with_three_events()
     with caplog.at_level(logging.INFO, logger="django_orders"):
-        Relay(RecordingPublisher(), listen=False).run(once=True)
+        make_relay(RecordingPublisher()).run(once=True)
     batches = [r for r in caplog.records if r.getMessage().startswith("outbox batch")]
     assert len(batches) == 3  # created, then confirmed, then closed: each unblocks the next
     assert all(r.name.startswith("django_orders") for r in batches)
@@ -378,148 +420,23 @@ def test_one_log_line_per_batch(caplog: pytest.LogCaptureFixture) -> None:
     assert "claimed=1 published=1 failed=0 dead=0" in batches[0].getMessage()
 
 
-def test_the_relay_says_which_mode_it_runs_in(caplog: pytest.LogCaptureFixture) -> None:
+def test_the_relay_says_which_mode_it_runs_in(
+    caplog: pytest.LogCaptureFixture, make_relay: MakeRelay
+) -> None:
     with caplog.at_level(logging.INFO, logger="django_orders"):
-        Relay(RecordingPublisher(), listen=False).run(once=True)
+        relay = make_relay(RecordingPublisher())
+        relay.run(once=True)
     started = next(
         r.getMessage() for r in caplog.records if r.getMessage().startswith("Outbox relay started")
     )
+    overlapped = "yes" if isinstance(relay.strategy, Pipelined) else "no"
+    assert f"claim ahead and write behind={overlapped}" in started
     if connection.vendor == "postgresql":
         assert "mode=concurrent (PostgreSQL via psycopg" in started
         assert "SELECT ... FOR UPDATE SKIP LOCKED" in started
     else:
         assert "mode=single relay (sqlite has no SKIP LOCKED)" in started
         assert "exclusive lock" in started
-
-
-# -- claims, leases, fencing -----------------------------------------------------------
-
-
-def test_a_claimed_event_is_not_claimed_again_while_leased() -> None:
-    services.create_order("shop-1")
-    store = claim_store_for("default")
-    claim = store.claim(10)
-    assert claim is not None
-    assert len(claim.events) == 1
-    assert claim.events[0].attempts == 1  # counted at claim time
-    assert claim.events[0].lease_token == claim.token
-    assert store.claim(10) is None
-
-
-def test_only_the_oldest_unfinished_event_of_an_order_is_claimable() -> None:
-    order = order_with_three_events()
-    store = claim_store_for("default")
-    claim = store.claim(10)
-    assert claim is not None
-    assert [e.aggregate_version for e in claim.events] == [1]
-    store.settle(claim.token, [claim.events[0].id], [])
-    claim = store.claim(10)
-    assert claim is not None
-    assert [(e.aggregate_id, e.aggregate_version) for e in claim.events] == [(order.id, 2)]
-
-
-def test_an_expired_lease_is_claimed_again() -> None:
-    services.create_order("shop-1")
-    store = claim_store_for("default")
-    first = store.claim(10)
-    assert first is not None
-    OutboxEvent.objects.update(leased_until=timezone.now() - dt.timedelta(seconds=1))
-    second = store.claim(10)
-    assert second is not None
-    assert second.token != first.token
-    assert second.events[0].id == first.events[0].id
-    assert second.events[0].attempts == 2
-
-
-def test_a_relay_that_lost_its_lease_cannot_overwrite_the_new_owners_result() -> None:
-    services.create_order("shop-1")
-    store = claim_store_for("default")
-    stale = store.claim(10)
-    assert stale is not None
-    event_id = stale.events[0].id
-    OutboxEvent.objects.update(leased_until=timezone.now() - dt.timedelta(seconds=1))
-    owner = store.claim(10)
-    assert owner is not None
-
-    # The new owner publishes; the stale relay then reports a failure: nothing changes.
-    assert store.settle(owner.token, [event_id], []).published == 1
-    late = Failure(
-        event=stale.events[0], error="late failure", dead=True, available_at=timezone.now()
-    )
-    settled = store.settle(stale.token, [], [late])
-    assert (settled.published, settled.retried, settled.dead) == (0, 0, 0)
-    event = OutboxEvent.objects.get(id=event_id)
-    assert event.status == OutboxEvent.Status.PUBLISHED
-    assert event.last_error == ""
-
-    # Nor can a stale relay mark as published what the new owner holds, or renew it.
-    services.create_order("shop-1")
-    stale = store.claim(10)
-    assert stale is not None
-    OutboxEvent.objects.filter(status="pending").update(
-        leased_until=timezone.now() - dt.timedelta(seconds=1)
-    )
-    owner = store.claim(10)
-    assert owner is not None
-    assert store.settle(stale.token, [stale.events[0].id], []).published == 0
-    assert store.renew(stale) == 0
-    assert store.renew(owner) == 1
-    assert OutboxEvent.objects.get(id=owner.events[0].id).status == "pending"
-
-
-def test_renewing_extends_the_lease() -> None:
-    services.create_order("shop-1")
-    store = claim_store_for("default")
-    claim = store.claim(10)
-    assert claim is not None
-    OutboxEvent.objects.update(leased_until=timezone.now() + dt.timedelta(seconds=1))
-    assert store.renew(claim) == 1
-    event = OutboxEvent.objects.get()
-    assert event.leased_until is not None
-    assert event.leased_until > timezone.now() + dt.timedelta(seconds=25)
-
-
-def test_reconfirm_renews_what_a_claim_still_holds_and_names_it() -> None:
-    """Before sending a batch whose lease may have run out, the relay asks the database
-    which of its events it still holds: those another relay claimed since are not its."""
-    for _ in range(3):
-        services.create_order("shop-1")
-    store = claim_store_for("default")
-    stale = store.claim(10)
-    assert stale is not None
-    assert len(stale.events) == 3
-    taken = stale.events[0].id
-    OutboxEvent.objects.filter(id=taken).update(leased_until=timezone.now())
-    owner = store.claim(10)  # another relay takes the one whose lease ran out
-    assert owner is not None
-    assert owner.ids == [taken]
-    OutboxEvent.objects.exclude(id=taken).update(leased_until=timezone.now())  # ran out too
-    stale.leased_at -= 3600  # by the relay's clock, long ago (it was paused)
-
-    held = store.reconfirm(stale)
-
-    assert held == {event.id for event in stale.events[1:]}
-    for event in OutboxEvent.objects.exclude(id=taken):  # renewed: still this relay's
-        assert event.leased_until is not None
-        assert event.leased_until > timezone.now() + dt.timedelta(seconds=25)
-    assert stale.leased_at > time.monotonic() - 60
-
-
-def test_a_renewal_that_finds_an_event_taken_leaves_the_claim_looking_old() -> None:
-    """A partial renewal must not make the relay believe its whole batch is still held."""
-    services.create_order("shop-1")
-    services.create_order("shop-1")
-    store = claim_store_for("default")
-    claim = store.claim(10)
-    assert claim is not None
-    claim.leased_at -= 3600
-    OutboxEvent.objects.filter(id=claim.events[0].id).update(lease_token=uuid.uuid4())
-
-    assert store.renew(claim) == 1
-    assert claim.leased_at < time.monotonic() - 3000
-    OutboxEvent.objects.filter(id=claim.events[0].id).update(lease_token=claim.token)
-    assert store.renew(claim) == 2
-    assert claim.leased_at > time.monotonic() - 60
 
 
 def test_a_stopping_relay_releases_the_claim_it_has_not_started() -> None:
@@ -533,7 +450,7 @@ def test_a_stopping_relay_releases_the_claim_it_has_not_started() -> None:
     assert publisher.events == []
 
 
-def test_a_stop_mid_batch_releases_what_was_not_sent() -> None:
+def test_a_stop_mid_batch_releases_what_was_not_sent(make_relay: MakeRelay) -> None:
     bulk_events(5, versions=1)
     relay: Relay
 
@@ -544,7 +461,7 @@ def test_a_stop_mid_batch_releases_what_was_not_sent() -> None:
                 relay.stop()  # as SIGTERM arriving while the second event was in flight
 
     publisher = StopsAfterTwo()
-    relay = Relay(publisher, listen=False)
+    relay = make_relay(publisher)
     assert relay.run(once=True) is True  # released events are not failures
 
     assert len(publisher.events) == 2
@@ -559,25 +476,25 @@ def test_a_stop_mid_batch_releases_what_was_not_sent() -> None:
             assert event.available_at <= timezone.now()
 
 
-def test_a_publisher_serves_a_new_relay_after_a_stopped_one() -> None:
+def test_a_publisher_serves_a_new_relay_after_a_stopped_one(make_relay: MakeRelay) -> None:
     publisher = RecordingPublisher()
-    stopped = Relay(publisher, listen=False)
+    stopped = make_relay(publisher)
     stopped.stop()
     assert stopped.run(once=True) is True
     assert publisher.stop_requested
 
     services.create_order("shop-1")
-    assert Relay(publisher, listen=False).run(once=True) is True
+    assert make_relay(publisher).run(once=True) is True
     assert len(publisher.events) == 1
 
 
-def test_not_sent_while_not_stopping_is_a_failure_with_backoff() -> None:
+def test_not_sent_while_not_stopping_is_a_failure_with_backoff(make_relay: MakeRelay) -> None:
     class Confused(RecordingPublisher):
         def publish_batch(self, events):  # type: ignore[no-untyped-def]
             return [NotSent("not sent") for _ in events]
 
     order = services.create_order("shop-1")
-    relay = Relay(Confused(), listen=False)
+    relay = make_relay(Confused())
     assert relay.run(once=True) is False
     event = events_of(order)[0]
     # Released instead, it would be due again at once: a hot loop.
@@ -585,15 +502,14 @@ def test_not_sent_while_not_stopping_is_a_failure_with_backoff() -> None:
     assert event.available_at > event.created_at
 
 
-@pytest.mark.django_db(transaction=True)
-def test_each_loop_closes_old_connections() -> None:
+def test_each_loop_closes_old_connections(make_relay: MakeRelay) -> None:
     """django.db.close_old_connections() before every claim and every write-back, on
     whichever thread runs it: with CONN_MAX_AGE = 0 (the test settings) every batch is
     claimed and written back on fresh connections; a long-lived relay thus honours
     CONN_MAX_AGE and drops a connection the database broke."""
     assert connection.settings_dict["CONN_MAX_AGE"] == 0
     order_with_three_events()  # three batches: each event unblocks the next
-    relay = Relay(RecordingPublisher(), listen=False)
+    relay = make_relay(RecordingPublisher())
     used: dict[str, list[object]] = {"claim": [], "settle": []}
 
     def spy(step: str, method):  # type: ignore[no-untyped-def]
@@ -616,100 +532,22 @@ def test_each_loop_closes_old_connections() -> None:
         assert len({id(raw) for raw in connections_used}) == 3, step
 
 
-def test_failing_publisher_helper_is_permanent_on_request() -> None:
+def test_failing_publisher_helper_is_permanent_on_request(make_relay: MakeRelay) -> None:
     order = services.create_order("shop-1")
-    assert Relay(FailingPublisher(permanent=True), listen=False).run(once=True) is False
+    assert make_relay(FailingPublisher(permanent=True)).run(once=True) is False
     assert events_of(order)[0].status == OutboxEvent.Status.DEAD
-
-
-@pytest.mark.postgres
-def test_a_claim_is_a_heap_only_update() -> None:
-    """The outbox table leaves room on its pages (fillfactor 50, migration 0002) and a
-    claim changes no indexed column, so PostgreSQL writes the leased row version on the
-    same page without an entry in any of the four indexes (a HOT update)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT reloptions FROM pg_class WHERE relname = %s",
-            [OutboxEvent._meta.db_table],
-        )
-        assert cursor.fetchone()[0] == ["fillfactor=50"]
-    for _ in range(200):  # orders as the API writes them: the realistic row size
-        services.create_order("shop-1", metadata={"note": "x" * 100})
-    store = claim_store_for("default")
-    with connection.cursor() as cursor:
-        hot = "SELECT pg_stat_get_xact_tuples_hot_updated(%s::regclass)"
-        cursor.execute(hot, [OutboxEvent._meta.db_table])
-        before = cursor.fetchone()[0]
-        claim = store.claim(200)
-        assert claim is not None
-        assert len(claim.events) == 200
-        cursor.execute(hot, [OutboxEvent._meta.db_table])
-        assert cursor.fetchone()[0] - before == 200
-
-
-@pytest.mark.postgres
-def test_the_claim_probes_per_candidate_even_with_stale_statistics() -> None:
-    """The steady state of a production outbox: analysed while nothing was pending, then
-    a burst. The claim must still probe the unfinished index per candidate row, not scan
-    it whole per candidate (that plan took ~1 s per claim on 20,000 pending events)."""
-    bulk_events(2000, versions=1)
-    OutboxEvent.objects.update(status="published", published_at=timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute("ANALYZE django_orders_outbox_event")
-    bulk_events(2000, versions=1)
-    store = claim_store_for("default")
-    assert isinstance(store, PostgresClaimStore)
-    sql, params = store.claim_sql(uuid.uuid4(), 100)
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql, params)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "SubPlan" in plan, plan
-    assert "Index Cond: ((aggregate_id = e.aggregate_id)" in plan, plan
-
-    # The writes after the claim probe by primary key / aggregate, not the pending index.
-    claim = store.claim(100)
-    assert claim is not None
-    assert "pkey" in store.events().held(claim.token, claim.ids).explain()
-    followers = store.followers(claim.events[0], PARKED_UNTIL).explain()
-    # An index of the aggregate's own events: the unfinished one, or the unique
-    # (tenant, type, id, version) one — never a walk of the pending index.
-    assert any(
-        index in followers
-        for index in ("orders_outbox_unfinished", "orders_outbox_aggregate_version_unique")
-    ), followers
-    assert "orders_outbox_pending" not in followers, followers
-
-
-# -- backoff ---------------------------------------------------------------------------
-
-
-def test_backoff_is_exponential_with_full_jitter() -> None:
-    rng = random.Random(4)
-    for attempts in range(1, 12):
-        window = min(300.0, 2.0 ** (attempts - 1))
-        delays = [retry_delay(attempts, cap=300, rng=rng) for _ in range(200)]
-        assert all(0 <= d <= window for d in delays)
-        assert max(delays) > window * 0.8  # spread over the whole window
-        assert min(delays) < window * 0.2
-    assert retry_delay(1, cap=300, rng=rng) <= 1.0  # first retry within a second
-
-
-def test_backoff_honours_retry_after_but_not_past_the_cap() -> None:
-    assert retry_delay(1, cap=300, retry_after=20) == 20
-    assert retry_delay(1, cap=300, retry_after=3600) == 300
-    assert retry_delay(60, cap=10) <= 10
 
 
 # -- one relay where SKIP LOCKED is missing --------------------------------------------
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="the single-relay lock is for SQLite")
-def test_a_second_relay_on_sqlite_refuses_to_start(receiver: Receiver) -> None:
+def test_a_second_relay_on_sqlite_refuses_to_start(receiver: Receiver, run_once: RunOnce) -> None:
     lock = RelayLock.for_database(connection.settings_dict["NAME"])
     assert lock is not None
     lock.acquire()
     try:
-        with pytest.raises(CommandError, match="Another outbox relay is already running"):
+        with pytest.raises(RelayAlreadyRunning, match="Another outbox relay is already running"):
             run_once(receiver)
     finally:
         lock.release()
@@ -750,18 +588,17 @@ class WindowedPublisher(RecordingPublisher):
         return Handle([])
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
 @pytest.mark.parametrize("window", [1, 2])
 def test_a_publisher_may_take_the_next_batch_before_answering_the_last(window: int) -> None:
-    """With ``max_batches_in_flight = 2`` the relay hands over the next batch before it
-    waits for the one before (RabbitMQ: the next batch is on the wire while confirms
-    come); never more than the window; per-order order and exactly-once among healthy
-    relays hold; everything is written back."""
+    """With ``max_batches_in_flight = 2`` the pipelined relay hands over the next batch
+    before it waits for the one before (RabbitMQ: the next batch is on the wire while
+    confirms come); never more than the window; per-order order and exactly-once among
+    healthy relays hold; everything is written back."""
     bulk_events(60, versions=3)
     publisher = WindowedPublisher(window)
     relay = Relay(publisher, batch_size=10, listen=False)
     assert relay.run(once=True) is True
+    assert isinstance(relay.strategy, Pipelined)
 
     assert max(publisher.outstanding_at_start) == window
     ids = [event["id"] for event in publisher.events]
@@ -771,8 +608,6 @@ def test_a_publisher_may_take_the_next_batch_before_answering_the_last(window: i
     assert relay.totals.published == 180
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
 def test_a_stop_finishes_every_batch_in_flight_and_releases_the_claim_ahead() -> None:
     bulk_events(40, versions=1)
     hold = threading.Event()
@@ -787,6 +622,7 @@ def test_a_stop_finishes_every_batch_in_flight_and_releases_the_claim_ahead() ->
     publisher.on_start = on_start
     assert relay.run(once=True) is True
 
+    assert isinstance(relay.strategy, Pipelined)
     assert publisher.started == 2
     assert relay.totals.published == 20
     assert OutboxEvent.objects.filter(status="published").count() == 20
