@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from django_orders import services
 from django_orders.models import OutboxEvent
-from django_orders.outbox.claims import PARKED_UNTIL, claim_store_for
-from django_orders.outbox.postgres import PostgresClaimStore
+from django_orders.outbox.claims import PARKED_UNTIL
+from django_orders.outbox.postgres import PostgresClaimStore, claim_store_for
 from tests.outbox_rows import bulk_events
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]

@@ -163,7 +163,14 @@ class Settled:
 
 
 class ClaimStore:
-    """Claims through the ORM: portable, the relay's clock, ``SKIP LOCKED`` if available."""
+    """Claims through the ORM: portable, the relay's clock, ``SKIP LOCKED`` if available.
+
+    One method per thing a relay (or an operator) does to the outbox — claim; renew,
+    reconfirm and release a lease; settle a batch (mark published, mark failed, defer the
+    followers of a failure); unpark; clear leases — hence more methods than a class here
+    usually has; :class:`~django_orders.outbox.postgres.PostgresClaimStore` overrides the
+    hot ones with single statements.
+    """
 
     def __init__(self, using: str) -> None:
         self.using = using
@@ -347,12 +354,3 @@ class ClaimStore:
             .filter(status=PENDING, lease_token__isnull=False)
             .update(lease_token=None, leased_until=None)
         )
-
-
-def claim_store_for(using: str) -> ClaimStore:
-    """The claim store that fits the database behind ``using``."""
-    if connections[using].vendor == "postgresql":
-        from django_orders.outbox.postgres import PostgresClaimStore
-
-        return PostgresClaimStore(using)
-    return ClaimStore(using)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from django_orders.conf import orders_settings
 from django_orders.models import OutboxEvent
@@ -146,3 +146,11 @@ class PostgresClaimStore(ClaimStore):
 def _uuid(value: Any) -> uuid.UUID:
     """psycopg 3 returns a uuid column as ``uuid.UUID``, psycopg2 as text."""
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def claim_store_for(using: str) -> ClaimStore:
+    """The claim store that fits the database behind ``using``: this one on PostgreSQL,
+    the portable ORM one elsewhere."""
+    if connections[using].vendor == "postgresql":
+        return PostgresClaimStore(using)
+    return ClaimStore(using)

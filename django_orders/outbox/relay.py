@@ -34,9 +34,10 @@ from django.utils import timezone
 from django_orders.conf import orders_settings
 from django_orders.models import OutboxEvent
 from django_orders.outbox.batches import Batches, BatchReport
-from django_orders.outbox.claims import ClaimStore, claim_store_for
+from django_orders.outbox.claims import ClaimStore
 from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
 from django_orders.outbox.lease import LeaseKeeper
+from django_orders.outbox.postgres import claim_store_for
 from django_orders.outbox.recording import NOTIFY_CHANNEL
 from django_orders.outbox.strategies import Pipelined, Serial
 from django_orders.outbox.wakeup import Wakeup
