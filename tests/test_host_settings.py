@@ -132,6 +132,16 @@ def test_a_mount_prefix(api: OrdersClient) -> None:
     assert api.call("GET", f"/orders/{order_id}").status_code == 404
 
 
+@override_settings(ROOT_URLCONF="tests.urls_namespaced")
+def test_a_mount_inside_a_host_namespace(api: OrdersClient) -> None:
+    created = api.call("POST", "/api/orders", {}, headers={"Idempotency-Key": "namespaced"})
+    order_id = created.json()["id"]
+
+    assert created.status_code == 201
+    assert created["Location"] == f"http://testserver/api/orders/{order_id}"
+    assert api.get(created["Location"], headers={"X-Tenant-Id": "shop-1"}).status_code == 200
+
+
 def test_a_script_name_is_kept_in_the_location() -> None:
     # A host served under a path prefix by its WSGI server (SCRIPT_NAME=/shop). The test
     # client does not apply SCRIPT_NAME to reverse(), so call Django's WSGI handler itself,
