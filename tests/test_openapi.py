@@ -35,3 +35,34 @@ def test_schema_describes_every_endpoint_without_warnings() -> None:
     assert set(create["responses"]) >= {"201", "400", "409", "422"}
     confirm = paths["/api/v1/orders/{order_id}/confirm"]["patch"]
     assert {"412", "428"} <= set(confirm["responses"])
+
+
+@override_settings(REST_FRAMEWORK={"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"})
+def test_a_hosts_subclasses_mounted_with_orders_urls_keep_the_description(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests import docs_snippets
+
+    # The subclassing recipe of docs/guide/tenancy.md, as a host would mount it.
+    docs_snippets.install(monkeypatch, "myproject.api", "guide/tenancy.md", "api-subclasses")
+    docs_snippets.install(monkeypatch, "myproject.urls", "guide/tenancy.md", "urls-subclasses")
+    GENERATOR_STATS.reset()
+    schema = SchemaGenerator(urlconf="myproject.urls").get_schema(request=None, public=True)
+    validate_schema(schema)
+    assert not GENERATOR_STATS._warn_cache, GENERATOR_STATS._warn_cache
+    assert not GENERATOR_STATS._error_cache, GENERATOR_STATS._error_cache
+    operations = {
+        (path, method): op["operationId"]
+        for path, methods in schema["paths"].items()
+        for method, op in methods.items()
+    }
+    assert operations == {
+        ("/api/orders", "get"): "orders_list",
+        ("/api/orders", "post"): "orders_create",
+        ("/api/orders/{order_id}", "get"): "orders_retrieve",
+        ("/api/orders/{order_id}/confirm", "patch"): "orders_confirm",
+        ("/api/orders/{order_id}/close", "post"): "orders_close",
+    }
+    # The subclass's own authentication is what the description says.
+    create = schema["paths"]["/api/orders"]["post"]
+    assert create["security"] == [{"tokenAuth": []}]
