@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from rest_framework.throttling import UserRateThrottle
+
 from django_orders.tenancy import tenant_source
 
 
@@ -58,3 +60,9 @@ class DeclaredResolverObject:
 
 
 declared_resolver_object = DeclaredResolverObject()
+
+
+class OneRequestThrottle(UserRateThrottle):
+    """One request a minute per user, whatever DEFAULT_THROTTLE_RATES says."""
+
+    rate = "1/min"

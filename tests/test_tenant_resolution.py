@@ -4,8 +4,12 @@ and the view's permissions — what a resolver may raise, what the errors say, a
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client, override_settings
 from rest_framework.authtoken.models import Token
 
@@ -21,6 +25,13 @@ TOKEN_REQUIRED = {
 @pytest.fixture
 def client() -> Client:
     return Client()
+
+
+@pytest.fixture
+def throttle_cache() -> Iterator[None]:
+    cache.clear()  # DRF's throttles count in the default cache
+    yield
+    cache.clear()
 
 
 # -- the host's authentication and permissions come first ---------------------------------
@@ -54,6 +65,36 @@ def test_an_authenticated_caller_then_meets_the_tenant_checks(client: Client) ->
         client.get("/orders", headers={**auth, "X-Tenant-Id": "a b"}), 400, "invalid_tenant"
     )
     assert client.get("/orders", headers={**auth, "X-Tenant-Id": "shop-1"}).status_code == 200
+
+
+@pytest.mark.django_db
+@override_settings(
+    REST_FRAMEWORK={
+        **TOKEN_REQUIRED,
+        "DEFAULT_THROTTLE_CLASSES": ["tests.hooks.OneRequestThrottle"],
+    },
+    DJANGO_ORDERS={"TENANT_ACCESS_CHECK": "tests.hooks.allow_shop_1"},
+)
+@pytest.mark.usefixtures("throttle_cache")
+def test_confirm_checks_auth_tenant_access_throttles_then_the_request(client: Client) -> None:
+    # docs/api/confirm-order.md rows 1-6, each request failing every later check too.
+    token = Token.objects.create(user=User.objects.create_user("u")).key
+    auth = {"Authorization": f"Token {token}"}
+    bad_key = {"Idempotency-Key": "x" * 300}
+
+    def confirm(order_id: str = "nope", **headers: str) -> object:
+        return client.patch(
+            f"/orders/{order_id}/confirm", "{", content_type="application/json", headers=headers
+        )
+
+    assert_problem(confirm(**bad_key, **{"X-Tenant-Id": "a b"}), 401, "not_authenticated")
+    assert_problem(confirm(**auth, **bad_key), 400, "missing_tenant")
+    assert_problem(confirm(**auth, **bad_key, **{"X-Tenant-Id": "shop-2"}), 403, "tenant_forbidden")
+    ok_tenant = {**auth, **bad_key, "X-Tenant-Id": "shop-1"}
+    # The throttle lets one request through: it meets the idempotency key (row 6) …
+    assert_problem(confirm(str(uuid.uuid4()), **ok_tenant), 400, "invalid_idempotency_key")
+    # … and the next is throttled before its malformed id is looked at (row 5).
+    assert_problem(confirm(**ok_tenant), 429, "throttled")
 
 
 # -- what a resolver may raise -----------------------------------------------------------
