@@ -220,7 +220,7 @@ def _tenant_from_header(user: Mapping[str, Any]) -> bool:
             resolver = import_from_string(resolver, "TENANT_RESOLVER")
         except ImportError:
             return False  # E002 says so
-    return bool(resolver is header_tenant_resolver)
+    return resolver is header_tenant_resolver
 
 
 def _is_int(value: Any) -> bool:
