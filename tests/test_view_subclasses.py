@@ -23,11 +23,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls_view_subclasse
 
 
 @pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
-@pytest.fixture
 def token() -> str:
     return Token.objects.create(user=User.objects.create_user("ann", password="pw")).key
 
