@@ -83,7 +83,7 @@ def test_relay_rejects_a_publisher_that_does_not_import() -> None:
 
 
 def test_relay_rejects_what_is_not_a_publisher_saying_what_it_lacks() -> None:
-    with pytest.raises(CommandError, match="OrderedDict is not a publisher.*it lacks publish"):
+    with pytest.raises(CommandError, match=r"OrderedDict is not a publisher.*it lacks publish"):
         call_command("orders_outbox_relay", "--once", "--publisher", "collections.OrderedDict")
 
 
