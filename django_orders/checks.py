@@ -6,12 +6,14 @@ Ids are numbered and never reused; docs/reference/checks.md lists them.
 - ``django_orders.E002`` a dotted-path setting does not import.
 - ``django_orders.E003`` ``TENANT_ID_PATTERN`` is not a valid regular expression.
 - ``django_orders.E004`` ``PAGE_SIZE`` / ``MAX_PAGE_SIZE`` out of range.
-- ``django_orders.E005`` ``TenantMiddleware`` missing from ``MIDDLEWARE``.
+- ``django_orders.E005`` retired (``TenantMiddleware`` is no longer needed).
 - ``django_orders.E006`` a removed setting is used.
 - ``django_orders.E007`` a duration setting is neither a timedelta nor seconds.
 - ``django_orders.E008`` an outbox or body-size number is out of range.
-- ``django_orders.E009`` the orders URLs are mounted under a tenant-exempt path.
-- ``django_orders.W001`` (deploy) no ``TENANT_ACCESS_CHECK`` while ``DEBUG`` is off.
+- ``django_orders.E009`` a route of the orders API is mounted under a tenant-exempt path.
+- ``django_orders.W001`` (deploy) the tenant comes from the header and no
+  ``TENANT_ACCESS_CHECK`` is set, while ``DEBUG`` is off.
+- ``django_orders.W003`` the no-longer-needed ``TenantMiddleware`` is in ``MIDDLEWARE``.
 """
 
 from __future__ import annotations
@@ -135,54 +137,90 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 @register(Tags.compatibility)
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    if MIDDLEWARE_PATH in getattr(settings, "MIDDLEWARE", []):
+    if MIDDLEWARE_PATH not in getattr(settings, "MIDDLEWARE", []):
         return []
     return [
-        Error(
-            f"{MIDDLEWARE_PATH!r} is not in MIDDLEWARE.",
-            hint="Add it so tenant-scoped views resolve the tenant and reset it after each "
-            "request.",
-            id="django_orders.E005",
+        Warning(
+            f"{MIDDLEWARE_PATH!r} is no longer needed: tenant-scoped views resolve the tenant "
+            "themselves, after DRF authentication.",
+            hint="Remove it from MIDDLEWARE; it does nothing.",
+            id="django_orders.W003",
         )
     ]
 
 
 @register(Tags.urls)
 def check_urls_not_exempt(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    from django.urls import NoReverseMatch, reverse
-
     from django_orders.tenancy import is_exempt_path
 
-    try:
-        path = reverse("django_orders:order-list")
-    except (NoReverseMatch, ImportError):
-        return []  # not mounted (yet), or mounted under another namespace: nothing to say
-    if not is_exempt_path(path):
+    paths = [path for path in _orders_api_paths() if is_exempt_path(path)]
+    if not paths:
         return []
     return [
         Error(
-            f"The orders API is mounted at {path!r}, under a TENANT_EXEMPT_PATHS prefix: "
-            "its requests would have no tenant.",
+            f"The orders API is mounted at {', '.join(map(repr, paths))}, under a "
+            "TENANT_EXEMPT_PATHS prefix: its requests would have no tenant.",
             hint="Mount django_orders.urls elsewhere, or narrow TENANT_EXEMPT_PATHS.",
             id="django_orders.E009",
         )
     ]
 
 
+def _orders_api_paths() -> list[str]:
+    """The path of every route served by a view of the orders API (the package's or a
+    subclass), wherever it is mounted: under any prefix and namespace, nested includes
+    too. Paths read as DRF's schema generator writes them (``/api/orders/{order_id}``)."""
+    from rest_framework.schemas.generators import EndpointEnumerator
+
+    from django_orders.views import OrdersAPIView
+
+    class Enumerator(EndpointEnumerator):
+        # DRF's walk of the URL resolver, keeping the orders API's views only (DRF's own
+        # filter would drop views hidden from the schema, which still serve requests).
+        def should_include_endpoint(self, path: str, callback: Any) -> bool:
+            view_class = getattr(callback, "cls", None)
+            return isinstance(view_class, type) and issubclass(view_class, OrdersAPIView)
+
+    try:
+        endpoints = Enumerator().get_api_endpoints()
+    except ImportError:
+        return []  # a broken URLconf: Django's own URL checks report it
+    # One entry per route, not per method, in the URLconf's order.
+    return list(dict.fromkeys(path for path, _method, _callback in endpoints))
+
+
 @register(Tags.security, deploy=True)
 def check_tenant_access_configured(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     user = _user_settings() or {}
-    if settings.DEBUG or user.get("TENANT_ACCESS_CHECK"):
+    if settings.DEBUG or user.get("TENANT_ACCESS_CHECK") or not _tenant_from_header(user):
         return []
     return [
         Warning(
             "No TENANT_ACCESS_CHECK is configured: any caller can act for any tenant by "
             "sending the tenant header.",
             hint=f"Set {SETTING_NAME}['TENANT_ACCESS_CHECK'] to a callable(request, tenant_id) "
-            "-> bool, or make sure a gateway in front of the API sets the header.",
+            "-> bool, derive the tenant from the authenticated caller with a TENANT_RESOLVER "
+            "of your own, or make sure a gateway in front of the API sets the header.",
             id="django_orders.W001",
         )
     ]
+
+
+def _tenant_from_header(user: Mapping[str, Any]) -> bool:
+    """Whether ``TENANT_RESOLVER`` is the package's header resolver (the default).
+
+    A resolver of the host's own is taken to derive the tenant from the authenticated
+    caller; one that does not cannot be told apart (docs/reference/checks.md).
+    """
+    from django_orders.tenancy import header_tenant_resolver
+
+    resolver = user.get("TENANT_RESOLVER", DEFAULTS["TENANT_RESOLVER"])
+    if isinstance(resolver, str):
+        try:
+            resolver = import_from_string(resolver, "TENANT_RESOLVER")
+        except ImportError:
+            return False  # E002 says so
+    return resolver is header_tenant_resolver
 
 
 def _is_int(value: Any) -> bool:

@@ -9,13 +9,18 @@ Usage::
 
     from django_orders.conf import orders_settings
     orders_settings.PAGE_SIZE
+
+Each setting is annotated on :class:`OrdersSettings` with the type it has once read (a
+dotted path imported, a duration as a ``timedelta``), so mypy and readers see it, and a
+misspelt name is a type error.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -93,6 +98,32 @@ class OrdersSettings:
     Each attribute is resolved on first access and cached; :meth:`reload` drops the cache.
     """
 
+    # The type of each setting as read (docs/reference/settings.md says what each means).
+    # Annotations only, no values: a read still goes through __getattr__ the first time.
+    # A test keeps this list and DEFAULTS the same.
+    TENANT_HEADER: str
+    TENANT_ID_PATTERN: str | re.Pattern[str]
+    TENANT_EXEMPT_PATHS: Sequence[str]
+    TENANT_RESOLVER: Callable[[Any], str | None]
+    TENANT_ACCESS_CHECK: Callable[[Any, str], bool] | None
+    IDEMPOTENCY_KEY_REQUIRED: bool
+    IDEMPOTENCY_TTL: dt.timedelta
+    REQUIRE_IF_MATCH: bool
+    DEFAULT_CURRENCY: str
+    PAGE_SIZE: int
+    MAX_PAGE_SIZE: int
+    MAX_BODY_BYTES: int
+    EVENT_SOURCE: str
+    OUTBOX_PUBLISHER: type[Any]
+    OUTBOX_PUBLISHER_OPTIONS: Mapping[str, Any]
+    OUTBOX_BATCH_SIZE: int
+    OUTBOX_POLL_INTERVAL: float
+    OUTBOX_MAX_ATTEMPTS: int
+    OUTBOX_RETENTION: dt.timedelta
+    OUTBOX_LEASE: dt.timedelta
+    OUTBOX_BACKOFF_MAX: dt.timedelta
+    OUTBOX_DEAD_BLOCKS_ORDER: bool
+
     def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
         self.defaults = dict(defaults if defaults is not None else DEFAULTS)
         self._cached: set[str] = set()
@@ -103,17 +134,19 @@ class OrdersSettings:
         value = getattr(settings, SETTING_NAME, None)
         return value if isinstance(value, Mapping) else {}
 
-    def __getattr__(self, attr: str) -> Any:
-        if attr not in self.defaults:
-            raise AttributeError(f"Invalid django-orders setting: {attr!r}")
-        value = self.user_settings.get(attr, self.defaults[attr])
-        if attr in IMPORT_STRINGS and isinstance(value, str):
-            value = import_from_string(value, attr)
-        elif attr in DURATIONS:
-            value = to_timedelta(value, attr)
-        self._cached.add(attr)
-        setattr(self, attr, value)
-        return value
+    if not TYPE_CHECKING:  # mypy sees the annotations above, and a typo as an error
+
+        def __getattr__(self, attr: str) -> Any:
+            if attr not in self.defaults:
+                raise AttributeError(f"Invalid django-orders setting: {attr!r}")
+            value = self.user_settings.get(attr, self.defaults[attr])
+            if attr in IMPORT_STRINGS and isinstance(value, str):
+                value = import_from_string(value, attr)
+            elif attr in DURATIONS:
+                value = to_timedelta(value, attr)
+            self._cached.add(attr)
+            setattr(self, attr, value)
+            return value
 
     def reload(self) -> None:
         """Forget every cached value; the next access reads the settings again."""

@@ -165,9 +165,9 @@ class IdempotencyMixin:
     Put it first in the bases: ``class MyView(IdempotencyMixin, TenantScopedMixin,
     APIView)``. Every unsafe request the view handles runs in one database transaction
     that is rolled back unless the answer is 2xx; the handler may use ``select_for_update``
-    and rely on it. Keys are scoped by tenant (``request.tenant_id``, set by the tenant
-    middleware). ``idempotency_key_required`` is ``None`` to follow the
-    ``IDEMPOTENCY_KEY_REQUIRED`` setting, or a boolean.
+    and rely on it. Keys are scoped by tenant (``request.tenant_id``, set by
+    :class:`~django_orders.tenancy.TenantScopedMixin`). ``idempotency_key_required`` is
+    ``None`` to follow the ``IDEMPOTENCY_KEY_REQUIRED`` setting, or a boolean.
     """
 
     idempotency_key_required: bool | None = None

@@ -105,10 +105,11 @@ def _fix(target: Any, method: str, **schema: Any) -> Any:
 
 class OrderCollectionSchema(OpenApiViewExtension):
     target_class = "django_orders.views.OrderCollectionView"
+    match_subclasses = True  # a host's subclasses, mounted with orders_urls()
 
     def view_replacement(self) -> Any:
         view = _fix(
-            self.target_class,
+            self.target,
             "get",
             operation_id="orders_list",
             tags=["orders"],
@@ -137,10 +138,11 @@ class OrderCollectionSchema(OpenApiViewExtension):
 
 class OrderDetailSchema(OpenApiViewExtension):
     target_class = "django_orders.views.OrderDetailView"
+    match_subclasses = True  # a host's subclasses, mounted with orders_urls()
 
     def view_replacement(self) -> Any:
         return _fix(
-            self.target_class,
+            self.target,
             "get",
             operation_id="orders_retrieve",
             tags=["orders"],
@@ -156,10 +158,11 @@ class OrderDetailSchema(OpenApiViewExtension):
 
 class OrderConfirmSchema(OpenApiViewExtension):
     target_class = "django_orders.views.OrderConfirmView"
+    match_subclasses = True  # a host's subclasses, mounted with orders_urls()
 
     def view_replacement(self) -> Any:
         return _fix(
-            self.target_class,
+            self.target,
             "patch",
             operation_id="orders_confirm",
             tags=["orders"],
@@ -172,10 +175,11 @@ class OrderConfirmSchema(OpenApiViewExtension):
 
 class OrderCloseSchema(OpenApiViewExtension):
     target_class = "django_orders.views.OrderCloseView"
+    match_subclasses = True  # a host's subclasses, mounted with orders_urls()
 
     def view_replacement(self) -> Any:
         return _fix(
-            self.target_class,
+            self.target,
             "post",
             operation_id="orders_close",
             tags=["orders"],

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, OperationalError
 from django.http import Http404, HttpResponse
 from rest_framework import exceptions
@@ -109,6 +109,11 @@ def problem_response(
     )
 
 
+def as_problem(exc: exceptions.APIException) -> Problem:
+    """``exc`` as a problem: itself if it is one, else DRF's exception with our codes."""
+    return exc if isinstance(exc, Problem) else _from_drf(exc)
+
+
 def _from_drf(exc: exceptions.APIException) -> Problem:
     """Translate DRF's own exceptions into problems with our codes."""
     headers: dict[str, str] = {}
@@ -181,6 +186,10 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
         exc = concurrent_conflict()
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        # Django's own, as DRF's default handler maps it: a hook (a tenant resolver, an
+        # access check) may raise it, and it is a 403, not a server error.
+        exc = exceptions.PermissionDenied()
     elif isinstance(exc, SuspiciousOperation):
         # Django answers these with an HTML 400 (TooManyFieldsSent from a query string with
         # more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters, …); log them as Django's
@@ -192,7 +201,7 @@ def exception_handler(exc: Exception, context: Mapping[str, Any]) -> Response | 
             exc = Problem(400, "bad_request", "The request is malformed.")
     if not isinstance(exc, exceptions.APIException):
         return None  # a real server error: let Django report it
-    problem = exc if isinstance(exc, Problem) else _from_drf(exc)
+    problem = as_problem(exc)
     return Response(
         problem.body(),
         status=problem.status_code,

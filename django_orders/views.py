@@ -37,31 +37,55 @@ from django_orders.tenancy import TenantScopedMixin
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class _HostSettingsAPIView(APIView):
-    """An ``APIView`` that reads the host's DRF authentication, permission and throttle
-    settings at request time.
+class _HostDefault:
+    """The sentinel of :data:`HOST_DEFAULT`."""
 
-    DRF binds these class attributes when the module is imported; reading them at request
-    time instead means a later change (``override_settings`` in the host's tests, say) is
-    honoured too.
+    def __repr__(self) -> str:
+        return "HOST_DEFAULT"
+
+
+#: "The host's ``REST_FRAMEWORK`` default, read at request time": the value of
+#: ``authentication_classes``, ``permission_classes`` and ``throttle_classes`` on the
+#: package's views. A subclass that sets one of them replaces it, as on any DRF view.
+HOST_DEFAULT: Any = _HostDefault()
+
+
+class _HostSettingsAPIView(APIView):
+    """An ``APIView`` whose authentication, permission and throttle classes are, unless a
+    subclass sets them, the host's ``REST_FRAMEWORK`` defaults read at request time.
+
+    DRF binds its class attributes to the defaults when the module is imported; reading
+    them per request instead means a later change (``override_settings`` in the host's
+    tests, say) is honoured too. Whatever a subclass sets wins, as DRF users expect.
     """
 
+    authentication_classes = HOST_DEFAULT
+    permission_classes = HOST_DEFAULT
+    throttle_classes = HOST_DEFAULT
+
     def get_authenticators(self) -> list[Any]:
-        return [auth() for auth in _host_classes("DEFAULT_AUTHENTICATION_CLASSES")]
+        classes = _or_host_default(self.authentication_classes, "DEFAULT_AUTHENTICATION_CLASSES")
+        return [auth() for auth in classes]
 
     def get_permissions(self) -> list[Any]:
-        return [permission() for permission in _host_classes("DEFAULT_PERMISSION_CLASSES")]
+        classes = _or_host_default(self.permission_classes, "DEFAULT_PERMISSION_CLASSES")
+        return [permission() for permission in classes]
 
     def get_throttles(self) -> list[Any]:
-        return [throttle() for throttle in _host_classes("DEFAULT_THROTTLE_CLASSES")]
+        classes = _or_host_default(self.throttle_classes, "DEFAULT_THROTTLE_CLASSES")
+        return [throttle() for throttle in classes]
 
 
 class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
     """Base of the package's views.
 
-    Tenant-scoped; honours the host's DRF authentication, permission and throttle
-    settings (plus the tenant access permission); uses the package's own parser and error
-    handler so the host's global DRF settings for those are untouched.
+    Tenant-scoped. Subclass the views as any DRF view: the ``authentication_classes``,
+    ``permission_classes`` and ``throttle_classes`` (with ``throttle_scope``) a subclass sets
+    apply to it; where it sets none, the host's ``REST_FRAMEWORK`` defaults do. The tenant
+    access permission applies in every case. Uses the package's own parser, renderer and
+    error handler, so the host's global DRF settings for those are neither used nor changed
+    (the contract's bodies and problems stay the same on every subclass). Mount subclasses
+    with :func:`django_orders.urls.orders_urls`.
     """
 
     renderer_classes = (OrdersJSONRenderer,)
@@ -217,9 +241,9 @@ class OrderCloseView(OrderTransitionView):
         )
 
 
-def _host_classes(name: str) -> list[type[Any]]:
-    """The classes the host's ``REST_FRAMEWORK`` setting ``name`` lists, imported."""
-    return list(getattr(api_settings, name))
+def _or_host_default(classes: Any, setting: str) -> Any:
+    """``classes``, or the classes the host's ``REST_FRAMEWORK[setting]`` lists, imported."""
+    return getattr(api_settings, setting) if classes is HOST_DEFAULT else classes
 
 
 # The canonical 8-4-4-4-12 form only (either case): uuid.UUID() would also take braces,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A new host project: startproject, install the built wheel, the README's three edits,
+# A new host project: startproject, install the built wheel, the README's two edits,
 # migrate, check (with warnings as failures) and one request. Usage: host_check.sh WHEEL
 set -euo pipefail
 wheel=$(readlink -f "$1")
@@ -10,11 +10,10 @@ cd "$work"
 "$python" -m venv venv
 venv/bin/python -m pip install --quiet "$wheel"
 venv/bin/django-admin startproject host .
-# The three edits, exactly as the README shows them.
+# The two edits, exactly as the README shows them.
 cat >> host/settings.py <<'PY'
 
 INSTALLED_APPS += ["rest_framework", "django_orders"]
-MIDDLEWARE += ["django_orders.middleware.TenantMiddleware"]
 PY
 cat >> host/urls.py <<'PY'
 

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import rest_framework.throttling
+import rest_framework.views
 from django.core.servers.basehttp import ThreadedWSGIServer
 from django.db import connection
 from django.test.testcases import LiveServerThread
@@ -15,6 +17,13 @@ from rest_framework.test import APIClient
 
 from tests.orders_api import OrdersClient
 from tests.receiver import Receiver
+
+# DRF binds APIView's default classes and SimpleRateThrottle.THROTTLE_RATES to the settings
+# in force when these modules are first imported. Import them now, under tests/settings.py,
+# so that whichever test happens to import them first cannot leave its override_settings
+# behind in them. (A test that needs throttle rates sets THROTTLE_RATES on the class.)
+assert rest_framework.views.APIView.permission_classes
+assert rest_framework.throttling.SimpleRateThrottle.THROTTLE_RATES is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

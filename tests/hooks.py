@@ -2,6 +2,10 @@
 
 from typing import Any
 
+from rest_framework.throttling import UserRateThrottle
+
+from django_orders.tenancy import tenant_source
+
 
 def allow_shop_1(request: Any, tenant_id: str) -> bool:
     return tenant_id == "shop-1"
@@ -19,3 +23,46 @@ def query_param_resolver(request: Any) -> str | None:
 
 def always_none_resolver(request: Any) -> str | None:
     return None
+
+
+def raising_resolver(request: Any) -> str | None:
+    """Raises what ``?raise=`` names: what a host's resolver may raise (docs/guide/tenancy.md)."""
+    from django.core import exceptions as django_exceptions
+    from rest_framework import exceptions
+
+    from django_orders.problems import Problem
+
+    raised = {
+        "not_authenticated": exceptions.NotAuthenticated(),
+        "permission_denied": exceptions.PermissionDenied(),
+        "throttled": exceptions.Throttled(wait=7),
+        "django_permission_denied": django_exceptions.PermissionDenied(),
+        "problem": Problem(403, "no_shop", "Your account belongs to no shop."),
+    }
+    name = request.GET.get("raise")
+    if name is None:
+        return "shop-1"
+    raise raised[name]
+
+
+@tenant_source("the shop of your account")
+def declared_resolver(request: Any) -> str | None:
+    return request.GET.get("shop")
+
+
+class DeclaredResolverObject:
+    """A resolver as a callable object, declaring its source as an attribute."""
+
+    tenant_source = "the subdomain"
+
+    def __call__(self, request: Any) -> str | None:
+        return request.GET.get("shop")
+
+
+declared_resolver_object = DeclaredResolverObject()
+
+
+class OneRequestThrottle(UserRateThrottle):
+    """One request a minute per user, whatever DEFAULT_THROTTLE_RATES says."""
+
+    rate = "1/min"

@@ -18,6 +18,7 @@ def ids(messages: list) -> list[str]:
 def test_default_configuration_is_clean() -> None:
     assert checks.check_settings() == []
     assert checks.check_middleware() == []
+    assert checks.check_urls_not_exempt() == []
 
 
 @override_settings(DJANGO_ORDERS=["not", "a", "dict"])
@@ -66,12 +67,15 @@ def test_page_size_may_equal_the_maximum() -> None:
     assert checks.check_settings() == []
 
 
-def test_e005_middleware_missing() -> None:
+def test_w003_the_middleware_is_no_longer_needed() -> None:
     from django.conf import settings
 
-    middleware = [m for m in settings.MIDDLEWARE if m != checks.MIDDLEWARE_PATH]
-    with override_settings(MIDDLEWARE=middleware):
-        assert ids(checks.check_middleware()) == ["django_orders.E005"]
+    assert checks.MIDDLEWARE_PATH not in settings.MIDDLEWARE
+    assert "django_orders.E005" not in ids(run_checks())  # retired: nothing to add
+    with override_settings(MIDDLEWARE=[*settings.MIDDLEWARE, checks.MIDDLEWARE_PATH]):
+        (warning,) = checks.check_middleware()
+    assert warning.id == "django_orders.W003"
+    assert "no longer needed" in warning.msg
 
 
 def test_e006_removed_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,6 +133,32 @@ def test_w001_silent_in_debug() -> None:
     assert "django_orders.W001" not in ids(run_checks(include_deployment_checks=True))
 
 
+@override_settings(DEBUG=False)
+@pytest.mark.parametrize(
+    ("resolver", "warned"),
+    [
+        ("django_orders.tenancy.header_tenant_resolver", True),  # spelt out: still the header
+        ("tests.hooks.declared_resolver", False),  # the host's own: derived from the caller
+        ("tests.hooks.no_such_resolver", False),  # E002 reports it instead
+    ],
+)
+def test_w001_only_when_the_tenant_comes_from_the_header(resolver: str, warned: bool) -> None:
+    # Before: W001 said "any caller can act for any tenant by sending the tenant header"
+    # whatever the resolver, also for a tenant derived from the authenticated user.
+    with override_settings(DJANGO_ORDERS={"TENANT_RESOLVER": resolver}):
+        messages = run_checks(include_deployment_checks=True, tags=["security"])
+    assert ("django_orders.W001" in ids(messages)) is warned
+
+
+@override_settings(DEBUG=False)
+def test_w001_sees_the_header_resolver_given_as_a_callable() -> None:
+    from django_orders.tenancy import header_tenant_resolver
+
+    with override_settings(DJANGO_ORDERS={"TENANT_RESOLVER": header_tenant_resolver}):
+        messages = run_checks(include_deployment_checks=True, tags=["security"])
+    assert "django_orders.W001" in ids(messages)
+
+
 @override_settings(DJANGO_ORDERS={"PAGE_SIZE": 0})
 def test_manage_py_check_reports_errors() -> None:
     with pytest.raises(SystemCheckError, match=r"django_orders\.E004"):
@@ -141,6 +171,24 @@ def test_e009_urls_mounted_under_an_exempt_path() -> None:
         (error,) = checks.check_urls_not_exempt()
     assert error.id == "django_orders.E009"
     assert "/docs/api/orders" in error.msg
+
+
+@override_settings(ROOT_URLCONF="tests.urls_namespaced_exempt")
+def test_e009_sees_mounts_under_a_host_namespace_and_subclasses() -> None:
+    # Before: one reverse("django_orders:order-list") found neither mount.
+    (error,) = checks.check_urls_not_exempt()
+    assert error.id == "django_orders.E009"
+    assert "'/docs/orders'" in error.msg  # api:django_orders:order-list
+    assert "'/docs/orders/{order_id}/confirm'" in error.msg
+    assert "'/admin/locked/orders'" in error.msg  # a host subclass, via orders_urls()
+
+
+@override_settings(ROOT_URLCONF="tests.urls_namespaced")
+def test_e009_is_silent_for_a_namespaced_mount_outside_the_exempt_paths() -> None:
+    from django.urls import reverse
+
+    assert reverse("api:django_orders:order-list") == "/api/orders"
+    assert checks.check_urls_not_exempt() == []
 
 
 @override_settings(ROOT_URLCONF="tests.urls_exempt_mount")

@@ -1,6 +1,8 @@
 """docs/reference/settings.md: one namespaced setting, documented defaults, reload on change."""
 
 import datetime as dt
+import types
+import typing
 
 import pytest
 from django.test import override_settings
@@ -88,3 +90,31 @@ def test_settings_are_not_written_into_django_settings() -> None:
 
     _ = orders_settings.PAGE_SIZE
     assert settings.DJANGO_ORDERS == {}
+
+
+def test_every_setting_is_annotated_with_its_type() -> None:
+    # The annotations on OrdersSettings are what mypy sees for orders_settings.X.
+    hints = typing.get_type_hints(OrdersSettings)
+    assert set(hints) == set(DEFAULTS)
+    settings = OrdersSettings(DEFAULTS)
+    for name, hint in hints.items():
+        assert isinstance(getattr(settings, name), runtime_types(hint)), name
+
+
+def runtime_types(hint: object) -> tuple[type, ...]:
+    """What ``isinstance`` can check of a type hint: ``str | re.Pattern[str]`` →
+    ``(str, re.Pattern)``, ``Callable[[Any], str]`` → ``(Callable,)``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in runtime_types(arg))
+    runtime = typing.get_origin(hint) or hint
+    assert isinstance(runtime, type), hint
+    return (runtime,)
+
+
+def test_a_read_setting_is_cached_on_the_instance_and_dropped_on_reload() -> None:
+    settings = OrdersSettings(DEFAULTS)
+    assert "PAGE_SIZE" not in vars(settings)
+    assert settings.PAGE_SIZE == 20
+    assert vars(settings)["PAGE_SIZE"] == 20  # later reads are plain attribute reads
+    settings.reload()
+    assert "PAGE_SIZE" not in vars(settings)

@@ -113,23 +113,33 @@ def test_append_slash_never_redirects_the_api(api: OrdersClient, append_slash: b
 # -- where the host mounts the URLs ---------------------------------------------------------
 
 
-@override_settings(ROOT_URLCONF="tests.urls_prefixed")
-def test_a_mount_prefix(api: OrdersClient) -> None:
-    created = api.call("POST", "/api/v1/orders", {}, headers={"Idempotency-Key": "prefix"})
-    order_id = created.json()["id"]
+@pytest.mark.parametrize(
+    ("urlconf", "prefix"),
+    [
+        ("tests.urls_prefixed", "/api/v1"),
+        ("tests.urls_namespaced", "/api"),  # inside the host's "api" namespace
+    ],
+)
+def test_a_mount_prefix(api: OrdersClient, urlconf: str, prefix: str) -> None:
+    with override_settings(ROOT_URLCONF=urlconf):
+        created = api.call("POST", f"{prefix}/orders", {}, headers={"Idempotency-Key": "prefix"})
+        order_id = created.json()["id"]
+        found = api.get(created["Location"], headers={"X-Tenant-Id": "shop-1"})
+        outside = api.confirm(f"..{prefix}/orders/{order_id}", {"totalCents": 1})
+        confirmed = api.call(
+            "PATCH",
+            f"{prefix}/orders/{order_id}/confirm",
+            {"totalCents": 1},
+            headers={"If-Match": '"1"'},
+        )
+        unmounted = api.call("GET", f"/orders/{order_id}")
 
     assert created.status_code == 201
-    assert created["Location"] == f"http://testserver/api/v1/orders/{order_id}"
-    assert api.get(created["Location"], headers={"X-Tenant-Id": "shop-1"}).status_code == 200
-    assert api.confirm(f"../api/v1/orders/{order_id}", {"totalCents": 1}).status_code == 404
-    confirmed = api.call(
-        "PATCH",
-        f"/api/v1/orders/{order_id}/confirm",
-        {"totalCents": 1},
-        headers={"If-Match": '"1"'},
-    )
+    assert created["Location"] == f"http://testserver{prefix}/orders/{order_id}"
+    assert found.status_code == 200
+    assert outside.status_code == 404
     assert confirmed.status_code == 200
-    assert api.call("GET", f"/orders/{order_id}").status_code == 404
+    assert unmounted.status_code == 404
 
 
 def test_a_script_name_is_kept_in_the_location() -> None:

@@ -3,7 +3,7 @@
 create ≤ 4 (claim the key, insert the order, insert the event, store the response),
 idempotent replay ≤ 2 (the claim that finds the key, read the stored response), get 1,
 confirm ≤ 3 and close ≤ 3 (lock the order, update it, insert the event), and none at all
-for a request the tenant middleware refuses.
+for a request refused for its tenant.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def test_confirm_with_a_key_adds_only_the_claim_and_the_stored_response(
 @pytest.mark.parametrize(
     ("tenant", "path"), [(None, "/orders"), ("bad tenant", "/orders"), (None, "/orders/x")]
 )
-def test_the_tenant_middleware_makes_no_query(tenant: str | None, path: str) -> None:
+def test_a_request_refused_for_its_tenant_makes_no_query(tenant: str | None, path: str) -> None:
     client = OrdersClient(tenant=tenant)
     with counted() as statements:
         response = client.call("POST", path, {})

@@ -10,6 +10,8 @@ urlpatterns = [
     path("host/scoped-api", views.ScopedAPIView.as_view()),
     path("host/plain-api", views.PlainAPIView.as_view()),
     path("host/notes/<str:ref>/pin", views.PinNoteView.as_view()),
+    path("host/scoped-django-view", views.ScopedDjangoView.as_view()),
+    path("host/browsable-api", views.BrowsableScopedAPIView.as_view()),
     path("docs/scoped-api", views.ScopedAPIView.as_view()),
     path("", include("django_orders.urls")),
 ]

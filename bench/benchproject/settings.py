@@ -33,7 +33,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django_orders.middleware.TenantMiddleware",
 ]
 
 # Persistent connections: a new PostgreSQL connection per request (fork of a backend,

@@ -22,10 +22,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "rest_framework",  # wiring edit 1 of 3
+    "rest_framework",  # wiring edit 1 of 2
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally, no CDN needed
-    "django_orders",  # wiring edit 1 of 3
+    "django_orders",  # wiring edit 1 of 2
 ]
 
 MIDDLEWARE = [
@@ -36,7 +36,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_orders.middleware.TenantMiddleware",  # wiring edit 2 of 3
 ]
 
 ROOT_URLCONF = "example_project.urls"

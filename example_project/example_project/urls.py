@@ -6,5 +6,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("", include("django_orders.urls")),  # wiring edit 3 of 3
+    path("", include("django_orders.urls")),  # wiring edit 2 of 2
 ]

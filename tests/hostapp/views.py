@@ -1,6 +1,9 @@
 """Views of a pretend host project: some tenant-scoped, some not."""
 
 from django.http import HttpRequest, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -38,3 +41,23 @@ class PinNoteView(IdempotencyMixin, TenantScopedMixin, APIView):
 
     def post(self, request, ref):  # type: ignore[no-untyped-def]
         return Response({"pinned": ref}, status=201)
+
+
+@method_decorator(tenant_scoped, name="dispatch")
+class ScopedDjangoView(View):
+    """A Django (non-DRF) class-based view, scoped as docs/guide/tenancy.md says."""
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"tenant": get_current_tenant(), "attr": request.tenant_id})  # type: ignore[attr-defined]
+
+
+class BrowsableScopedAPIView(TenantScopedMixin, APIView):
+    """DRF's browsable API runs check_permissions() again while rendering, after dispatch."""
+
+    renderer_classes = [BrowsableAPIRenderer, JSONRenderer]
+
+    def get(self, request):  # type: ignore[no-untyped-def]
+        return Response({"tenant": self.tenant_id})
+
+    def post(self, request):  # type: ignore[no-untyped-def]
+        return Response({"tenant": self.tenant_id})
