@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_BODY_BYTES": 65536,
     # Events and the outbox relay
     "EVENT_SOURCE": "/django-orders",
+    "EVENT_TYPE_PREFIX": "",
+    "EVENT_ENRICHERS": [],
     "OUTBOX_PUBLISHER": "django_orders.publishers.LoggingPublisher",
     "OUTBOX_PUBLISHER_OPTIONS": {},
     "OUTBOX_BATCH_SIZE": 100,
@@ -61,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
 
 # Settings whose value is a dotted path, imported on first access.
 IMPORT_STRINGS = frozenset({"TENANT_RESOLVER", "TENANT_ACCESS_CHECK", "OUTBOX_PUBLISHER"})
+
+# Settings whose value is a list of dotted paths, each imported on first access.
+IMPORT_LISTS = frozenset({"EVENT_ENRICHERS"})
 
 # Settings given as a duration: a timedelta or a number of seconds.
 DURATIONS = frozenset({"IDEMPOTENCY_TTL", "OUTBOX_RETENTION", "OUTBOX_LEASE", "OUTBOX_BACKOFF_MAX"})
@@ -114,6 +119,8 @@ class OrdersSettings:
     MAX_PAGE_SIZE: int
     MAX_BODY_BYTES: int
     EVENT_SOURCE: str
+    EVENT_TYPE_PREFIX: str
+    EVENT_ENRICHERS: Sequence[Callable[[Any], None]]
     OUTBOX_PUBLISHER: type[Any]
     OUTBOX_PUBLISHER_OPTIONS: Mapping[str, Any]
     OUTBOX_BATCH_SIZE: int
@@ -142,6 +149,11 @@ class OrdersSettings:
             value = self.user_settings.get(attr, self.defaults[attr])
             if attr in IMPORT_STRINGS and isinstance(value, str):
                 value = import_from_string(value, attr)
+            elif attr in IMPORT_LISTS:
+                value = [
+                    import_from_string(item, attr) if isinstance(item, str) else item
+                    for item in value
+                ]
             elif attr in DURATIONS:
                 value = to_timedelta(value, attr)
             self._cached.add(attr)

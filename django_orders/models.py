@@ -18,6 +18,7 @@ from django_orders.timestamps import rfc3339
 
 TENANT_ID_MAX_LENGTH = 64
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+AGGREGATE_ID_MAX_LENGTH = 128
 
 
 class Order(models.Model):
@@ -148,10 +149,16 @@ class OutboxEvent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     tenant_id = models.CharField(max_length=TENANT_ID_MAX_LENGTH)
     aggregate_type = models.CharField(max_length=64)
-    aggregate_id = models.UUIDField()
+    # Text, not a UUID: a host's aggregates may have any id (an integer key, a slug).
+    aggregate_id = models.CharField(max_length=AGGREGATE_ID_MAX_LENGTH)
     aggregate_version = models.PositiveIntegerField()
     type = models.CharField(max_length=128)
-    payload = models.JSONField(help_text="The CloudEvents data: the order right after the change.")
+    payload = models.JSONField(
+        help_text="The CloudEvents data: the aggregate right after the change."
+    )
+    extensions = models.JSONField(
+        default=dict, blank=True, help_text="CloudEvents extension attributes, by name."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -194,3 +201,31 @@ class OutboxEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.aggregate_id} v{self.aggregate_version} ({self.status})"
+
+
+class OutboxSequence(models.Model):
+    """The last version handed out for one aggregate of the host's (``record_event``).
+
+    The row is upserted in the transaction that records the event and stays locked until
+    that transaction ends, so two transactions recording events of one aggregate take
+    their versions in the order they commit. The package's orders do not use it: their
+    version is the order's own.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    tenant_id = models.CharField(max_length=TENANT_ID_MAX_LENGTH)
+    aggregate_type = models.CharField(max_length=64)
+    aggregate_id = models.CharField(max_length=AGGREGATE_ID_MAX_LENGTH)
+    last_version = models.PositiveIntegerField()
+
+    class Meta:
+        db_table = "django_orders_outbox_sequence"
+        constraints = (
+            models.UniqueConstraint(
+                fields=("tenant_id", "aggregate_type", "aggregate_id"),
+                name="orders_outbox_sequence_aggregate_unique",
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.aggregate_type}/{self.aggregate_id} v{self.last_version}"

@@ -59,11 +59,11 @@ def create_order(
         # The order, its event and the NOTIFY in one round trip on PostgreSQL, as
         # statements built once (docs/benchmarks.md, Findings 3-4).
         if router.db_for_write(OutboxEvent) == db:
-            event = events.build_event(order, events.ORDER_CREATED)
+            event = events.build_order_event(order, events.ORDER_CREATED)
             events.insert_with_notify(db, [order, event])
         else:  # pragma: no cover - a host routing the outbox elsewhere
             order.save(using=db, force_insert=True)
-            events.record_event(order, events.ORDER_CREATED)
+            events.record_order_event(order, events.ORDER_CREATED)
         _send_on_commit(signals.order_created, order, db)
     return order
 
@@ -115,7 +115,7 @@ def _save_transition(
     # No savepoint: inside a caller's transaction an error must roll back the whole unit.
     with transaction.atomic(using=db, savepoint=False):
         order.save(using=db, update_fields=("status", "version", "updated_at", *extra_fields))
-        events.record_event(order, event_type)
+        events.record_order_event(order, event_type)
         _send_on_commit(signal, order, db)
     return order
 

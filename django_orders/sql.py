@@ -33,7 +33,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
-from django_orders.models import IdempotencyKey, OutboxEvent
+from django_orders.models import IdempotencyKey, OutboxEvent, OutboxSequence
 
 T = TypeVar("T")
 
@@ -175,6 +175,7 @@ CLAIMED_COLUMNS = (
     "aggregate_version",
     "type",
     "payload",
+    "extensions",
     "created_at",
     "attempts",
     "lease_token",
@@ -331,6 +332,28 @@ def outbox_statements(connection: BaseDatabaseWrapper) -> OutboxStatements:
         )
 
     return cached(connection, "outbox", build)
+
+
+def sequence_statement(connection: BaseDatabaseWrapper) -> str:
+    """The next version of a host aggregate (``outbox.recording.record_event``): upsert its
+    counter row and return the new value. Params: tenant, aggregate type, aggregate id.
+
+    ``ON CONFLICT … DO UPDATE`` takes the row's lock and keeps it until the transaction
+    ends, so a concurrent recorder of the same aggregate waits and then counts on from
+    the committed value (PostgreSQL; SQLite ≥ 3.35 serialises writers anyway).
+    """
+
+    def build() -> str:
+        c = Columns(OutboxSequence, connection)
+        keys = ("tenant_id", "aggregate_type", "aggregate_id")
+        return (
+            f"INSERT INTO {c['table']} ({c.listed((*keys, 'last_version'))}) "
+            f"VALUES (%s, %s, %s, 1) ON CONFLICT ({c.listed(keys)}) "
+            f"DO UPDATE SET {c['last_version']} = {c['table']}.{c['last_version']} + 1 "
+            f"RETURNING {c['last_version']}"
+        )
+
+    return cached(connection, "outbox-sequence", build)
 
 
 # -- idempotency keys ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rest_framework.throttling
@@ -15,6 +16,7 @@ from django.db import connection
 from django.test.testcases import LiveServerThread
 from rest_framework.test import APIClient
 
+from tests import brokers
 from tests.orders_api import OrdersClient
 from tests.receiver import Receiver
 
@@ -62,6 +64,18 @@ def receiver() -> Iterator[Receiver]:
     """A real local HTTP server that records the webhooks the relay delivers."""
     with Receiver() as running:
         yield running
+
+
+@pytest.fixture
+def amqp() -> Iterator[Any]:
+    """A blocking connection to the machine's RabbitMQ (skipped when it does not answer)."""
+    yield from brokers.amqp_connection()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[Any]:
+    """A client of the machine's Redis (skipped when it does not answer)."""
+    yield from brokers.redis_connection()
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import re
 import signal
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +35,7 @@ from django_orders import services
 from django_orders.models import OutboxEvent
 from django_orders.outbox.relay import Relay
 from django_orders.publishers import PublishError
-from tests.amqp import drain
+from tests.brokers import AMQP_URL, drain
 from tests.orders_api import OrdersClient, failing_trigger
 from tests.outbox_rows import bulk_events
 from tests.receiver import Receiver, versions_by_order
@@ -48,23 +47,6 @@ from tests.waiting import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"contract-test-key-32-bytes-long!").decode()
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-
-
-AMQP_URL = os.environ.get("ORDERS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-
-
-@pytest.fixture
-def amqp() -> Iterator[Any]:
-    """A blocking connection to the test broker (the test is skipped when it does not
-    answer), closed afterwards."""
-    pika = pytest.importorskip("pika")
-    try:
-        amqp_connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-    except pika.exceptions.AMQPError as exc:
-        pytest.skip(f"RabbitMQ is not reachable: {exc!r}")
-    yield amqp_connection
-    if amqp_connection.is_open:
-        amqp_connection.close()
 
 
 def webhook_once(receiver: Receiver) -> int:

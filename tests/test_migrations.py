@@ -1,10 +1,12 @@
 """The shipped migrations match the models (a model change without its migration fails)."""
 
+import uuid
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 from django_orders.models import OutboxEvent
 
@@ -46,7 +48,46 @@ def test_migration_0002_sets_the_fillfactor_on_postgresql_only_and_reverses() ->
         call_command("migrate", "django_orders", "0001", verbosity=0)
         if postgres:
             assert outbox_reloptions() is None
+        call_command("migrate", "django_orders", "0002", verbosity=0)
+        if postgres:
+            assert outbox_reloptions() == ["fillfactor=50"]
     finally:
         call_command("migrate", "django_orders", verbosity=0)
     if postgres:
-        assert outbox_reloptions() == ["fillfactor=50"]
+        assert outbox_reloptions() == ["fillfactor=45"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0003_keeps_the_events_of_an_order_one_aggregate() -> None:
+    """An order event written before 0003 (a UUID aggregate id: 32 hex digits on SQLite, a
+    uuid on PostgreSQL) reads back, after it, as the text every later event of that order
+    is written with — so the order's events still block one another in version order."""
+    order_id = uuid.uuid4()
+    try:
+        call_command("migrate", "django_orders", "0002", verbosity=0)
+        stored = order_id.hex if connection.vendor == "sqlite" else str(order_id)
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO django_orders_outbox_event (id, tenant_id, aggregate_type, "
+                "aggregate_id, aggregate_version, type, payload, created_at, status, attempts, "
+                "available_at, last_error) VALUES (%s, 'shop-1', 'order', %s, 1, "
+                "'order.created', '{}', %s, 'pending', 0, %s, '')",
+                [
+                    uuid.uuid4().hex if connection.vendor == "sqlite" else str(uuid.uuid4()),
+                    stored,
+                    now,
+                    now,
+                ],
+            )
+    finally:
+        call_command("migrate", "django_orders", verbosity=0)
+    (event,) = OutboxEvent.objects.all()
+    assert event.aggregate_id == str(order_id)
+    assert event.extensions == {}
+    assert OutboxEvent.objects.filter(aggregate_id=order_id).count() == 1
+
+    # Back to 0002 while the outbox holds order events only, and forward again.
+    call_command("migrate", "django_orders", "0002", verbosity=0)
+    call_command("migrate", "django_orders", verbosity=0)
+    assert OutboxEvent.objects.get().aggregate_id == str(order_id)

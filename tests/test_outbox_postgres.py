@@ -3,6 +3,7 @@ a per-candidate probe when the table's statistics are stale."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 
 def test_a_claim_is_a_heap_only_update() -> None:
-    """The outbox table leaves room on its pages (fillfactor 50, migration 0002) and a
+    """The outbox table leaves room on its pages (fillfactor 45, migrations 0002 and 0003) and a
     claim changes no indexed column, so PostgreSQL writes the leased row version on the
     same page without an entry in any of the four indexes (a HOT update)."""
     with connection.cursor() as cursor:
@@ -27,7 +28,7 @@ def test_a_claim_is_a_heap_only_update() -> None:
             "SELECT reloptions FROM pg_class WHERE relname = %s",
             [OutboxEvent._meta.db_table],
         )
-        assert cursor.fetchone()[0] == ["fillfactor=50"]
+        assert cursor.fetchone()[0] == ["fillfactor=45"]
     for _ in range(200):  # orders as the API writes them: the realistic row size
         services.create_order("shop-1", metadata={"note": "x" * 100})
     store = claim_store_for("default")
@@ -58,7 +59,7 @@ def test_the_claim_probes_per_candidate_even_with_stale_statistics() -> None:
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "SubPlan" in plan, plan
-    assert "Index Cond: ((aggregate_id = e.aggregate_id)" in plan, plan
+    assert re.search(r"Index Cond: \(\(+aggregate_id\)?(::text)? = \(?e\.aggregate_id", plan), plan
 
     # The writes after the claim probe by primary key / aggregate, not the pending index.
     claim = store.claim(100)

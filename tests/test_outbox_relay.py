@@ -367,7 +367,7 @@ def test_an_event_that_cannot_be_built_is_dead_the_others_go_out(
     from django_orders.outbox import batches as batches_module
 
     def to_cloudevent(event: OutboxEvent) -> dict[str, object]:
-        if event.aggregate_id == broken.id:
+        if event.aggregate_id == str(broken.id):
             raise ValueError("unbuildable")
         return {"id": str(event.id)}
 

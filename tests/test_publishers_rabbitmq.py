@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import serialize
 from django_orders.publishers import PublishError, RabbitMQPublisher
-from tests.amqp import drain
+from tests.brokers import drain
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 from tests.tcp_proxy import TcpProxy
 

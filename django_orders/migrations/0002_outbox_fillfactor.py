@@ -12,19 +12,9 @@ nothing to do.
 
 from django.db import migrations
 
+from django_orders.migrations._operations import RunSQLOnPostgreSQL
+
 TABLE = '"django_orders_outbox_event"'
-
-
-class RunSQLOnPostgreSQL(migrations.RunSQL):
-    """``RunSQL`` that runs on PostgreSQL only (``sqlmigrate`` shows it there)."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
 
 
 class Migration(migrations.Migration):

@@ -21,3 +21,7 @@ that publishes them. docs/architecture.md draws the whole; each module is one pa
 
 The SQL they run by hand is in :mod:`django_orders.sql`.
 """
+
+from django_orders.outbox.recording import record_event
+
+__all__ = ["record_event"]

@@ -102,16 +102,16 @@ class ClaimedEvent:
     id: uuid.UUID
     tenant_id: str
     aggregate_type: str
-    aggregate_id: uuid.UUID
+    aggregate_id: str
     aggregate_version: int
     type: str
     payload: Any
+    extensions: dict[str, Any]
     created_at: dt.datetime
     attempts: int
     lease_token: uuid.UUID | None
 
 
-#: The columns a claim returns, in :class:`ClaimedEvent`'s order.
 #: The columns a claim reads, named as :class:`ClaimedEvent`'s fields (a test keeps them so).
 CLAIMED_FIELDS = CLAIMED_COLUMNS
 
@@ -332,7 +332,7 @@ class ClaimStore:
             .exclude(status=DEAD)
         )
 
-    def unpark(self, aggregate_ids: Sequence[uuid.UUID] | None = None) -> int:
+    def unpark(self, aggregate_ids: Sequence[str] | None = None) -> int:
         """Make events parked behind dead events due now (all, or of these aggregates)."""
         parked = self.events().filter(status=PENDING, available_at__gte=PARKED_UNTIL)
         if aggregate_ids is not None:

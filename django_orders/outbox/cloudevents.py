@@ -32,7 +32,7 @@ DATA_CONTENT_TYPE = "application/json"
 def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
     """The CloudEvents 1.0 document of an outbox event (a model instance, or the row a
     relay claimed), as a JSON-ready dict."""
-    return {
+    document = {
         "specversion": SPECVERSION,
         "id": str(event.id),
         "source": orders_settings.EVENT_SOURCE,
@@ -41,8 +41,13 @@ def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
         "time": rfc3339(event.created_at),
         "datacontenttype": DATA_CONTENT_TYPE,
         "tenantid": event.tenant_id,
-        "data": event.payload,
     }
+    if event.extensions:
+        # Checked when the event was recorded: names that the document does not already
+        # use (outbox.recording.enrich).
+        document.update(event.extensions)
+    document["data"] = event.payload
+    return document
 
 
 def serialize(cloudevent: dict[str, Any]) -> bytes:

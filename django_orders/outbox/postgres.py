@@ -42,7 +42,9 @@ class PostgresClaimStore(ClaimStore):
         super().__init__(using)
         self.statements = outbox_statements(self.connection)
         # Django has the driver leave jsonb as text and decodes it in the field.
-        self._payload: Any = OutboxEvent._meta.get_field("payload")
+        self._json_fields: dict[str, Any] = {
+            name: OutboxEvent._meta.get_field(name) for name in ("payload", "extensions")
+        }
 
     @property
     def concurrent(self) -> bool:
@@ -89,12 +91,13 @@ class PostgresClaimStore(ClaimStore):
             rows = cursor.fetchall()
         if not rows:
             return None
-        payload, connection = self._payload, self.connection
+        connection = self.connection
         batch = []
         for values in rows:
             event = dict(zip(CLAIMED_FIELDS, values, strict=True))
-            if isinstance(event["payload"], str | bytes):
-                event["payload"] = payload.from_db_value(event["payload"], None, connection)
+            for name, field in self._json_fields.items():
+                if isinstance(event[name], str | bytes):
+                    event[name] = field.from_db_value(event[name], None, connection)
             batch.append(ClaimedEvent(**event))
         batch.sort(key=lambda event: (event.created_at, event.id))
         return Claim(token, batch, leased_at)
