@@ -29,6 +29,8 @@ from django_orders.models import OutboxEvent
 from django_orders.publishers import NotSent, PublishError, WebhookPublisher
 from django_orders.publishers.webhook import parse_retry_after, sign, signing_key
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.misbehaving_peers import TricklingReceiver
+from tests.relay_helpers import wait_until
 from tests.standard_webhooks_verifier import Verifier, WebhookVerificationError
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -650,3 +652,85 @@ def test_a_stop_request_finishes_the_requests_in_flight_and_sends_no_more(
     assert 1 <= sent <= concurrency
     assert results.count(None) == sent  # what was in flight completed
     assert [type(r) for r in results if r is not None] == [NotSent] * (20 - sent)
+
+
+# --- timeout is end to end: a receiver that never finishes its answer -------------------
+
+
+def webhook_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("django-orders-webhook")]
+
+
+@pytest.mark.parametrize("how", ["trickle-body", "trickle-head"])
+def test_an_answer_trickled_byte_by_byte_times_out_at_the_deadline(how: str) -> None:
+    """Each byte comes well within the timeout, the answer as a whole never does: the
+    request fails at ``timeout`` and its half-read connection is dropped, not reused."""
+    plans = iter([how])
+    with TricklingReceiver(lambda body: next(plans, "ok"), interval=0.02) as peer:
+        publisher = WebhookPublisher(url=peer.url, secret=SECRET, timeout=0.5, max_concurrency=1)
+        try:
+            started = time.monotonic()
+            (error,) = publisher.publish_batch([sample_cloudevent()])
+            elapsed = time.monotonic() - started
+
+            assert isinstance(error, PublishError)
+            assert not error.permanent
+            assert "timed out after 0.5s" in str(error)
+            assert elapsed < 1.5  # not the 20 s the whole answer takes
+            wait_until(lambda: peer.dropped == 1, 5, "the publisher drops the connection")
+
+            assert publisher.publish_batch([sample_cloudevent()]) == [None]
+            assert peer.connections == 2  # a fresh connection for the next request
+        finally:
+            publisher.close()
+    assert webhook_threads() == []  # the watchdog and the worker pool are gone
+
+
+def test_a_trickled_answer_stops_the_rest_of_the_batch(make_publisher: Any) -> None:
+    """The deadline trips the per-batch breaker like any timeout: one timeout per batch."""
+    with TricklingReceiver(interval=0.02) as peer:
+        publisher = make_publisher(url=peer.url, timeout=0.5, max_concurrency=1)
+
+        started = time.monotonic()
+        results = publisher.publish_batch(sample_batch(10))
+
+        assert time.monotonic() - started < 1.5
+        assert len(peer.bodies) == 1
+        assert "timed out" in str(results[0])
+        assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+        assert all("not sent" in str(r) for r in results[1:])
+
+
+def test_requests_on_other_connections_go_on_while_one_answer_trickles(
+    make_publisher: Any,
+) -> None:
+    """What the breaker leaves alone: the events the other workers send before the
+    deadline of the trickled one passes are published."""
+    events = sample_batch(8)
+    slow = serialize(events[0])
+    with TricklingReceiver(lambda body: "trickle-body" if body == slow else "ok") as peer:
+        publisher = make_publisher(url=peer.url, timeout=1.0, max_concurrency=4)
+
+        results = publisher.publish_batch(events)
+
+        assert "timed out" in str(results[0])
+        assert results[1:] == [None] * 7
+        assert peer.answered == 7
+
+
+def test_the_deadline_holds_over_https(certificate: tuple[str, str], make_publisher: Any) -> None:
+    """TLS reads are cut at the deadline too: the watchdog shuts the socket down under
+    the TLS layer."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    with TricklingReceiver(interval=0.02, tls=context) as peer:
+        publisher = make_publisher(url=peer.url, verify=certificate[0], timeout=0.5)
+
+        started = time.monotonic()
+        (error,) = publisher.publish_batch([sample_cloudevent()])
+
+        assert time.monotonic() - started < 1.5
+        assert "timed out" in str(error)
+        wait_until(lambda: peer.dropped == 1, 5, "the publisher drops the connection")
