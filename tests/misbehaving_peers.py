@@ -179,10 +179,11 @@ class TricklingReceiver(PeerServer):
 
 
 class TricklingRedis(PeerServer):
-    """A Redis server (RESP2) that answers ``XADD`` one byte per :attr:`interval`.
+    """A Redis server that answers ``XADD`` one byte per :attr:`interval`.
 
-    Every other command (redis-py's ``CLIENT SETINFO`` on connecting) gets ``+OK`` at once,
-    so the connection opens normally and only the stream entries' replies trickle.
+    The handshake is answered at once (``HELLO 3`` with protocol 3, every other command
+    with ``+OK``: redis-py's ``CLIENT SETINFO``), so the connection opens normally and only
+    the stream entries' replies trickle.
     ``commands`` keeps the name of every command received.
     """
 
@@ -206,7 +207,9 @@ class TricklingRedis(PeerServer):
             name = arguments[0].decode().upper()
             with self.lock:
                 self.commands.append(name)
-            if name != "XADD":
+            if name == "HELLO" and arguments[1:2] == [b"3"]:
+                conn.sendall(b"%1\r\n$5\r\nproto\r\n:3\r\n")  # RESP3, as redis-py asks
+            elif name != "XADD":
                 conn.sendall(b"+OK\r\n")
             elif not self.trickle(conn, b"$15\r\n1700000000000-0\r\n"):
                 return
