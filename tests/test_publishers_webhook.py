@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import sys
 import threading
@@ -657,6 +658,10 @@ def test_a_stop_request_finishes_the_requests_in_flight_and_sends_no_more(
 # --- timeout is end to end: a receiver that never finishes its answer -------------------
 
 
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
 def webhook_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("django-orders-webhook")]
 
@@ -666,6 +671,7 @@ def test_an_answer_trickled_byte_by_byte_times_out_at_the_deadline(how: str) -> 
     """Each byte comes well within the timeout, the answer as a whole never does: the
     request fails at ``timeout`` and its half-read connection is dropped, not reused."""
     plans = iter([how])
+    fds_before = open_descriptors()
     with TricklingReceiver(lambda body: next(plans, "ok"), interval=0.02) as peer:
         publisher = WebhookPublisher(url=peer.url, secret=SECRET, timeout=0.5, max_concurrency=1)
         try:
@@ -684,6 +690,7 @@ def test_an_answer_trickled_byte_by_byte_times_out_at_the_deadline(how: str) -> 
         finally:
             publisher.close()
     assert webhook_threads() == []  # the watchdog and the worker pool are gone
+    assert open_descriptors() == fds_before  # and every socket, duplicates included
 
 
 def test_a_trickled_answer_stops_the_rest_of_the_batch(make_publisher: Any) -> None:

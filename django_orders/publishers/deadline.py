@@ -137,11 +137,13 @@ class Watchdog:
 class SocketInterrupt:
     """An interrupt that shuts down the socket it was told to :meth:`watch`.
 
-    It works on a duplicate of the socket's descriptor, closed by :meth:`release` once the
-    guard is left: the watched socket itself may be closed by its library while the
-    watchdog acts (and its descriptor number reused by an unrelated socket), the duplicate
-    is not. ``shutdown(2)`` on the duplicate ends the connection for every descriptor of
-    it, TLS included.
+    It works on a duplicate of the socket's descriptor, closed by :meth:`release` (call it
+    when the connection is discarded, never while a guard using this interrupt is
+    active): the watched socket itself may be closed by its library while the watchdog
+    acts, and its descriptor number reused by an unrelated socket; the duplicate is not.
+    ``shutdown(2)`` on the duplicate ends the connection for every descriptor of it, TLS
+    included. One interrupt may serve many guards in turn (a kept-alive connection's
+    requests).
     """
 
     def __init__(self) -> None:
@@ -160,7 +162,7 @@ class SocketInterrupt:
                 duplicate.shutdown(socket.SHUT_RDWR)
 
     def release(self) -> None:
-        """Close the duplicate; only once the guard is left (the watchdog may be using it)."""
+        """Close the duplicate (no guard may be using this interrupt any more)."""
         duplicate, self._duplicate = self._duplicate, None
         if duplicate is not None:
             duplicate.close()

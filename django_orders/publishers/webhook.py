@@ -274,18 +274,14 @@ class _ConnectionPool:
         """
         for attempt in range(2):
             connection, reused = self._checkout(deadline)
-            interrupt = SocketInterrupt()
             response: http.client.HTTPResponse | None = None
             failure: BaseException | None = None
-            try:
-                with self._watchdog.guard(deadline, interrupt) as guard:
-                    try:
-                        response = self._exchange(connection, body, headers, interrupt)
-                        data = response.read(MAX_RESPONSE_BYTES)
-                    except BaseException as exc:
-                        failure = exc
-            finally:
-                interrupt.release()
+            with self._watchdog.guard(deadline, connection.interrupt) as guard:
+                try:
+                    response = self._exchange(connection, body, headers)
+                    data = response.read(MAX_RESPONSE_BYTES)
+                except BaseException as exc:
+                    failure = exc
             # Reusable only if answered in full in time: not after a failure, nor when cut
             # short by the deadline (http.client then returns what it had read of the body
             # without complaint), nor when closing, nor with a body we did not read out.
@@ -300,7 +296,7 @@ class _ConnectionPool:
             else:
                 if response is not None:
                     response.close()
-                connection.close()
+                self._discard(connection)
             if failure is not None and not isinstance(failure, Exception):
                 raise failure  # KeyboardInterrupt and the like, as they came
             if guard.expired:
@@ -320,18 +316,13 @@ class _ConnectionPool:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _exchange(
-        self,
-        connection: _Connection,
-        body: bytes,
-        headers: Mapping[str, str],
-        interrupt: SocketInterrupt,
+        self, connection: _Connection, body: bytes, headers: Mapping[str, str]
     ) -> http.client.HTTPResponse:
         """Send the request and read the answer's head; the body is the caller's to read."""
         if connection.sock is None:
             connection.connect()  # within the time left, TLS handshake included
         # Each blocking call waits at most the time left; the watchdog bounds their sum.
         connection.sock.settimeout(time_left(connection.deadline))
-        interrupt.watch(connection.sock)
         connection.request("POST", self.target, body=body, headers=dict(headers))
         return connection.getresponse()
 
@@ -339,7 +330,7 @@ class _ConnectionPool:
         with self._lock:
             idle, self._idle = self._idle, []
         for connection in idle:
-            connection.close()
+            self._discard(connection)
         self._watchdog.close()
 
     def _checkout(self, deadline: float) -> tuple[_Connection, bool]:
@@ -350,6 +341,7 @@ class _ConnectionPool:
             connection_class = _TLSConnection if self.https else _Connection
             connection = connection_class(self.host, self.port)
             connection.tls = self.ssl_context
+            connection.interrupt = SocketInterrupt()
         connection.deadline = deadline
         return connection, reused
 
@@ -357,9 +349,16 @@ class _ConnectionPool:
         with self._lock:
             self._idle.append(connection)
 
+    @staticmethod
+    def _discard(connection: _Connection) -> None:
+        """Close a connection for good; never while a guard on it is active."""
+        connection.close()
+        connection.interrupt.release()
+
 
 class _Connection(http.client.HTTPConnection):
-    """A connection that connects within the time left before its request's ``deadline``.
+    """A connection that connects within the time left before its request's ``deadline``,
+    and whose ``interrupt`` then watches its socket.
 
     With ``tls`` it is an HTTPS connection whose TLS handshake gets only what the TCP
     connect left over (``HTTPSConnection`` would give the handshake the whole timeout again).
@@ -367,6 +366,8 @@ class _Connection(http.client.HTTPConnection):
 
     deadline = -math.inf  # set per request by the pool
     tls: ssl.SSLContext | None = None
+    #: Shuts the connection's socket down at a request's deadline (set by the pool).
+    interrupt: SocketInterrupt
 
     def connect(self) -> None:
         self.timeout = time_left(self.deadline)
@@ -374,6 +375,7 @@ class _Connection(http.client.HTTPConnection):
         if self.tls is not None:
             self.sock.settimeout(time_left(self.deadline))
             self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
+        self.interrupt.watch(self.sock)
 
 
 class _TLSConnection(_Connection):
