@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import standardwebhooks
 from django.core.exceptions import ImproperlyConfigured
 
 from django_orders import services
@@ -226,6 +227,54 @@ def test_several_secrets_sign_with_each_for_key_rotation(
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     Verifier(SECRET).verify(request.body, request.headers)
     Verifier(old).verify(request.body, request.headers)
+
+
+# --- what the official Standard Webhooks library makes of it ----------------------------
+
+PLAIN_SECRET = "my-plain-secret"
+
+
+def test_standardwebhooks_verifies_a_whsec_secret_given_as_it_is(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    events = sample_batch(3)
+    assert make_publisher().publish_batch(events) == [None] * 3
+
+    webhook = standardwebhooks.Webhook(SECRET)
+    assert [webhook.verify(r.body, r.headers) for r in receiver.received] == events
+
+
+def test_standardwebhooks_verifies_a_plain_text_secret_given_as_bytes(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    """The key of a plain-text secret is its UTF-8 bytes, and that is how a verifier must
+    get it: given as a string, the library takes it for base64 and fails."""
+    event = sample_cloudevent()
+    make_publisher(secret=PLAIN_SECRET).publish_batch([event])
+    request = receiver.received[0]
+
+    assert standardwebhooks.Webhook(PLAIN_SECRET.encode()).verify(
+        request.body, request.headers
+    ) == (event)
+    # A base64 error when the secret is read (1.0) or "No matching signature" (1.3).
+    with pytest.raises((standardwebhooks.WebhookVerificationError, ValueError)):
+        standardwebhooks.Webhook(PLAIN_SECRET).verify(request.body, request.headers)
+
+
+@pytest.mark.parametrize("old", [PLAIN_SECRET, "whsec_" + base64.b64encode(b"old" * 11).decode()])
+def test_standardwebhooks_verifies_each_secret_of_a_rotation(
+    old: str, receiver: Receiver, make_publisher: Any
+) -> None:
+    """Signed with the new and the old secret, a request verifies for receivers that
+    still have the old one and for those that have the new one; not for others."""
+    make_publisher(secret=[SECRET, old]).publish_batch([sample_cloudevent()])
+    request = receiver.received[0]
+
+    old_key: str | bytes = old if old.startswith("whsec_") else old.encode()
+    for key in (SECRET, old_key):
+        assert standardwebhooks.Webhook(key).verify(request.body, request.headers)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(b"some other key").verify(request.body, request.headers)
 
 
 def test_the_spec_test_vector() -> None:

@@ -87,6 +87,20 @@ def signing_key(secret: str) -> bytes:
     return secret.encode("utf-8")
 
 
+def is_standard_secret(secret: object) -> bool:
+    """Whether ``secret`` is in the Standard Webhooks form, ``whsec_`` + base64 of a key.
+
+    Such a secret is what verifiers expect as a string (the official libraries decode it);
+    any other text must be handed to them as bytes (system check ``django_orders.W002``).
+    """
+    if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX):
+        return False
+    try:
+        return bool(signing_key(secret))
+    except ImproperlyConfigured:
+        return False
+
+
 def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value: ``v1,<base64>`` per key, space-separated."""
     content = b"%s.%d.%s" % (msg_id.encode("utf-8"), timestamp, body)
