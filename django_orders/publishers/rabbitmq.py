@@ -48,7 +48,7 @@ CONNECTION_NAME = "django-orders outbox relay"
 GRACEFUL_CLOSE_WAIT = 2.0
 # pika's stack timeout must be positive; past the deadline the connection gets this long.
 MIN_STACK_TIMEOUT = 0.001
-# How long past pika's stack timeout the caller waits for pika to report it.
+# How long past the deadline the caller waits for pika to report its stack timeout.
 STACK_TIMEOUT_GRACE = 0.5
 
 
@@ -223,8 +223,11 @@ class _Link:
         )
         self._thread = threading.Thread(target=self._run, name="django-orders-amqp", daemon=True)
         self._thread.start()
-        # pika's stack timeout answers first; this wait is the bound should it not.
-        if not self._ready.wait(parameters.stack_timeout + STACK_TIMEOUT_GRACE):
+        ready = self._ready.wait(max(0.0, deadline - time.monotonic()))
+        if not ready and not self._connection.is_open:
+            # Still opening: pika's stack timeout, due now, ends it (and sets _ready).
+            ready = self._ready.wait(STACK_TIMEOUT_GRACE)
+        if not ready:  # open, but the channel or the exchange never came
             self.close(GRACEFUL_CLOSE_WAIT, graceful=False)
             raise _LinkError(f"no connection within {timeout:g}s")
         if not self.usable:
@@ -310,9 +313,13 @@ class _Link:
             self._connection.ioloop.stop()
             return
         try:
-            # The adapter hook pika's own Connection uses to bring the transport down; the
-            # public close() waits for the broker's Close-Ok, which may never come.
-            self._connection._adapter_disconnect_stream()
+            # What pika itself does on a missed heartbeat: record why, then bring the
+            # transport down; the close callback follows. The public close() waits for the
+            # broker's Close-Ok, which may never come. (Bringing the transport down without
+            # a reason recorded trips an assertion in pika and crashes the I/O loop.)
+            self._connection._terminate_stream(
+                self._pika.exceptions.ConnectionClosedByClient(200, "aborted by django-orders")
+            )
         except Exception:
             logger.debug("Could not abort the RabbitMQ connection", exc_info=True)
             self._connection.ioloop.stop()
