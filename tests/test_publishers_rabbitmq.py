@@ -28,8 +28,8 @@ from django_orders.publishers import PublishError, RabbitMQPublisher
 from tests.amqp import drain
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 from tests.misbehaving_peers import SilentPeer
-from tests.waiting import wait_until
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_until
 
 pika = pytest.importorskip("pika")
 

@@ -24,8 +24,8 @@ from django_orders.cloudevents import serialize
 from django_orders.publishers import PublishError, RedisStreamPublisher
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 from tests.misbehaving_peers import SilentPeer, TricklingRedis
-from tests.relay_helpers import wait_until
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_until
 
 redis = pytest.importorskip("redis")
 

@@ -32,8 +32,8 @@ from django_orders.publishers import NotSent, PublishError, WebhookPublisher
 from django_orders.publishers.webhook import parse_retry_after, sign, signing_key
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 from tests.misbehaving_peers import TricklingReceiver
-from tests.relay_helpers import wait_until
 from tests.standard_webhooks_verifier import Verifier, WebhookVerificationError
+from tests.waiting import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
