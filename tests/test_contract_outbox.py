@@ -3,7 +3,9 @@ shipped publishers and real services, where the narrower tests (test_relay*,
 test_publishers_*) each see one side.
 
 - what a consumer receives: every CloudEvent attribute, ``data`` as the order stood right
-  after its change, the same id and bytes on a redelivery, a verifiable signature;
+  after its change, the same id and bytes on a redelivery, a signature the official
+  ``standardwebhooks`` verifier accepts, a document the CloudEvents SDK parses on every
+  transport;
 - ``--publisher`` / ``--publisher-options`` with the webhook, RabbitMQ and Redis publishers;
 - a permanent webhook refusal parks the event at once, the admin's re-queue sends it again;
 - publishing happens outside any transaction;
