@@ -13,6 +13,7 @@ Ids are numbered and never reused; docs/reference/checks.md lists them.
 - ``django_orders.E009`` a route of the orders API is mounted under a tenant-exempt path.
 - ``django_orders.W001`` (deploy) the tenant comes from the header and no
   ``TENANT_ACCESS_CHECK`` is set, while ``DEBUG`` is off.
+- ``django_orders.W002`` a webhook secret not in the Standard Webhooks form ``whsec_<base64>``.
 - ``django_orders.W003`` the no-longer-needed ``TenantMiddleware`` is in ``MIDDLEWARE``.
 """
 
@@ -221,6 +222,45 @@ def _tenant_from_header(user: Mapping[str, Any]) -> bool:
         except ImportError:
             return False  # E002 says so
     return resolver is header_tenant_resolver
+
+
+@register(Tags.security)
+def check_webhook_secrets(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    from django_orders.publishers.webhook import WebhookPublisher, is_standard_secret
+
+    user = _user_settings() or {}
+    publisher = user.get("OUTBOX_PUBLISHER", DEFAULTS["OUTBOX_PUBLISHER"])
+    if isinstance(publisher, str):
+        try:
+            publisher = import_from_string(publisher, "OUTBOX_PUBLISHER")
+        except ImportError:
+            return []  # E002 says so
+    if not (isinstance(publisher, type) and issubclass(publisher, WebhookPublisher)):
+        return []
+    options = user.get("OUTBOX_PUBLISHER_OPTIONS", {})
+    secret = options.get("secret") if isinstance(options, Mapping) else None
+    secrets = [secret] if isinstance(secret, str) else secret
+    if not isinstance(secrets, list | tuple):
+        return []  # missing or of the wrong type: the publisher refuses to start
+    warnings = []
+    for position, value in enumerate(secrets, start=1):
+        if not isinstance(value, str) or not value or is_standard_secret(value):
+            continue
+        which = "'secret'" if isinstance(secret, str) else f"'secret' #{position}"
+        # The message never quotes the secret: check output ends up in logs.
+        warnings.append(
+            Warning(
+                f"{SETTING_NAME}['OUTBOX_PUBLISHER_OPTIONS'] {which} is not a Standard "
+                "Webhooks secret (whsec_ followed by base64): verifiers such as the official "
+                "standardwebhooks libraries reject it as a string.",
+                hint='Generate one with `"whsec_" + base64.b64encode(os.urandom(32)).decode()` '
+                "and give receivers that string as it is. A plain-text secret keeps working "
+                "only for receivers that pass it to their verifier as bytes (secret.encode()); "
+                "see docs/guide/publishers.md.",
+                id="django_orders.W002",
+            )
+        )
+    return warnings
 
 
 def _is_int(value: Any) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
+from collections.abc import Callable
 
 
 class TcpProxy:
@@ -12,7 +14,11 @@ class TcpProxy:
 
     ``forwarding.clear()`` holds every byte in transit (a hung peer), ``cut()`` drops the
     connections (a restart or a network failure), ``accepting = False`` refuses new ones
-    (the service is down).
+    (the service is down). For a peer that misbehaves in one direction only:
+    ``replies.clear()`` holds what the service sends while the client's bytes still go
+    through, ``first_reply_delay`` holds the service's first bytes on each connection that
+    many seconds (a slow handshake), and ``on_client_data`` sees each chunk the client sends
+    before it is forwarded (to react to a given request).
     """
 
     def __init__(self, upstream: tuple[str, int]) -> None:
@@ -22,6 +28,10 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.forwarding = threading.Event()
         self.forwarding.set()
+        self.replies = threading.Event()
+        self.replies.set()
+        self.first_reply_delay = 0.0
+        self.on_client_data: Callable[[bytes], None] | None = None
         self.accepting = True
         self.connections = 0
         self._pairs: list[tuple[socket.socket, socket.socket, list[threading.Thread]]] = []
@@ -43,14 +53,15 @@ class TcpProxy:
             server = socket.create_connection(self.upstream)
             self.connections += 1
             threads = [
-                threading.Thread(target=self._pump, args=(client, server), daemon=True),
-                threading.Thread(target=self._pump, args=(server, client), daemon=True),
+                threading.Thread(target=self._pump, args=(client, server, False), daemon=True),
+                threading.Thread(target=self._pump, args=(server, client, True), daemon=True),
             ]
             self._pairs.append((client, server, threads))
             for thread in threads:
                 thread.start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
+        first = True
         while True:
             try:
                 data = source.recv(65536)
@@ -58,7 +69,13 @@ class TcpProxy:
                 break
             if not data:
                 break
-            while not self.forwarding.wait(0.05):
+            if replies and first and self.first_reply_delay:
+                time.sleep(self.first_reply_delay)
+            first = False
+            if not replies and self.on_client_data is not None:
+                self.on_client_data(data)
+            gates = (self.forwarding, self.replies) if replies else (self.forwarding,)
+            while not all(gate.wait(0.05) for gate in gates):
                 if self._closed:
                     return
             try:
@@ -77,6 +94,7 @@ class TcpProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
             self.forwarding.set()
+            self.replies.set()
             for thread in threads:
                 thread.join(5)
             client.close()

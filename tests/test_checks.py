@@ -208,3 +208,89 @@ def test_under_an_exempt_path_the_api_refuses_to_act_without_a_tenant() -> None:
     assert response.json()["code"] == "missing_tenant"
     assert not Order.objects.exists()
     assert not IdempotencyKey.objects.exists()
+
+
+WEBHOOK = "django_orders.publishers.WebhookPublisher"
+STANDARD_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def webhook_settings(secret: object, publisher: object = WEBHOOK) -> dict:
+    return {
+        "OUTBOX_PUBLISHER": publisher,
+        "OUTBOX_PUBLISHER_OPTIONS": {"url": "https://hooks.example.com/orders", "secret": secret},
+    }
+
+
+def test_w002_silent_for_whsec_secrets() -> None:
+    for secret in (STANDARD_SECRET, [STANDARD_SECRET, "whsec_" + "b" * 44]):
+        with override_settings(DJANGO_ORDERS=webhook_settings(secret)):
+            assert checks.check_webhook_secrets() == []
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "my-plain-secret",
+        "whsec_not base64!",  # the publisher refuses it too
+        "whsec_",  # an empty key
+    ],
+)
+def test_w002_a_secret_not_in_whsec_form_warns(secret: str) -> None:
+    with override_settings(DJANGO_ORDERS=webhook_settings(secret)):
+        (warning,) = checks.check_webhook_secrets()
+    assert warning.id == "django_orders.W002"
+    assert "'secret' is not a Standard Webhooks secret" in warning.msg
+    if secret != "whsec_":  # (that much the message does say)
+        assert secret not in warning.msg + warning.hint  # never echoed into logs
+    assert '"whsec_" + base64.b64encode(os.urandom(32)).decode()' in warning.hint
+    assert "secret.encode()" in warning.hint
+
+
+def test_w002_names_each_plain_secret_of_a_rotation_list() -> None:
+    settings = webhook_settings([STANDARD_SECRET, "old plain one", "another"])
+    with override_settings(DJANGO_ORDERS=settings):
+        messages = checks.check_webhook_secrets()
+    assert ids(messages) == ["django_orders.W002"] * 2
+    assert ["#2" in messages[0].msg, "#3" in messages[1].msg] == [True, True]
+
+
+def test_w002_the_suggested_generator_gives_a_secret_that_passes() -> None:
+    import base64
+    import os
+
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    with override_settings(DJANGO_ORDERS=webhook_settings(secret)):
+        assert checks.check_webhook_secrets() == []
+
+
+def test_w002_the_publisher_as_a_class_or_a_subclass() -> None:
+    from django_orders.publishers import WebhookPublisher
+
+    class SignedElsewhere(WebhookPublisher):
+        pass
+
+    for publisher in (WebhookPublisher, SignedElsewhere):
+        with override_settings(DJANGO_ORDERS=webhook_settings("plain", publisher)):
+            assert ids(checks.check_webhook_secrets()) == ["django_orders.W002"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},  # the logging publisher
+        webhook_settings("plain", "django_orders.publishers.RedisStreamPublisher"),
+        webhook_settings("plain", "tests.hooks.does_not_exist"),  # E002's business
+        webhook_settings(None),  # no secret: the publisher refuses to start
+    ],
+)
+def test_w002_silent_for_other_publishers_and_unusable_settings(settings: dict) -> None:
+    with override_settings(DJANGO_ORDERS=settings):
+        assert checks.check_webhook_secrets() == []
+
+
+@override_settings(DJANGO_ORDERS=webhook_settings("plain"))
+def test_w002_is_reported_by_manage_py_check_and_can_be_silenced() -> None:
+    with pytest.raises(SystemCheckError, match=r"django_orders\.W002"):
+        call_command("check", fail_level="WARNING")
+    with override_settings(SILENCED_SYSTEM_CHECKS=["django_orders.W002"]):
+        call_command("check", fail_level="WARNING")

@@ -3,7 +3,9 @@ shipped publishers and real services, where the narrower tests (test_relay*,
 test_publishers_*) each see one side.
 
 - what a consumer receives: every CloudEvent attribute, ``data`` as the order stood right
-  after its change, the same id and bytes on a redelivery, a verifiable signature;
+  after its change, the same id and bytes on a redelivery, a signature the official
+  ``standardwebhooks`` verifier accepts, a document the CloudEvents SDK parses on every
+  transport;
 - ``--publisher`` / ``--publisher-options`` with the webhook, RabbitMQ and Redis publishers;
 - a permanent webhook refusal parks the event at once, the admin's re-queue sends it again;
 - publishing happens outside any transaction;
@@ -26,6 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import standardwebhooks
+from cloudevents.core.bindings import http as http_binding
+from cloudevents.core.bindings import rabbitmq as rabbitmq_binding
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.test import Client, override_settings
@@ -102,6 +109,36 @@ def test_each_event_carries_the_order_as_it_stood_right_after_its_change(
         assert event["data"] == snapshot  # the API's representation right after it
         assert headers["webhook-id"] == event["id"] == str(row.id)
         assert headers["content-type"] == "application/cloudevents+json"
+
+
+def assert_sdk_event_is(parsed: Any, event: dict[str, Any]) -> None:
+    """What the CloudEvents SDK parsed is the event as sent, attribute by attribute."""
+    assert parsed.get_specversion() == "1.0"
+    assert parsed.get_id() == event["id"]
+    assert parsed.get_type() == event["type"]
+    assert parsed.get_source() == event["source"]
+    assert parsed.get_subject() == event["subject"]
+    assert parsed.get_extension("tenantid") == event["tenantid"]
+    assert parsed.get_datacontenttype() == "application/json"
+    assert parsed.get_time() == dt.datetime.fromisoformat(event["time"])
+    assert parsed.get_data() == event["data"]
+
+
+@pytest.mark.django_db
+def test_a_consumer_verifies_with_standardwebhooks_and_parses_with_the_cloudevents_sdk(
+    receiver: Receiver,
+) -> None:
+    """docs/guide/publishers.md, "Verifying webhooks on the receiving side", as written."""
+    snapshots = api_lifecycle()
+
+    assert webhook_once(receiver) == 0
+
+    webhook = standardwebhooks.Webhook(SECRET)
+    for (headers, body, _), snapshot in zip(receiver.requests, snapshots, strict=True):
+        event = webhook.verify(body, headers)
+        parsed = http_binding.from_http(http_binding.HTTPMessage(headers, body), JSONFormat())
+        assert_sdk_event_is(parsed, event)
+        assert parsed.get_data() == snapshot
 
 
 @pytest.mark.django_db
@@ -205,7 +242,7 @@ def test_the_relay_command_publishes_to_rabbitmq(amqp: Any) -> None:
         )
 
         messages = [
-            (method.routing_key, properties, json.loads(body))
+            (method.routing_key, properties, json.loads(body), body)
             for method, properties, body in drain(channel, queue, 3)
         ]
         assert [m[0] for m in messages] == ["order.created", "order.confirmed", "order.closed"]
@@ -213,6 +250,11 @@ def test_the_relay_command_publishes_to_rabbitmq(amqp: Any) -> None:
         assert [m[1].message_id for m in messages] == [m[2]["id"] for m in messages]
         assert all(m[1].headers == {"tenantid": "shop-1"} for m in messages)
         assert not OutboxEvent.objects.exclude(status="published").exists()
+        for _, properties, event, body in messages:  # as the CloudEvents SDK reads them
+            message = rabbitmq_binding.RabbitMQMessage(
+                properties.headers, properties.content_type, body
+            )
+            assert_sdk_event_is(rabbitmq_binding.from_rabbitmq(message, JSONFormat()), event)
     finally:
         channel.exchange_delete(exchange)
 
@@ -239,6 +281,8 @@ def test_the_relay_command_publishes_to_a_redis_stream() -> None:
         assert [f[b"id"].decode() for f in entries] == [e["id"] for e in events]
         assert [f[b"type"].decode() for f in entries] == [e["type"] for e in events]
         assert {f[b"tenantid"] for f in entries} == {b"shop-1"}
+        for fields, event in zip(entries, events, strict=True):  # as the CloudEvents SDK reads
+            assert_sdk_event_is(JSONFormat().read(CloudEvent, fields[b"event"]), event)
     finally:
         client.delete(stream)
         client.close()

@@ -9,9 +9,12 @@ threads have connections of their own, which only see committed rows.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +32,8 @@ from django_orders.outbox.exclusive import RelayLock
 from django_orders.outbox.maintenance import discard, requeue
 from django_orders.outbox.relay import Relay, RelayAlreadyRunning
 from django_orders.outbox.strategies import Pipelined, Serial
-from django_orders.publishers import InFlight, NotSent
+from django_orders.publishers import InFlight, NotSent, WebhookPublisher
+from tests.misbehaving_peers import TricklingReceiver
 from tests.outbox_rows import bulk_events
 from tests.receiver import Receiver, versions_by_order
 from tests.relay_publishers import FailingPublisher, ReceiverPublisher, RecordingPublisher
@@ -288,6 +292,51 @@ def test_a_failure_defers_the_later_events_of_its_order(
     # They could not go before it anyway; deferred, they stay out of every claim's way.
     assert all(e.available_at == first.available_at for e in later)
     assert all(e.attempts == 0 for e in later)
+
+
+def test_a_receiver_that_never_finishes_its_answer_costs_one_timeout_with_backoff(
+    make_relay: MakeRelay,
+) -> None:
+    """The webhook publisher against a receiver that trickles its answer to one order's
+    events (one byte every 20 ms, 20 s in all) and answers the others at once.
+
+    The trickled attempt fails at the publisher's ``timeout`` (1 s), is recorded as a
+    failed attempt with backoff, and its order's later events wait behind it. The other
+    orders' events of the same batch were sent meanwhile by the publisher's other workers
+    (``max_concurrency``), and their later events go out in the same run. (What the
+    per-batch breaker does not spare: events of the batch *not yet sent* when the deadline
+    passes fail as "not sent" and are retried after backoff.)
+    """
+    slow = order_with_three_events()
+    others = [order_with_three_events() for _ in range(3)]
+    slow_subject = str(slow.id).encode()
+    with TricklingReceiver(
+        lambda body: "trickle-body" if slow_subject in body else "ok", interval=0.02
+    ) as peer:
+        before = timezone.now()
+        started = time.monotonic()
+        publisher = WebhookPublisher(
+            url=peer.url,
+            secret="whsec_" + base64.b64encode(b"k" * 32).decode(),
+            timeout=1.0,
+            max_concurrency=4,
+        )
+        all_published = make_relay(publisher).run(once=True)
+        elapsed = time.monotonic() - started
+
+    assert all_published is False  # --once would exit 1
+    assert elapsed < 10  # one timeout, not the 20 s the trickle lasts
+    first, *later = events_of(slow)
+    assert first.status == OutboxEvent.Status.PENDING
+    assert first.attempts == 1
+    assert "timed out after 1s" in first.last_error
+    assert first.available_at > before
+    assert first.lease_token is None
+    assert all(e.attempts == 0 for e in later)
+    delivered = [json.loads(body) for body in peer.bodies if slow_subject not in body]
+    assert versions_by_order(delivered) == {str(o.id): [1, 2, 3] for o in others}
+    for order in others:
+        assert {e.status for e in events_of(order)} == {OutboxEvent.Status.PUBLISHED}
 
 
 def test_a_dead_event_parks_its_order_and_requeue_releases_it(

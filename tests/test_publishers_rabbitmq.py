@@ -9,6 +9,7 @@ the publisher and the broker, which the test can pause or cut.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -26,7 +27,9 @@ from django_orders.cloudevents import serialize
 from django_orders.publishers import PublishError, RabbitMQPublisher
 from tests.brokers import drain
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.misbehaving_peers import SilentPeer
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_until
 
 pika = pytest.importorskip("pika")
 
@@ -51,6 +54,15 @@ def broker() -> tuple[str, int]:
             "`scripts/ensure-services.sh rabbitmq` starts it"
         )
     return address
+
+
+@pytest.fixture(autouse=True)
+def no_error_of_ours_is_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Whatever the broker does, the publisher's I/O loop never crashes (it would log
+    "RabbitMQ I/O loop crashed"): pika's own error lines are pika's business."""
+    yield
+    ours = [r for r in caplog.get_records("call") if r.name.startswith("django_orders")]
+    assert [r.getMessage() for r in ours if r.levelno >= logging.ERROR] == []
 
 
 @pytest.fixture
@@ -338,3 +350,56 @@ def test_without_pika_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch)
 def test_an_empty_exchange_name_is_a_configuration_error() -> None:
     with pytest.raises(ImproperlyConfigured, match="exchange"):
         RabbitMQPublisher(url=AMQP_URL, exchange="")
+
+
+# --- timeout is end to end: connection set-up and confirms together ----------------------
+
+#: The class and method ids that open a method frame's payload (AMQP 0-9-1 §4.2.4):
+#: Basic.Publish (60, 40) and Channel.Open (20, 10). Nothing the client sends before
+#: them contains these bytes.
+BASIC_PUBLISH = b"\x00\x3c\x00\x28"
+CHANNEL_OPEN = b"\x00\x14\x00\x0a"
+
+
+@pytest.mark.parametrize(
+    "silent_from",
+    [
+        pytest.param(BASIC_PUBLISH, id="no-confirm"),
+        pytest.param(CHANNEL_OPEN, id="no-channel"),  # the connection open, the link not
+    ],
+)
+def test_opening_the_connection_counts_against_the_batchs_timeout(
+    silent_from: bytes, make_publisher: Any, exchange: str, proxy: TcpProxy
+) -> None:
+    """A broker slow to set the connection up, then silent: the batch fails at ``timeout``
+    after it was handed over, not ``timeout`` after the connection was finally open."""
+
+    def hold_replies(data: bytes) -> None:
+        if silent_from in data:
+            proxy.replies.clear()
+
+    proxy.first_reply_delay = 0.8  # Connection.Start comes 0.8 s late
+    proxy.on_client_data = hold_replies
+    publisher = make_publisher(url=proxied_url(proxy), exchange=exchange, timeout=1.0)
+
+    started = time.monotonic()
+    results = publisher.publish_batch(sample_batch(3))
+
+    assert time.monotonic() - started < 1.5  # not 0.8 s + 1 s
+    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+
+
+def test_a_peer_that_accepts_and_stays_silent(make_publisher: Any) -> None:
+    """It never starts the AMQP handshake: the batch fails at ``timeout``, the socket is
+    dropped and the I/O thread ends (cleanly: see ``no_error_of_ours_is_logged``)."""
+    with SilentPeer() as peer:
+        publisher = make_publisher(url=f"amqp://guest:guest@127.0.0.1:{peer.port}/%2F", timeout=0.5)
+
+        started = time.monotonic()
+        results = publisher.publish_batch(sample_batch(2))
+
+        assert time.monotonic() - started < 1.5
+        assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+        assert "no connection within 0.5s" in str(results[0])
+        wait_until(lambda: peer.dropped == 1, 5, "the publisher drops the connection")
+        assert not any(t.name == "django-orders-amqp" for t in threading.enumerate())

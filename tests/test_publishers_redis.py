@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +23,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django_orders.cloudevents import serialize
 from django_orders.publishers import PublishError, RedisStreamPublisher
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.misbehaving_peers import SilentPeer, TricklingRedis
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import wait_until
 
 redis = pytest.importorskip("redis")
 
@@ -229,3 +232,48 @@ def test_without_redis_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(ImproperlyConfigured, match=r"django-orders\[redis\]"):
         RedisStreamPublisher(url=REDIS_URL)
+
+
+# --- timeout is end to end: replies that come too slowly or never ------------------------
+
+
+def redis_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("django-orders-redis")]
+
+
+def test_replies_trickled_byte_by_byte_time_out_at_the_deadline() -> None:
+    """Each byte of each XADD reply comes well within the socket timeout; the batch's
+    replies as a whole never come within ``timeout``: the batch fails then, and its
+    connection is dropped, not reused half-read."""
+    with TricklingRedis(interval=0.02) as peer:
+        publisher = RedisStreamPublisher(url=peer.url, stream="s", timeout=0.5)
+        try:
+            started = time.monotonic()
+            results = publisher.publish_batch(sample_batch(5))  # 5 replies: 2.2 s in all
+
+            assert time.monotonic() - started < 1.2
+            assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+            assert "timed out" in str(results[0])
+            wait_until(lambda: peer.dropped == 1, 5, "the publisher drops the connection")
+
+            publisher.publish_batch(sample_batch(1))
+            assert peer.connections == 2
+        finally:
+            publisher.close()
+    assert redis_threads() == []
+
+
+def test_a_server_that_accepts_and_stays_silent_costs_one_timeout() -> None:
+    """Not one timeout per read, nor a second one on a retried connection."""
+    with SilentPeer() as peer:
+        publisher = RedisStreamPublisher(url=f"redis://127.0.0.1:{peer.port}/0", timeout=0.5)
+        try:
+            started = time.monotonic()
+            results = publisher.publish_batch(sample_batch(3))
+
+            assert time.monotonic() - started < 1.2
+            assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+            assert peer.connections == 1
+        finally:
+            publisher.close()
+    assert redis_threads() == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import socket
 import sys
 import threading
@@ -21,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import standardwebhooks
 from django.core.exceptions import ImproperlyConfigured
 
 from django_orders import services
@@ -29,7 +31,9 @@ from django_orders.models import OutboxEvent
 from django_orders.publishers import NotSent, PublishError, WebhookPublisher
 from django_orders.publishers.webhook import parse_retry_after, sign, signing_key
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.misbehaving_peers import TricklingReceiver
 from tests.standard_webhooks_verifier import Verifier, WebhookVerificationError
+from tests.waiting import wait_until
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -223,6 +227,55 @@ def test_several_secrets_sign_with_each_for_key_rotation(
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     Verifier(SECRET).verify(request.body, request.headers)
     Verifier(old).verify(request.body, request.headers)
+
+
+# --- what the official Standard Webhooks library makes of it ----------------------------
+
+PLAIN_SECRET = "my-plain-secret"
+
+
+def test_standardwebhooks_verifies_a_whsec_secret_given_as_it_is(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    events = sample_batch(3)
+    assert make_publisher().publish_batch(events) == [None] * 3
+
+    webhook = standardwebhooks.Webhook(SECRET)
+    verified = [webhook.verify(r.body, r.headers) for r in receiver.received]
+    assert sorted(verified, key=lambda e: e["id"]) == sorted(events, key=lambda e: e["id"])
+
+
+def test_standardwebhooks_verifies_a_plain_text_secret_given_as_bytes(
+    receiver: Receiver, make_publisher: Any
+) -> None:
+    """The key of a plain-text secret is its UTF-8 bytes, and that is how a verifier must
+    get it: given as a string, the library takes it for base64 and fails."""
+    event = sample_cloudevent()
+    make_publisher(secret=PLAIN_SECRET).publish_batch([event])
+    request = receiver.received[0]
+
+    assert standardwebhooks.Webhook(PLAIN_SECRET.encode()).verify(
+        request.body, request.headers
+    ) == (event)
+    # A base64 error when the secret is read (1.0) or "No matching signature" (1.3).
+    with pytest.raises((standardwebhooks.WebhookVerificationError, ValueError)):
+        standardwebhooks.Webhook(PLAIN_SECRET).verify(request.body, request.headers)
+
+
+@pytest.mark.parametrize("old", [PLAIN_SECRET, "whsec_" + base64.b64encode(b"old" * 11).decode()])
+def test_standardwebhooks_verifies_each_secret_of_a_rotation(
+    old: str, receiver: Receiver, make_publisher: Any
+) -> None:
+    """Signed with the new and the old secret, a request verifies for receivers that
+    still have the old one and for those that have the new one; not for others."""
+    make_publisher(secret=[SECRET, old]).publish_batch([sample_cloudevent()])
+    request = receiver.received[0]
+
+    old_key: str | bytes = old if old.startswith("whsec_") else old.encode()
+    for key in (SECRET, old_key):
+        assert standardwebhooks.Webhook(key).verify(request.body, request.headers)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(b"some other key").verify(request.body, request.headers)
 
 
 def test_the_spec_test_vector() -> None:
@@ -650,3 +703,91 @@ def test_a_stop_request_finishes_the_requests_in_flight_and_sends_no_more(
     assert 1 <= sent <= concurrency
     assert results.count(None) == sent  # what was in flight completed
     assert [type(r) for r in results if r is not None] == [NotSent] * (20 - sent)
+
+
+# --- timeout is end to end: a receiver that never finishes its answer -------------------
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
+def webhook_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("django-orders-webhook")]
+
+
+@pytest.mark.parametrize("how", ["trickle-body", "trickle-head"])
+def test_an_answer_trickled_byte_by_byte_times_out_at_the_deadline(how: str) -> None:
+    """Each byte comes well within the timeout, the answer as a whole never does: the
+    request fails at ``timeout`` and its half-read connection is dropped, not reused."""
+    plans = iter([how])
+    fds_before = open_descriptors()
+    with TricklingReceiver(lambda body: next(plans, "ok"), interval=0.02) as peer:
+        publisher = WebhookPublisher(url=peer.url, secret=SECRET, timeout=0.5, max_concurrency=1)
+        try:
+            started = time.monotonic()
+            (error,) = publisher.publish_batch([sample_cloudevent()])
+            elapsed = time.monotonic() - started
+
+            assert isinstance(error, PublishError)
+            assert not error.permanent
+            assert "timed out after 0.5s" in str(error)
+            assert elapsed < 1.5  # not the 20 s the whole answer takes
+            wait_until(lambda: peer.dropped == 1, 5, "the publisher drops the connection")
+
+            assert publisher.publish_batch([sample_cloudevent()]) == [None]
+            assert peer.connections == 2  # a fresh connection for the next request
+        finally:
+            publisher.close()
+    assert webhook_threads() == []  # the watchdog and the worker pool are gone
+    assert open_descriptors() == fds_before  # and every socket, duplicates included
+
+
+def test_a_trickled_answer_stops_the_rest_of_the_batch(make_publisher: Any) -> None:
+    """The deadline trips the per-batch breaker like any timeout: one timeout per batch."""
+    with TricklingReceiver(interval=0.02) as peer:
+        publisher = make_publisher(url=peer.url, timeout=0.5, max_concurrency=1)
+
+        started = time.monotonic()
+        results = publisher.publish_batch(sample_batch(10))
+
+        assert time.monotonic() - started < 1.5
+        assert len(peer.bodies) == 1
+        assert "timed out" in str(results[0])
+        assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+        assert all("not sent" in str(r) for r in results[1:])
+
+
+def test_requests_on_other_connections_go_on_while_one_answer_trickles(
+    make_publisher: Any,
+) -> None:
+    """What the breaker leaves alone: the events the other workers send before the
+    deadline of the trickled one passes are published."""
+    events = sample_batch(8)
+    slow = serialize(events[0])
+    with TricklingReceiver(lambda body: "trickle-body" if body == slow else "ok") as peer:
+        publisher = make_publisher(url=peer.url, timeout=1.0, max_concurrency=4)
+
+        results = publisher.publish_batch(events)
+
+        assert "timed out" in str(results[0])
+        assert results[1:] == [None] * 7
+        assert peer.answered == 7
+
+
+def test_the_deadline_holds_over_https(certificate: tuple[str, str], make_publisher: Any) -> None:
+    """TLS reads are cut at the deadline too: the watchdog shuts the socket down under
+    the TLS layer."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    with TricklingReceiver(interval=0.02, tls=context) as peer:
+        publisher = make_publisher(url=peer.url, verify=certificate[0], timeout=0.5)
+
+        started = time.monotonic()
+        (error,) = publisher.publish_batch([sample_cloudevent()])
+
+        assert time.monotonic() - started < 1.5
+        assert "timed out" in str(error)
+        wait_until(lambda: peer.dropped == 1, 5, "the publisher drops the connection")

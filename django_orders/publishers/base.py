@@ -69,7 +69,8 @@ class Publisher(abc.ABC):  # noqa: B024
     it.
     """
 
-    #: Upper bound of one publish, seconds; the relay uses it when shutting down.
+    #: Upper bound of one send, seconds, end to end (connecting, writing, the whole
+    #: answer), not of each socket read; the relay uses it when shutting down.
     timeout: float = 10.0
 
     #: How many batches the relay may hand to :meth:`start_batch` before it waits for the

@@ -25,8 +25,10 @@ opens a new connection. Needs the ``rabbitmq`` extra (pika).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -44,6 +46,10 @@ DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 CONNECTION_NAME = "django-orders outbox relay"
 # Longest wait for the broker's answer to a Close before the socket is simply dropped.
 GRACEFUL_CLOSE_WAIT = 2.0
+# pika's stack timeout must be positive; past the deadline the connection gets this long.
+MIN_STACK_TIMEOUT = 0.001
+# How long past the deadline the caller waits for pika to report its stack timeout.
+STACK_TIMEOUT_GRACE = 0.5
 
 
 class RabbitMQPublisher(Publisher):
@@ -56,7 +62,8 @@ class RabbitMQPublisher(Publisher):
       broker as ``guest``].
     - ``exchange``: the exchange's name; declared as a durable ``topic`` exchange if it
       does not exist [``"orders.events"``].
-    - ``timeout``: seconds to wait for the connection and for a batch's confirms [10].
+    - ``timeout``: seconds one batch may take, end to end: opening the connection (when
+      there is none) and the broker's confirm of every message [10].
 
     Two batches may be in flight at once (:attr:`max_batches_in_flight`): the relay
     writes the next batch to the broker while the confirms of the one before are still
@@ -92,21 +99,27 @@ class RabbitMQPublisher(Publisher):
         return self.start_batch(events).wait()
 
     def start_batch(self, events: Sequence[dict[str, Any]]) -> InFlight:
-        """Write the batch to the broker now; ``wait()`` waits for its confirms."""
+        """Write the batch to the broker now; ``wait()`` waits for its confirms.
+
+        The batch's ``timeout`` runs from here: opening a connection counts against it.
+        """
         if not events:
             return InFlight([])
+        deadline = time.monotonic() + self.timeout
         with self._lock:
             link = self._link
             if link is None or not link.usable:
                 if link is not None:
-                    link.close(self.timeout)
+                    link.close(max(0.0, deadline - time.monotonic()))
                 self._link = None
                 try:
-                    link = _Link(self._pika, self._parameters, self.exchange, self.timeout)
+                    link = _Link(
+                        self._pika, self._parameters, self.exchange, deadline, self.timeout
+                    )
                 except _LinkError as exc:
                     return InFlight([PublishError(f"RabbitMQ unavailable: {exc}") for _ in events])
                 self._link = link
-            return link.start(events, self.timeout)
+            return link.start(events, deadline, self.timeout)
 
     def publish(self, event: dict[str, Any]) -> None:
         (error,) = self.publish_batch([event])
@@ -130,12 +143,14 @@ _UNSET: Any = object()
 class _Batch(InFlight):
     """The results of one batch, filled in by the I/O thread, read by the caller."""
 
-    def __init__(self, link: _Link, events: Sequence[dict[str, Any]], timeout: float) -> None:
+    def __init__(
+        self, link: _Link, events: Sequence[dict[str, Any]], deadline: float, timeout: float
+    ) -> None:
         super().__init__([_UNSET] * len(events))
         self.link = link
         self.events = events
         self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
+        self.deadline = deadline
         self.remaining = len(events)
         self.done = threading.Event()
         self._lock = threading.Lock()
@@ -146,7 +161,7 @@ class _Batch(InFlight):
 
     def wait(self) -> list[PublishError | None]:
         """The batch's results once every message is confirmed (or failed), at most until
-        ``timeout`` after it was handed over."""
+        ``timeout`` after :meth:`RabbitMQPublisher.start_batch` took it."""
         return self.link.wait(self, max(0.0, self.deadline - time.monotonic()))
 
     def settle(self, index: int, result: PublishError | None) -> None:
@@ -171,7 +186,9 @@ class _Batch(InFlight):
 class _Link:
     """One connection with one confirm-mode channel, its I/O loop on its own thread."""
 
-    def __init__(self, pika: Any, parameters: Any, exchange: str, timeout: float) -> None:
+    def __init__(
+        self, pika: Any, parameters: Any, exchange: str, deadline: float, timeout: float
+    ) -> None:
         self._pika = pika
         self.exchange = exchange
         self.usable = False
@@ -189,6 +206,15 @@ class _Link:
         self._batches_lock = threading.Lock()
         self._stopped = False
 
+        # pika's own time limit for bringing the connection up (TCP, TLS, AMQP handshake)
+        # is what is left of the batch's: on expiry it gives up cleanly, through the
+        # open-error callback. (Aborting a connection that is still opening from outside
+        # trips assertions in pika's connection workflow.)
+        parameters = copy.copy(parameters)
+        parameters.stack_timeout = min(
+            max(deadline - time.monotonic(), MIN_STACK_TIMEOUT),
+            parameters.stack_timeout or math.inf,
+        )
         self._connection = pika.SelectConnection(
             parameters,
             on_open_callback=self._on_connection_open,
@@ -197,18 +223,24 @@ class _Link:
         )
         self._thread = threading.Thread(target=self._run, name="django-orders-amqp", daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout):
-            self.close(timeout, graceful=False)
+        ready = self._ready.wait(max(0.0, deadline - time.monotonic()))
+        if not ready and not self._connection.is_open:
+            # Still opening: pika's stack timeout, due now, ends it (and sets _ready).
+            ready = self._ready.wait(STACK_TIMEOUT_GRACE)
+        if not ready:  # open, but the channel or the exchange never came
+            self.close(GRACEFUL_CLOSE_WAIT, graceful=False)
             raise _LinkError(f"no connection within {timeout:g}s")
         if not self.usable:
-            self.close(timeout)
+            self.close(GRACEFUL_CLOSE_WAIT)
+            if time.monotonic() >= deadline:
+                raise _LinkError(f"no connection within {timeout:g}s: {self._error}")
             raise _LinkError(self._error)
 
     # --- caller side ---------------------------------------------------------------------
 
-    def start(self, events: Sequence[dict[str, Any]], timeout: float) -> _Batch:
+    def start(self, events: Sequence[dict[str, Any]], deadline: float, timeout: float) -> _Batch:
         """Hand the batch to the I/O thread, which writes it at once."""
-        batch = _Batch(self, events, timeout)
+        batch = _Batch(self, events, deadline, timeout)
         with self._batches_lock:
             if self._stopped:
                 batch.fail_unsettled(f"RabbitMQ {self._error}")
@@ -281,9 +313,13 @@ class _Link:
             self._connection.ioloop.stop()
             return
         try:
-            # The adapter hook pika's own Connection uses to bring the transport down; the
-            # public close() waits for the broker's Close-Ok, which may never come.
-            self._connection._adapter_disconnect_stream()
+            # What pika itself does on a missed heartbeat: record why, then bring the
+            # transport down; the close callback follows. The public close() waits for the
+            # broker's Close-Ok, which may never come. (Bringing the transport down without
+            # a reason recorded trips an assertion in pika and crashes the I/O loop.)
+            self._connection._terminate_stream(
+                self._pika.exceptions.ConnectionClosedByClient(200, "aborted by django-orders")
+            )
         except Exception:
             logger.debug("Could not abort the RabbitMQ connection", exc_info=True)
             self._connection.ioloop.stop()

@@ -9,10 +9,18 @@ succeeds or fails on its own and gets its own result). An entry counts as publis
 Redis answered its ``XADD``, which makes it exactly as durable as the server is configured
 to be (``appendonly yes`` with ``appendfsync always`` to survive a crash; replicas via
 ``WAIT``/``min-replicas-to-write``). Needs the ``redis`` extra (redis-py).
+
+``timeout`` bounds a whole batch: redis-py's ``socket_timeout`` bounds each read, so a
+server that answers slowly, reply after reply or byte after byte, could hold a batch for
+many times the timeout. The batch runs under a deadline (:mod:`django_orders.publishers.
+deadline`); when it passes, the pool's connections are disconnected from the watchdog's
+thread (``ConnectionPool.disconnect(inuse_connections=True)``, which redis-py documents as
+safe for connections in use by other threads) and the batch fails as a timeout.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import serialize
 from django_orders.publishers.base import Publisher, PublishError, import_driver
+from django_orders.publishers.deadline import Watchdog
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
@@ -35,7 +44,8 @@ class RedisStreamPublisher(Publisher):
     - ``maxlen``: cap the stream at about this many entries (``XADD … MAXLEN ~ n``, the
       cheap approximate trim) [none]. Trimming drops the oldest entries whether or not a
       consumer has read them: leave it unset unless every consumer keeps up.
-    - ``timeout``: seconds for connecting and for each answer [10].
+    - ``timeout``: seconds one batch may take, end to end: connecting, sending and reading
+      every reply [10].
     """
 
     def __init__(
@@ -66,14 +76,17 @@ class RedisStreamPublisher(Publisher):
                 url,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                # One immediate retry: it replaces a pooled connection the server dropped
-                # (a restart) without failing the batch. Longer waits are the relay's job
-                # (backoff with jitter), not a blocking sleep in here. A retried pipeline may
-                # add an entry twice; consumers dedupe on ``id`` (at-least-once).
-                retry=retry_module.Retry(backoff_module.NoBackoff(), 1),
+                # No retry inside a batch: a retry would start over after the deadline's
+                # interrupt, and waiting is the relay's job (backoff with jitter). A pooled
+                # connection the server closed while idle is replaced when it is taken
+                # from the pool (redis-py checks it first); one that breaks in the middle of
+                # a batch fails the batch, which the relay retries (entries added before the
+                # break are added again: consumers dedupe on ``id``).
+                retry=retry_module.Retry(backoff_module.NoBackoff(), 0),
             )
         except ValueError as exc:
             raise ImproperlyConfigured(f"RedisStreamPublisher 'url' is invalid: {exc}") from exc
+        self._watchdog = Watchdog("django-orders-redis-deadline")
 
     def publish_batch(self, events: Sequence[dict[str, Any]]) -> list[PublishError | None]:
         if not events:
@@ -91,22 +104,38 @@ class RedisStreamPublisher(Publisher):
                 maxlen=self.maxlen,
                 approximate=True,
             )
-        try:
-            replies = pipeline.execute(raise_on_error=False)
-        except self._errors as exc:
-            # Some entries may have been added before the connection broke; they will be
-            # added again on retry (at-least-once).
-            return [PublishError(f"Redis unavailable: {type(exc).__name__}: {exc}") for _ in events]
-        except self._redis_error as exc:
-            return [PublishError(f"Redis error: {type(exc).__name__}: {exc}") for _ in events]
-        finally:
-            pipeline.reset()
+        deadline = time.monotonic() + self.timeout
+        failure: Exception | None = None
+        with self._watchdog.guard(deadline, self._interrupt) as guard:
+            try:
+                replies = pipeline.execute(raise_on_error=False)
+            except Exception as exc:
+                failure = exc
+            finally:
+                pipeline.reset()
+        if failure is not None:
+            # Some entries may have been added before the connection broke (or was cut at
+            # the deadline); they are added again on retry (at-least-once).
+            if guard.expired:
+                error = f"Redis timed out: no complete answer within {self.timeout:g}s"
+            elif isinstance(failure, self._errors):
+                error = f"Redis unavailable: {type(failure).__name__}: {failure}"
+            elif isinstance(failure, self._redis_error):
+                error = f"Redis error: {type(failure).__name__}: {failure}"
+            else:
+                raise failure
+            return [PublishError(error) for _ in events]
+        # Every reply was read, in time or just past it: they are the outcome either way.
         return [
             PublishError(f"Redis refused XADD: {type(reply).__name__}: {reply}")
             if isinstance(reply, Exception)
             else None
             for reply in replies
         ]
+
+    def _interrupt(self) -> None:
+        """At the deadline (watchdog thread): cut the connection the batch is using."""
+        self._client.connection_pool.disconnect(inuse_connections=True)
 
     def publish(self, event: dict[str, Any]) -> None:
         (error,) = self.publish_batch([event])
@@ -115,3 +144,4 @@ class RedisStreamPublisher(Publisher):
 
     def close(self) -> None:
         self._client.close()
+        self._watchdog.close()

@@ -15,6 +15,12 @@ refuses this event and will again: the relay parks it at once); everything else 
 dropped connections - is retried, and ``Retry-After`` (seconds or an HTTP-date) is passed
 on to the relay.
 
+``timeout`` is the longest one event's request may take, end to end: connecting, sending
+and reading the whole answer. A socket timeout alone bounds each read, not the answer (a
+receiver sending one byte a second would never trip it), so each request runs under a
+deadline kept by a watchdog thread (:mod:`django_orders.publishers.deadline`) that shuts
+the socket down when the deadline passes; the connection is then discarded.
+
 The HTTP client is the standard library's ``http.client``: persistent (keep-alive)
 connections in a small pool, reused across requests and batches. It costs a fraction of
 the CPU per request of the feature-rich clients (measured here: about twice the requests
@@ -33,6 +39,7 @@ import hashlib
 import hmac
 import http.client
 import logging
+import math
 import ssl
 import threading
 import time
@@ -46,6 +53,7 @@ from django.core.exceptions import ImproperlyConfigured
 import django_orders
 from django_orders.cloudevents import CONTENT_TYPE, serialize
 from django_orders.publishers.base import NotSent, Publisher, PublishError
+from django_orders.publishers.deadline import SocketInterrupt, Watchdog, time_left
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +85,20 @@ def signing_key(secret: str) -> bytes:
                 "WebhookPublisher 'secret' starts with 'whsec_' but the rest is not base64."
             ) from exc
     return secret.encode("utf-8")
+
+
+def is_standard_secret(secret: object) -> bool:
+    """Whether ``secret`` is in the Standard Webhooks form, ``whsec_`` + base64 of a key.
+
+    Such a secret is what verifiers expect as a string (the official libraries decode it);
+    any other text must be handed to them as bytes (system check ``django_orders.W002``).
+    """
+    if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX):
+        return False
+    try:
+        return bool(signing_key(secret))
+    except ImproperlyConfigured:
+        return False
 
 
 def sign(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> str:
@@ -116,7 +138,8 @@ class WebhookPublisher(Publisher):
     - ``url``: the receiver's ``http://`` or ``https://`` URL.
     - ``secret``: ``whsec_<base64>`` (the key is the decoded bytes) or any other text (its
       UTF-8 bytes); a list of secrets signs with each, for key rotation.
-    - ``timeout``: seconds for connecting and for each read or write on the socket [10].
+    - ``timeout``: seconds one event's request may take, end to end: connecting, sending
+      and reading the whole answer [10].
     - ``max_concurrency``: requests in flight at once within a batch, and so the most
       connections kept open [8].
     - ``headers``: extra request headers (e.g. an ``Authorization`` the receiver wants).
@@ -148,7 +171,7 @@ class WebhookPublisher(Publisher):
             "User-Agent": f"django-orders/{django_orders.__version__}",
             **(headers or {}),
         }
-        self._connections = _ConnectionPool(url, self.timeout, verify)
+        self._connections = _ConnectionPool(url, verify)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -224,8 +247,9 @@ class WebhookPublisher(Publisher):
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self._keys, msg_id, timestamp, body),
         }
+        deadline = time.monotonic() + self.timeout
         try:
-            status, reason, response_headers, text = self._connections.post(body, headers)
+            status, reason, response_headers, text = self._connections.post(body, headers, deadline)
         except TimeoutError:
             return _receiver_down(f"webhook timed out after {self.timeout:g}s")
         except (OSError, http.client.HTTPException) as exc:
@@ -239,7 +263,7 @@ class WebhookPublisher(Publisher):
 class _ConnectionPool:
     """Kept-alive ``http.client`` connections to one origin, one per request in flight."""
 
-    def __init__(self, url: str, timeout: float, verify: bool | str | ssl.SSLContext) -> None:
+    def __init__(self, url: str, verify: bool | str | ssl.SSLContext) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ImproperlyConfigured(
@@ -249,59 +273,127 @@ class _ConnectionPool:
         self.host = parts.hostname
         self.port = parts.port
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.timeout = timeout
         self.ssl_context = _ssl_context(verify) if self.https else None
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[_Connection] = []
         self._lock = threading.Lock()
+        self._watchdog = Watchdog("django-orders-webhook-deadline")
 
-    def post(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str, Any, str]:
-        """Send one POST; the status, reason, headers and (decoded) body of the answer."""
+    def post(
+        self, body: bytes, headers: Mapping[str, str], deadline: float
+    ) -> tuple[int, str, Any, str]:
+        """Send one POST; the status, reason, headers and (decoded) body of the answer.
+
+        Raises ``TimeoutError`` if the answer is not complete by ``deadline`` (a
+        ``time.monotonic()`` value), whatever the request was doing then.
+        """
         for attempt in range(2):
-            connection, reused = self._checkout()
-            try:
-                connection.request("POST", self.target, body=body, headers=dict(headers))
-                response = connection.getresponse()
-                data = response.read(MAX_RESPONSE_BYTES)
-            except STALE_CONNECTION_ERRORS:
-                connection.close()
+            connection, reused = self._checkout(deadline)
+            response: http.client.HTTPResponse | None = None
+            failure: BaseException | None = None
+            with self._watchdog.guard(deadline, connection.interrupt) as guard:
+                try:
+                    response = self._exchange(connection, body, headers)
+                    data = response.read(MAX_RESPONSE_BYTES)
+                except BaseException as exc:
+                    failure = exc
+            # Reusable only if answered in full in time: not after a failure, nor when cut
+            # short by the deadline (http.client then returns what it had read of the body
+            # without complaint), nor when closing, nor with a body we did not read out.
+            if (
+                response is not None
+                and failure is None
+                and not guard.expired
+                and not response.will_close
+                and response.isclosed()
+            ):
+                self._checkin(connection)
+            else:
+                if response is not None:
+                    response.close()
+                self._discard(connection)
+            if failure is not None and not isinstance(failure, Exception):
+                raise failure  # KeyboardInterrupt and the like, as they came
+            if guard.expired:
+                raise TimeoutError("the deadline passed before the answer was complete") from (
+                    failure
+                )
+            if failure is not None:
                 # A reused connection the receiver had closed: once more on a fresh one.
                 # (Should the receiver have handled the request before closing, this
                 # delivers it twice; consumers dedupe on webhook-id, as at-least-once asks.)
-                if reused and attempt == 0:
+                if isinstance(failure, STALE_CONNECTION_ERRORS) and reused and attempt == 0:
                     continue
-                raise
-            except BaseException:
-                connection.close()
-                raise
-            if response.will_close or not response.isclosed():
-                connection.close()  # not reusable: closing, or a body we did not read out
-            else:
-                self._checkin(connection)
+                raise failure
+            assert response is not None
             text = data.decode(response.headers.get_content_charset() or "utf-8", "replace")
             return response.status, response.reason, response.headers, text
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _exchange(
+        self, connection: _Connection, body: bytes, headers: Mapping[str, str]
+    ) -> http.client.HTTPResponse:
+        """Send the request and read the answer's head; the body is the caller's to read."""
+        if connection.sock is None:
+            connection.connect()  # within the time left, TLS handshake included
+        # Each blocking call waits at most the time left; the watchdog bounds their sum.
+        connection.sock.settimeout(time_left(connection.deadline))
+        connection.request("POST", self.target, body=body, headers=dict(headers))
+        return connection.getresponse()
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for connection in idle:
-            connection.close()
+            self._discard(connection)
+        self._watchdog.close()
 
-    def _checkout(self) -> tuple[http.client.HTTPConnection, bool]:
+    def _checkout(self, deadline: float) -> tuple[_Connection, bool]:
         with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        if self.https:
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout, context=self.ssl_context
-            )
-        else:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        return connection, False
+            connection = self._idle.pop() if self._idle else None
+        reused = connection is not None
+        if connection is None:
+            connection_class = _TLSConnection if self.https else _Connection
+            connection = connection_class(self.host, self.port)
+            connection.tls = self.ssl_context
+            connection.interrupt = SocketInterrupt()
+        connection.deadline = deadline
+        return connection, reused
 
-    def _checkin(self, connection: http.client.HTTPConnection) -> None:
+    def _checkin(self, connection: _Connection) -> None:
         with self._lock:
             self._idle.append(connection)
+
+    @staticmethod
+    def _discard(connection: _Connection) -> None:
+        """Close a connection for good; never while a guard on it is active."""
+        connection.close()
+        connection.interrupt.release()
+
+
+class _Connection(http.client.HTTPConnection):
+    """A connection that connects within the time left before its request's ``deadline``,
+    and whose ``interrupt`` then watches its socket.
+
+    With ``tls`` it is an HTTPS connection whose TLS handshake gets only what the TCP
+    connect left over (``HTTPSConnection`` would give the handshake the whole timeout again).
+    """
+
+    deadline = -math.inf  # set per request by the pool
+    tls: ssl.SSLContext | None = None
+    #: Shuts the connection's socket down at a request's deadline (set by the pool).
+    interrupt: SocketInterrupt
+
+    def connect(self) -> None:
+        self.timeout = time_left(self.deadline)
+        super().connect()
+        if self.tls is not None:
+            self.sock.settimeout(time_left(self.deadline))
+            self.sock = self.tls.wrap_socket(self.sock, server_hostname=self.host)
+        self.interrupt.watch(self.sock)
+
+
+class _TLSConnection(_Connection):
+    default_port = http.client.HTTPS_PORT
 
 
 def _ssl_context(verify: bool | str | ssl.SSLContext) -> ssl.SSLContext:
