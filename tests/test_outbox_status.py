@@ -24,6 +24,7 @@ from django_orders.management.commands.orders_outbox_status import (
     THRESHOLD_BREACHED,
     ThresholdBreached,
     age,
+    decimal,
 )
 from django_orders.models import Order, OutboxEvent
 from django_orders.outbox.claims import PARKED_UNTIL
@@ -167,6 +168,15 @@ def test_age_formatting() -> None:
         "3m12s",
         "5h03m",
         "2d04h",
+    ]
+
+
+def test_numbers_in_messages_are_plain() -> None:
+    assert [decimal(300.0), decimal(400.2134), decimal(1e6), decimal(0.5)] == [
+        "300",
+        "400.213",
+        "1000000",
+        "0.5",
     ]
 
 

@@ -146,8 +146,8 @@ def breached(summary: dict[str, Any], options: dict[str, Any]) -> list[str]:
     oldest = summary["oldest_pending_age_seconds"]
     if options["max_age"] is not None and oldest is not None and oldest > options["max_age"]:
         breaches.append(
-            f"the oldest pending event is {age(oldest)} old ({oldest:g}s > --max-age "
-            f"{options['max_age']:g})"
+            f"the oldest pending event is {age(oldest)} old ({decimal(oldest)}s > --max-age "
+            f"{decimal(options['max_age'])})"
         )
     if options["max_pending"] is not None and summary["pending"] > options["max_pending"]:
         breaches.append(
@@ -158,6 +158,11 @@ def breached(summary: dict[str, Any], options: dict[str, Any]) -> list[str]:
             f"{summary['dead']} dead event(s), holding back {summary['held_back']} (--fail-on-dead)"
         )
     return breaches
+
+
+def decimal(number: float) -> str:
+    """``300``, ``400.213``: plain notation, never ``1e+06``, at most 3 decimals."""
+    return f"{number:.3f}".rstrip("0").rstrip(".")
 
 
 def age(seconds: float | None) -> str:
