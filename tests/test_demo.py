@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.relay_helpers import ROOT, wait_until
+from tests.relay_runs import ROOT
+from tests.waiting import wait_until
 
 pytestmark = [
     pytest.mark.slow,

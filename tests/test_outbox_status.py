@@ -30,9 +30,9 @@ from django_orders.models import Order, OutboxEvent
 from django_orders.outbox.claims import PARKED_UNTIL
 from django_orders.outbox.maintenance import outbox_status, requeue
 from django_orders.timestamps import rfc3339
-from tests.relay_helpers import ROOT, relay_env, relay_once
+from tests.relay_runs import ROOT, relay_env, relay_once
 
-FAILING = "tests.relay_helpers.FailingPublisher"
+FAILING = "tests.relay_publishers.FailingPublisher"
 
 
 def status(*args: str) -> str:
@@ -242,6 +242,28 @@ def test_events_deferred_behind_a_failing_event_count_as_pending() -> None:
     assert (summary["pending"], summary["held_back"], summary["dead"]) == (3, 0, 0)
     assert summary["oldest_pending_age_seconds"] >= 600
     assert "--max-age 300" in breach("--max-age", "300")
+
+
+@pytest.mark.django_db
+def test_a_dead_event_holds_back_only_its_own_tenants_aggregate() -> None:
+    # An aggregate is (tenant, type, id): another tenant's events under the same id are
+    # not behind this tenant's dead one.
+    order = dead_order("shop-1")
+    OutboxEvent.objects.create(
+        tenant_id="shop-2",
+        aggregate_type="order",
+        aggregate_id=order.id,
+        aggregate_version=2,
+        type="order.confirmed",
+        payload={},
+    )
+
+    summary = report()
+
+    assert [(t["tenant_id"], t["pending"], t["held_back"]) for t in summary["tenants"]] == [
+        ("shop-1", 0, 2),
+        ("shop-2", 1, 0),
+    ]
 
 
 @pytest.mark.django_db

@@ -85,6 +85,7 @@ def outbox_status(using: str | None = None, now: dt.datetime | None = None) -> l
     held = Q(available_at__gte=PARKED_UNTIL)
     if orders_settings.OUTBOX_DEAD_BLOCKS_ORDER:
         earlier_dead = events.filter(
+            tenant_id=OuterRef("tenant_id"),
             aggregate_type=OuterRef("aggregate_type"),
             aggregate_id=OuterRef("aggregate_id"),
             aggregate_version__lt=OuterRef("aggregate_version"),
