@@ -7,11 +7,13 @@ DB ?= postgres
 PYTEST_ARGS ?=
 DEMO_DIR := example_project
 DEMO_DB := $(DEMO_DIR)/db.sqlite3
+DEMO_PORT ?= 8000
 
 .PHONY: help demo test lint format tox tox-newest pkg migrations-check clean services
 
 help:
-	@echo "make demo   - run the example project on SQLite at http://127.0.0.1:8000 (relay included)"
+	@echo "make demo   - run the example project on SQLite at http://127.0.0.1:8000 (relay included);"
+	@echo "              DEMO_PORT=8001 make demo serves on another port"
 	@echo "make test   - run the whole test suite on PostgreSQL (DB=sqlite for SQLite)"
 	@echo "make lint   - ruff, ruff format --check, mypy"
 	@echo "make tox    - the Django x Python matrix"
@@ -30,7 +32,7 @@ $(VENV)/.installed-demo: $(BIN)/python pyproject.toml requirements/demo.txt
 	touch $@
 
 demo: $(VENV)/.installed-demo
-	@bash scripts/demo.sh "$(BIN)/python"
+	@DEMO_PORT='$(DEMO_PORT)' bash scripts/demo.sh "$(BIN)/python"
 
 services:
 	@bash scripts/ensure-services.sh $(if $(filter sqlite,$(DB)),,postgres) $(SERVICES)

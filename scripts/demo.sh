@@ -14,23 +14,53 @@ case "$PY" in
 esac
 cd "$ROOT/example_project"
 
+case "$PORT" in
+  '' | *[!0-9]*) echo "DEMO_PORT must be a port number, not '${PORT}'." >&2; exit 2 ;;
+esac
+# Before anything starts (the relay above all): the server would fail on a taken port only
+# after the relay had started. SO_REUSEADDR as the server sets it, so a port left in
+# TIME_WAIT by the previous run counts as free.
+if ! "$PY" - "$PORT" <<'PY'
+import socket, sys
+
+probe = socket.socket()
+probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    probe.bind(("127.0.0.1", int(sys.argv[1])))
+except (OSError, OverflowError):
+    sys.exit(1)
+PY
+then
+  cat >&2 <<TAKEN
+Port ${PORT} on 127.0.0.1 is already in use (another \`make demo\`, or another server).
+Stop it, or run the demo on another port: DEMO_PORT=$((PORT + 1)) make demo
+TAKEN
+  exit 1
+fi
+
 "$PY" manage.py migrate --noinput
 
-# Job control puts the relay in its own process group: Ctrl+C reaches the server only,
-# and the trap below stops the relay with one SIGTERM (it finishes the batch in hand).
+# Job control puts the relay in its own process group: Ctrl+C reaches the server (and
+# make) only, and the EXIT trap stops the relay with one SIGTERM (it finishes the batch in
+# hand). The relay's "send it again to exit at once" is advice for an operator who sent
+# that signal; here the demo sent it and waits, so the filter drops the advice.
+QUIET_STOP='import sys
+for line in sys.stdin:
+    sys.stdout.write(line.replace(" (send it again to exit at once)", ""))'
 set -m
-"$PY" manage.py orders_outbox_relay &
-RELAY_PID=$!
+"$PY" manage.py orders_outbox_relay 2>&1 | "$PY" -u -c "$QUIET_STOP" >&2 &
+RELAY_PID=$(jobs -p %+) # the first process of the pipeline: the relay
 set +m
 
+SERVING=
 stop_relay() {
-  if kill -0 "$RELAY_PID" 2>/dev/null; then
-    kill -TERM "$RELAY_PID" 2>/dev/null || true
-    wait "$RELAY_PID" 2>/dev/null || true
-  fi
+  kill -TERM "$RELAY_PID" 2>/dev/null || true
+  wait 2>/dev/null || true # the relay's last lines, through the filter
 }
 trap stop_relay EXIT
-trap 'exit 130' INT
+# Ctrl+C is how the demo is meant to stop: once the server runs, it is a normal end (exit
+# 0, so make reports no error); before that it interrupts the set-up (130).
+trap 'if [ -n "$SERVING" ]; then exit 0; else exit 130; fi' INT
 trap 'exit 143' TERM
 
 cat <<CURL
@@ -40,32 +70,39 @@ cat <<CURL
 
   Swagger UI: ${BASE}/docs/     OpenAPI schema: ${BASE}/schema/     Admin: ${BASE}/admin/
 
-  Try it (another terminal):
+  Try it in another terminal (paste it as often as you like, in this run or any other):
 
-    # create a draft order (idempotent: run it twice, get the same order back)
+    # show an answer, and keep the order's id / its ETag from it
+    keep_id() { tee /dev/stderr | tail -n 1 | python3 -c 'import json, sys; print(json.load(sys.stdin).get("id", ""))'; echo >&2; }
+    keep_etag() { tee /dev/stderr | awk 'tolower(\$1) == "etag:" { print \$2 }' | tr -d '\r'; echo >&2; }
+
+    # create a draft order under a fresh Idempotency-Key
+    KEY=\$(python3 -c 'import uuid; print(uuid.uuid4())')
+    ORDER=\$(curl -si -X POST ${BASE}/orders -H 'X-Tenant-Id: shop-1' \\
+         -H "Idempotency-Key: \$KEY" -H 'Content-Type: application/json' \\
+         -d '{"currency": "EUR", "metadata": {"ref": "A-1"}}' | keep_id)
+
+    # the same request again (a client's retry): the same order, Idempotent-Replayed: true
     curl -si -X POST ${BASE}/orders -H 'X-Tenant-Id: shop-1' \\
-         -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\
-         -d '{"currency": "EUR", "metadata": {"ref": "A-1"}}'
+         -H "Idempotency-Key: \$KEY" -H 'Content-Type: application/json' \\
+         -d '{"currency": "EUR", "metadata": {"ref": "A-1"}}'; echo
 
-    ORDER=\$(curl -s -X POST ${BASE}/orders -H 'X-Tenant-Id: shop-1' \\
-         -H 'Idempotency-Key: demo-1' -H 'Content-Type: application/json' \\
-         -d '{"currency": "EUR", "metadata": {"ref": "A-1"}}' \\
-         | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    # read it, keep its ETag
+    ETAG=\$(curl -si ${BASE}/orders/\$ORDER -H 'X-Tenant-Id: shop-1' | keep_etag)
 
-    # read it (note the ETag)
-    curl -si ${BASE}/orders/\$ORDER -H 'X-Tenant-Id: shop-1'
-
-    # confirm version 1 (If-Match), then close version 2
-    curl -si -X PATCH ${BASE}/orders/\$ORDER/confirm -H 'X-Tenant-Id: shop-1' \\
-         -H 'If-Match: "1"' -H 'Content-Type: application/json' -d '{"totalCents": 1250}'
-    curl -si -X POST ${BASE}/orders/\$ORDER/close -H 'X-Tenant-Id: shop-1' -H 'If-Match: "2"'
+    # confirm the version read (If-Match), keep the new ETag; then close that version
+    ETAG=\$(curl -si -X PATCH ${BASE}/orders/\$ORDER/confirm -H 'X-Tenant-Id: shop-1' \\
+         -H "If-Match: \$ETAG" -H 'Content-Type: application/json' \\
+         -d '{"totalCents": 1250}' | keep_etag)
+    curl -si -X POST ${BASE}/orders/\$ORDER/close -H 'X-Tenant-Id: shop-1' -H "If-Match: \$ETAG"; echo
 
     # list the tenant's orders, newest first
-    curl -si "${BASE}/orders?limit=10" -H 'X-Tenant-Id: shop-1'
+    curl -si "${BASE}/orders?limit=10" -H 'X-Tenant-Id: shop-1'; echo
 
   Outbox backlog: (cd example_project && $PY manage.py orders_outbox_status)
   Stop with Ctrl+C (stops the relay too).
 
 CURL
 
+SERVING=1
 "$PY" manage.py runserver "127.0.0.1:${PORT}" --noreload

@@ -1,12 +1,11 @@
-"""docs/operations.md: the relay and status commands as an operator runs them."""
+"""docs/operations.md: the relay command as an operator runs it (orders_outbox_status:
+tests/test_outbox_status.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import sys
-from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,66 +13,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_orders import services
-from django_orders.management.commands.orders_outbox_status import age
 from django_orders.models import OutboxEvent
 from tests.receiver import Receiver
 from tests.relay_runs import ROOT, relay_env, relay_once
-
-
-def status(*args: str) -> str:
-    out = StringIO()
-    call_command("orders_outbox_status", *args, stdout=out)
-    return out.getvalue()
-
-
-@pytest.mark.django_db
-def test_status_of_an_empty_outbox() -> None:
-    assert status() == "Outbox is empty: nothing pending, nothing dead.\n"
-    assert json.loads(status("--json")) == {
-        "pending": 0,
-        "dead": 0,
-        "oldest_pending_age_seconds": None,
-        "tenants": [],
-    }
-
-
-@pytest.mark.django_db
-def test_status_per_tenant() -> None:
-    for tenant in ("shop-1", "shop-1", "shop-2", "shop-3"):
-        services.create_order(tenant)
-    OutboxEvent.objects.filter(tenant_id="shop-1").update(
-        created_at=timezone.now() - dt.timedelta(minutes=3)
-    )
-    OutboxEvent.objects.filter(tenant_id="shop-2").update(status="dead")
-    OutboxEvent.objects.filter(tenant_id="shop-3").update(status="published")
-
-    report = json.loads(status("--json"))
-
-    assert report["pending"] == 2
-    assert report["dead"] == 1
-    assert 180 <= report["oldest_pending_age_seconds"] < 240
-    assert [(t["tenant_id"], t["pending"], t["dead"]) for t in report["tenants"]] == [
-        ("shop-1", 2, 0),
-        ("shop-2", 0, 1),
-    ]
-    assert report["tenants"][1]["oldest_pending_at"] is None
-
-    table = status().splitlines()
-    assert table[0].split() == ["tenant", "pending", "dead", "oldest", "pending"]
-    assert table[1].split()[:3] == ["shop-1", "2", "0"]
-    assert table[1].split()[3].startswith("3m")
-    assert table[2].split() == ["shop-2", "0", "1", "-"]
-    assert table[3].split()[:3] == ["total", "2", "1"]
-
-
-def test_age_formatting() -> None:
-    assert [age(None), age(5.9), age(192), age(5 * 3600 + 180), age(2 * 86400 + 4 * 3600)] == [
-        "-",
-        "5s",
-        "3m12s",
-        "5h03m",
-        "2d04h",
-    ]
 
 
 @pytest.mark.django_db

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.db import models, transaction
-from django.db.models import Count, Min, Q
+from django.db.models import BooleanField, Count, Exists, ExpressionWrapper, Min, OuterRef, Q
 from django.utils import timezone
 
 from django_orders.conf import orders_settings
 from django_orders.models import IdempotencyKey, OutboxEvent
-from django_orders.outbox.claims import DEAD, PENDING, PUBLISHED, ClaimStore
+from django_orders.outbox.claims import DEAD, PARKED_UNTIL, PENDING, PUBLISHED, ClaimStore
 
 logger = logging.getLogger("django_orders.outbox")
 
@@ -65,24 +65,69 @@ def discard(events: models.QuerySet[OutboxEvent]) -> int:
     return deleted
 
 
-def outbox_status(using: str | None = None) -> list[dict[str, Any]]:
-    """Per tenant: pending and dead counts, and the oldest pending event's ``created_at``.
+def outbox_status(using: str | None = None, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Per tenant: ``pending``, ``held_back`` and ``dead`` counts, and ``oldest_pending``,
+    the ``created_at`` of the oldest pending event (``None`` if none).
 
-    One grouped query over the unfinished rows (published rows are not counted: they are
-    the bulk of the table and say nothing about health).
+    *Held back*: pending events a relay cannot publish until a person acts on a dead
+    event of their order — parked behind it (``available_at`` = :data:`PARKED_UNTIL`), or
+    written after it died (with ``OUTBOX_DEAD_BLOCKS_ORDER``). They are counted apart and
+    left out of ``oldest_pending``, which would otherwise grow for as long as the dead
+    event stays. *Pending* is the rest: due, waiting for a retry, or deferred behind an
+    earlier event of their order that is still being retried.
+
+    One grouped query over the unfinished rows (published rows are the bulk of the table
+    and say nothing about health; the ``orders_outbox_unfinished`` partial index finds the
+    others), with one probe of the same index per due pending event (docs/operations.md).
     """
-    rows = (
-        OutboxEvent.objects.using(using)
-        .exclude(status=PUBLISHED)
-        .values("tenant_id")
-        .annotate(
-            pending=Count("id", filter=Q(status=PENDING)),
-            dead=Count("id", filter=Q(status=DEAD)),
-            oldest_pending=Min("created_at", filter=Q(status=PENDING)),
+    now = now or timezone.now()
+    events = OutboxEvent.objects.using(using)
+    held = Q(available_at__gte=PARKED_UNTIL)
+    if orders_settings.OUTBOX_DEAD_BLOCKS_ORDER:
+        earlier_dead = events.filter(
+            tenant_id=OuterRef("tenant_id"),
+            aggregate_type=OuterRef("aggregate_type"),
+            aggregate_id=OuterRef("aggregate_id"),
+            aggregate_version__lt=OuterRef("aggregate_version"),
+            status=DEAD,
         )
-        .order_by("tenant_id")
+        # Only due events are probed (the cheap test first: PostgreSQL evaluates an AND
+        # inside an expression left to right). One waiting for its retry, or deferred to
+        # its failing predecessor's next attempt, is being worked on; during a receiver
+        # outage that is nearly every pending event, and the status stays cheap just when
+        # the backlog is large. An event held back by a dead one is parked, or was written
+        # after it died and is due; one that came to wait otherwise (the setting switched
+        # on meanwhile) is counted held back once its retry time has passed.
+        held |= Q(Q(available_at__lte=now), Exists(earlier_dead))
+    rows = (
+        events.exclude(status=PUBLISHED)
+        # A grouping key, so the probe runs once per row (in a FILTER of each aggregate it
+        # would run once per aggregate).
+        .annotate(held=ExpressionWrapper(Q(status=PENDING) & held, output_field=BooleanField()))
+        .values("tenant_id", "status", "held")
+        .annotate(count=Count("id"), oldest=Min("created_at"))
+        .order_by()
     )
-    return [dict(row) for row in rows]
+    tenants: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        tenant = tenants.setdefault(
+            row["tenant_id"],
+            {
+                "tenant_id": row["tenant_id"],
+                "pending": 0,
+                "held_back": 0,
+                "dead": 0,
+                "oldest_pending": None,
+            },
+        )
+        if row["status"] == DEAD:
+            tenant["dead"] += row["count"]
+        elif row["held"]:
+            tenant["held_back"] += row["count"]
+        else:
+            tenant["pending"] += row["count"]
+            tenant["oldest_pending"] = row["oldest"]
+    return [tenants[tenant_id] for tenant_id in sorted(tenants)]
 
 
 def purge_published_events(

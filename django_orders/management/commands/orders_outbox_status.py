@@ -1,71 +1,168 @@
-"""``manage.py orders_outbox_status``: the outbox backlog per tenant (docs/operations.md).
+"""``manage.py orders_outbox_status``: the outbox backlog per tenant, and an exit status to
+alert on (docs/operations.md, "orders_outbox_status: what to alert on").
 
-What to page on: the age of the oldest pending event (the relay is down or cannot keep
-up) and any dead event (something needs a person). See docs/operations.md.
+Without thresholds it only reports (exit 0). With ``--max-age``, ``--max-pending`` or
+``--fail-on-dead`` it exits :data:`THRESHOLD_BREACHED` when one is breached, so cron or a
+Kubernetes CronJob can alert on the status alone; :data:`OUTBOX_UNREADABLE` when the
+database cannot be read, so "unhealthy" and "could not look" are told apart.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from django.utils import timezone
 
 from django_orders.outbox.maintenance import outbox_status
 from django_orders.timestamps import rfc3339
 
+#: Exit status when a threshold is breached. Not 1, which is what Python gives an
+#: uncaught exception and Django a plain ``CommandError``; not 2, argparse's usage error.
+THRESHOLD_BREACHED = 3
+#: Exit status when the outbox cannot be read (database down, table missing, …).
+OUTBOX_UNREADABLE = 4
+
+
+class ThresholdBreached(CommandError):
+    """The outbox is unhealthy by the thresholds given; the message says which."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, returncode=THRESHOLD_BREACHED)
+
+
+def seconds(value: str) -> float:
+    """An argparse type: a number of seconds, 0 or more (else a usage error, exit 2)."""
+    number = float(value)
+    if not number >= 0:  # also refuses nan
+        raise ValueError(value)
+    return number
+
+
+def count(value: str) -> int:
+    """An argparse type: a count, 0 or more."""
+    number = int(value)
+    if number < 0:
+        raise ValueError(value)
+    return number
+
 
 class Command(BaseCommand):
-    help = "Pending and dead outbox events per tenant, and the age of the oldest pending one."
+    help = (
+        "Pending, held-back and dead outbox events per tenant, and the age of the oldest "
+        "pending one. Exit status: 0 healthy, 3 a threshold breached, 4 the database "
+        "could not be read, 2 bad arguments."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print JSON instead of a table.")
+        parser.add_argument(
+            "--max-age",
+            type=seconds,
+            metavar="SECONDS",
+            help="Exit 3 if the oldest pending event (held-back ones aside) is older.",
+        )
+        parser.add_argument(
+            "--max-pending",
+            type=count,
+            metavar="N",
+            help="Exit 3 if more than N events are pending (held-back ones aside).",
+        )
+        parser.add_argument(
+            "--fail-on-dead", action="store_true", help="Exit 3 if any event is dead."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = timezone.now()
-        tenants = []
-        for row in outbox_status():
-            oldest = row["oldest_pending"]
-            tenants.append(
-                {
-                    "tenant_id": row["tenant_id"],
-                    "pending": row["pending"],
-                    "dead": row["dead"],
-                    "oldest_pending_at": rfc3339(oldest),
-                    "oldest_pending_age_seconds": (
-                        round((now - oldest).total_seconds(), 3) if oldest else None
-                    ),
-                }
-            )
-        ages = [
-            t["oldest_pending_age_seconds"]
-            for t in tenants
-            if t["oldest_pending_age_seconds"] is not None
-        ]
-        summary = {
-            "pending": sum(t["pending"] for t in tenants),
-            "dead": sum(t["dead"] for t in tenants),
-            "oldest_pending_age_seconds": max(ages) if ages else None,
-            "tenants": tenants,
-        }
+        try:
+            rows = outbox_status(now=now)
+        except DatabaseError as exc:
+            raise CommandError(
+                f"Cannot read the outbox: {exc}".strip(),
+                returncode=OUTBOX_UNREADABLE,
+            ) from exc
+        summary = report(rows, now)
         if options["json"]:
             self.stdout.write(json.dumps(summary, indent=2))
-            return
-        if not tenants:
-            self.stdout.write("Outbox is empty: nothing pending, nothing dead.")
-            return
-        width = max(len("tenant"), *(len(t["tenant_id"]) for t in tenants))
-        self.stdout.write(f"{'tenant':<{width}}  {'pending':>8}  {'dead':>6}  oldest pending")
-        for t in tenants:
-            self.stdout.write(
-                f"{t['tenant_id']:<{width}}  {t['pending']:>8}  {t['dead']:>6}  "
-                f"{age(t['oldest_pending_age_seconds'])}"
-            )
-        self.stdout.write(
-            f"{'total':<{width}}  {summary['pending']:>8}  {summary['dead']:>6}  "
-            f"{age(summary['oldest_pending_age_seconds'])}"
+        else:
+            self.stdout.write(table(summary))
+        breaches = breached(summary, options)
+        if breaches:
+            raise ThresholdBreached("; ".join(breaches))
+
+
+def report(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
+    """The JSON document: totals and one entry per tenant with unfinished events."""
+    tenants = []
+    for row in rows:
+        oldest = row["oldest_pending"]
+        tenants.append(
+            {
+                "tenant_id": row["tenant_id"],
+                "pending": row["pending"],
+                "held_back": row["held_back"],
+                "dead": row["dead"],
+                "oldest_pending_at": rfc3339(oldest),
+                "oldest_pending_age_seconds": (
+                    round((now - oldest).total_seconds(), 3) if oldest else None
+                ),
+            }
         )
+    ages = [
+        t["oldest_pending_age_seconds"]
+        for t in tenants
+        if t["oldest_pending_age_seconds"] is not None
+    ]
+    return {
+        "pending": sum(t["pending"] for t in tenants),
+        "held_back": sum(t["held_back"] for t in tenants),
+        "dead": sum(t["dead"] for t in tenants),
+        "oldest_pending_age_seconds": max(ages) if ages else None,
+        "tenants": tenants,
+    }
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The report as a table, a line per tenant and a total."""
+    tenants = summary["tenants"]
+    if not tenants:
+        return "Outbox is empty: nothing pending, nothing dead."
+    width = max(len("tenant"), *(len(t["tenant_id"]) for t in tenants))
+    lines = [f"{'tenant':<{width}}  {'pending':>8}  {'held back':>9}  {'dead':>6}  oldest pending"]
+    for row in [*tenants, {**summary, "tenant_id": "total"}]:
+        lines.append(
+            f"{row['tenant_id']:<{width}}  {row['pending']:>8}  {row['held_back']:>9}  "
+            f"{row['dead']:>6}  {age(row['oldest_pending_age_seconds'])}"
+        )
+    return "\n".join(lines)
+
+
+def breached(summary: dict[str, Any], options: dict[str, Any]) -> list[str]:
+    """What the thresholds of ``options`` find wrong with ``summary`` (empty: healthy)."""
+    breaches = []
+    oldest = summary["oldest_pending_age_seconds"]
+    if options["max_age"] is not None and oldest is not None and oldest > options["max_age"]:
+        breaches.append(
+            f"the oldest pending event is {age(oldest)} old ({decimal(oldest)}s > --max-age "
+            f"{decimal(options['max_age'])})"
+        )
+    if options["max_pending"] is not None and summary["pending"] > options["max_pending"]:
+        breaches.append(
+            f"{summary['pending']} events pending (> --max-pending {options['max_pending']})"
+        )
+    if options["fail_on_dead"] and summary["dead"]:
+        breaches.append(
+            f"{summary['dead']} dead event(s), holding back {summary['held_back']} (--fail-on-dead)"
+        )
+    return breaches
+
+
+def decimal(number: float) -> str:
+    """``300``, ``400.213``: plain notation, never ``1e+06``, at most 3 decimals."""
+    return f"{number:.3f}".rstrip("0").rstrip(".")
 
 
 def age(seconds: float | None) -> str:
