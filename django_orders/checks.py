@@ -15,6 +15,8 @@ Ids are numbered and never reused; docs/reference/checks.md lists them.
   ``TENANT_ACCESS_CHECK`` is set, while ``DEBUG`` is off.
 - ``django_orders.W002`` a webhook secret not in the Standard Webhooks form ``whsec_<base64>``.
 - ``django_orders.W003`` the no-longer-needed ``TenantMiddleware`` is in ``MIDDLEWARE``.
+- ``django_orders.E014`` ``EVENT_TYPE_PREFIX`` is not a reverse-DNS prefix, or
+  ``EVENT_ENRICHERS`` is not a list.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_orders.conf import (
     DEFAULTS,
     DURATIONS,
+    IMPORT_LISTS,
     IMPORT_STRINGS,
     REMOVED_SETTINGS,
     SETTING_NAME,
@@ -38,6 +41,11 @@ from django_orders.conf import (
 )
 
 MIDDLEWARE_PATH = "django_orders.middleware.TenantMiddleware"
+#: A reverse-DNS name (CloudEvents §3.1.1 ``type``: "SHOULD be prefixed with a reverse-DNS
+#: name"), optionally ending with its dot.
+EVENT_TYPE_PREFIX = re.compile(
+    r"\A[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*\.?\Z"
+)
 
 
 def _user_settings() -> Mapping[str, Any] | None:
@@ -79,6 +87,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 import_from_string(path, key)
             except ImportError as exc:
                 errors.append(Error(str(exc), id="django_orders.E002"))
+    for key in sorted(IMPORT_LISTS):
+        paths = value(key)
+        if not isinstance(paths, list | tuple):
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be a list of dotted paths (or callables).",
+                    id="django_orders.E014",
+                )
+            )
+            continue
+        for path in paths:
+            if isinstance(path, str):
+                try:
+                    import_from_string(path, key)
+                except ImportError as exc:
+                    errors.append(Error(str(exc), id="django_orders.E002"))
+    prefix = value("EVENT_TYPE_PREFIX")
+    if not isinstance(prefix, str) or (prefix and not EVENT_TYPE_PREFIX.match(prefix)):
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['EVENT_TYPE_PREFIX'] must be a reverse-DNS prefix such as "
+                f"'com.example' (lower-case, dot-separated), not {prefix!r}.",
+                id="django_orders.E014",
+            )
+        )
 
     pattern = value("TENANT_ID_PATTERN")
     if not isinstance(pattern, re.Pattern):

@@ -7,7 +7,8 @@ names = zipfile.ZipFile(sys.argv[1]).namelist()
 required = [
     "django_orders/py.typed",
     "django_orders/migrations/0001_initial.py",
-    "django_orders/templates/admin/django_orders/tenant_filter.html",
+    "django_orders/migrations/_operations.py",
+    "django_orders/templates/admin/django_orders/typed_filter.html",
 ]
 missing = [name for name in required if name not in names]
 forbidden = [n for n in names if n.startswith(("tests/", "example_project/", "bench/", "docs/"))]

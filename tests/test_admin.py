@@ -232,3 +232,31 @@ def test_a_nul_in_a_filter_or_search_matches_nothing(
     assert page.status_code == 200
     if "q" not in params:
         assert shown(page) == []
+
+
+def test_host_events_are_listed_filtered_by_typed_type_and_requeued(admin_client_: Client) -> None:
+    from django_orders.outbox import record_event
+
+    services.create_order("shop-1")
+    event = record_event(
+        "com.example.invoice.issued",
+        aggregate_type="invoice",
+        aggregate_id="INV-1",
+        data={},
+        tenant_id="shop-1",
+    )
+    OutboxEvent.objects.filter(pk=event.pk).update(status="dead")
+
+    page = admin_client_.get(
+        "/admin/django_orders/outboxevent/", {"type": "com.example.invoice.issued"}
+    )
+    assert shown(page) == [event.pk]
+    assert b"Exact event type, then Enter" in page.content
+    assert b"order.created" in page.content  # the package's types as shortcuts
+    response = admin_client_.post(
+        "/admin/django_orders/outboxevent/",
+        {"action": "requeue_events", "_selected_action": [str(event.pk)]},
+        follow=True,
+    )
+    assert "Re-queued 1 dead event" in response.text
+    assert OutboxEvent.objects.get(pk=event.pk).status == "pending"

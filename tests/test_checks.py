@@ -1,6 +1,7 @@
 """System checks: every id, reported by ``manage.py check``, never at request time."""
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from django.core.checks import run_checks
@@ -294,3 +295,30 @@ def test_w002_is_reported_by_manage_py_check_and_can_be_silenced() -> None:
         call_command("check", fail_level="WARNING")
     with override_settings(SILENCED_SYSTEM_CHECKS=["django_orders.W002"]):
         call_command("check", fail_level="WARNING")
+
+
+@pytest.mark.parametrize(
+    ("orders", "count"),
+    [
+        ({"EVENT_TYPE_PREFIX": "com.example"}, 0),
+        ({"EVENT_TYPE_PREFIX": "com.example."}, 0),
+        ({"EVENT_TYPE_PREFIX": "io.my-shop.orders"}, 0),
+        ({"EVENT_TYPE_PREFIX": "Com.Example"}, 1),
+        ({"EVENT_TYPE_PREFIX": "com..example"}, 1),
+        ({"EVENT_TYPE_PREFIX": ".com"}, 1),
+        ({"EVENT_TYPE_PREFIX": "com example"}, 1),
+        ({"EVENT_TYPE_PREFIX": 7}, 1),
+        ({"EVENT_ENRICHERS": "tests.test_outbox_recording.correlate"}, 1),
+    ],
+)
+def test_e014_event_type_prefix_and_enrichers_list(orders: dict[str, Any], count: int) -> None:
+    with override_settings(DJANGO_ORDERS=orders):
+        assert [e.id for e in checks.check_settings()].count("django_orders.E014") == count
+
+
+def test_e002_an_enricher_that_does_not_import() -> None:
+    orders = {"EVENT_ENRICHERS": ["tests.test_outbox_recording.correlate", "no.such.thing"]}
+    with override_settings(DJANGO_ORDERS=orders):
+        errors = checks.check_settings()
+    assert [e.id for e in errors] == ["django_orders.E002"]
+    assert "EVENT_ENRICHERS" in errors[0].msg
