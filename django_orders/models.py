@@ -157,7 +157,12 @@ class OutboxEvent(models.Model):
         help_text="The CloudEvents data: the aggregate right after the change."
     )
     extensions = models.JSONField(
-        default=dict, blank=True, help_text="CloudEvents extension attributes, by name."
+        default=dict,
+        # Also in the database: rows written by SQL of their own (a host's, a benchmark's)
+        # need not name the column.
+        db_default=models.Value({}, output_field=models.JSONField()),
+        blank=True,
+        help_text="CloudEvents extension attributes, by name.",
     )
     created_at = models.DateTimeField(default=timezone.now)
 

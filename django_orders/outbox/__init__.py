@@ -22,6 +22,21 @@ that publishes them. docs/architecture.md draws the whole; each module is one pa
 The SQL they run by hand is in :mod:`django_orders.sql`.
 """
 
-from django_orders.outbox.recording import record_event
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django_orders.outbox.recording import record_event
 
 __all__ = ["record_event"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazily: the publishers import this package's cloudevents module, and must not need
+    # the models (nor Django's app registry) to be importable.
+    if name == "record_event":
+        from django_orders.outbox.recording import record_event
+
+        return record_event
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
