@@ -54,10 +54,7 @@ class Migration(migrations.Migration):
             model_name="outboxevent",
             name="extensions",
             field=models.JSONField(
-                blank=True,
-                db_default=models.Value({}, output_field=models.JSONField()),
-                default=dict,
-                help_text="CloudEvents extension attributes, by name.",
+                blank=True, default=dict, help_text="CloudEvents extension attributes, by name."
             ),
         ),
         migrations.AlterField(
