@@ -39,7 +39,7 @@ from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
 from django_orders.outbox.lease import LeaseKeeper
 from django_orders.outbox.postgres import claim_store_for
 from django_orders.outbox.recording import NOTIFY_CHANNEL
-from django_orders.outbox.strategies import Pipelined, Serial
+from django_orders.outbox.strategies import Pipelined, Serial, Strategy
 from django_orders.outbox.wakeup import Wakeup
 from django_orders.publishers.base import Publisher, check_publisher
 
@@ -89,7 +89,7 @@ class Relay:
             batch_size=self.batch_size,
             stopping=lambda: self.stopping,
         )
-        self.strategy: Serial | Pipelined = self._serial()
+        self.strategy: Strategy = self._serial()
         self.totals = BatchReport()
         self.batch_count = 0
         self.stopping = False
@@ -162,7 +162,6 @@ class Relay:
             self.strategy = Pipelined(
                 self.batches,
                 account=self._account,
-                stopping=lambda: self.stopping,
                 using=self.using,
                 depth=self.publisher.max_batches_in_flight,
             )
@@ -234,12 +233,7 @@ class Relay:
     # -- helpers ----------------------------------------------------------------------------
 
     def _serial(self) -> Serial:
-        return Serial(
-            self.batches,
-            account=self._account,
-            stopping=lambda: self.stopping,
-            before_claim=self._close_old_connections,
-        )
+        return Serial(self.batches, account=self._account, before_claim=self._close_old_connections)
 
     def _account(self, report: BatchReport) -> None:
         self.batch_count += 1

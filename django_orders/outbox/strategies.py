@@ -41,23 +41,34 @@ T = TypeVar("T")
 Account = Callable[[BatchReport], None]
 
 
-class Serial:
+class Strategy:
+    """What a strategy is: :meth:`drain` the due batches, then :meth:`close`. Each batch's
+    report goes to ``account``; whether the relay is stopping, to ``batches.stopping()``."""
+
+    #: As the relay's start-up line says it ("claim ahead and write behind=yes/no").
+    overlapped: bool
+
+    def __init__(self, batches: Batches, *, account: Account) -> None:
+        self.batches = batches
+        self.account = account
+        self.stopping = batches.stopping
+
+    def drain(self, due_by: dt.datetime | None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the strategy holds (threads, their connections)."""
+
+
+class Serial(Strategy):
     """One batch at a time, every step on the relay's thread."""
 
-    #: As the relay's start-up line says it ("claim ahead and write behind=no").
     overlapped = False
 
     def __init__(
-        self,
-        batches: Batches,
-        *,
-        account: Account,
-        stopping: Callable[[], bool],
-        before_claim: Callable[[], None],
+        self, batches: Batches, *, account: Account, before_claim: Callable[[], None]
     ) -> None:
-        self.batches = batches
-        self.account = account
-        self.stopping = stopping
+        super().__init__(batches, account=account)
         self.before_claim = before_claim
 
     def drain(self, due_by: dt.datetime | None) -> None:
@@ -86,11 +97,8 @@ class Serial:
         self.account(report)
         return report
 
-    def close(self) -> None:
-        """Nothing to close: no threads of its own."""
 
-
-class Pipelined:
+class Pipelined(Strategy):
     """Claim ahead and write behind (module docstring).
 
     At any time it holds at most: one claim in progress or done ahead, up to ``depth``
@@ -99,18 +107,8 @@ class Pipelined:
 
     overlapped = True
 
-    def __init__(
-        self,
-        batches: Batches,
-        *,
-        account: Account,
-        stopping: Callable[[], bool],
-        using: str,
-        depth: int,
-    ) -> None:
-        self.batches = batches
-        self.account = account
-        self.stopping = stopping
+    def __init__(self, batches: Batches, *, account: Account, using: str, depth: int) -> None:
+        super().__init__(batches, account=account)
         self.depth = max(1, depth)
         self._claimer = _DatabaseThread(using, "orders-relay-claim")
         self._writer = _DatabaseThread(using, "orders-relay-write")
