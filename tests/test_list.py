@@ -184,7 +184,9 @@ def test_status_filter(tenant_api: APIClient) -> None:
 
 @pytest.mark.parametrize("status", ["open", "DRAFT", "", "draft,closed", " draft"])
 def test_invalid_filter(tenant_api: APIClient, status: str) -> None:
-    assert_problem(tenant_api.get("/orders", {"status": status}), 400, "invalid_filter")
+    problem = assert_problem(tenant_api.get("/orders", {"status": status}), 400, "invalid_filter")
+    message = "status must be one of: draft, confirmed, closed."
+    assert (problem["detail"], problem["errors"]) == (message, {"status": [message]})
 
 
 def test_unknown_parameters_are_ignored(tenant_api: APIClient) -> None:
@@ -470,3 +472,10 @@ def test_walk_while_orders_are_created_and_confirmed(status: str | None) -> None
         draft_throughout = {str(o.id) for o in drafts} - set(confirmed)
         assert draft_throughout <= set(seen)
         assert set(seen) <= {str(o.id) for o in drafts} | set(created)
+
+
+def test_the_list_filters_status_values_are_the_models() -> None:
+    from django_orders.models import AbstractOrder
+    from django_orders.serializers import STATUS_VALUES
+
+    assert tuple(AbstractOrder.Status.values) == STATUS_VALUES
