@@ -69,12 +69,13 @@ def walk_ids(client: APIClient, **params: Any) -> list[str]:
     return [i for response in walk(client, **params) for i in ids(response)]
 
 
-def assert_problem(response: Any, status: int, code: str) -> None:
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["code"] == code
     assert body["status"] == status
+    return body
 
 
 # -- shape and order ---------------------------------------------------------------------
