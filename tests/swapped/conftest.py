@@ -3,8 +3,24 @@
 import pytest
 from django.conf import settings
 
+from tests.orders_api import OrdersClient
+
 if not hasattr(settings, "DJANGO_ORDERS_ORDER_MODEL"):
     raise pytest.UsageError(
         "tests/swapped runs with the swapped order model: "
         "pytest --ds=tests.swapped.settings tests/swapped (make test runs it)"
     )
+
+from shop.models import Customer  # noqa: E402 - installed only with those settings
+
+
+@pytest.fixture
+def api() -> OrdersClient:
+    """An API client acting for tenant shop-1."""
+    return OrdersClient()
+
+
+@pytest.fixture
+def customer() -> Customer:
+    """A customer of shop-1 with a credit limit of 1,000 cents."""
+    return Customer.objects.create(tenant_id="shop-1", name="Test Co", credit_limit_cents=1_000)

@@ -26,11 +26,6 @@ CHANNELS = ("web", "phone", "store")
 
 
 @pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
-@pytest.fixture
 def orders() -> dict[str, list[str]]:
     """Seven orders of shop-1 over the three channels (one confirmed), one of shop-2.
     Ids by channel, newest first."""

@@ -14,16 +14,6 @@ from tests.orders_api import OrdersClient, assert_problem
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def api() -> OrdersClient:
-    return OrdersClient()
-
-
-@pytest.fixture
-def customer() -> Customer:
-    return Customer.objects.create(tenant_id="shop-1", name="Rule Co", credit_limit_cents=1_000)
-
-
 def assert_refused(response: object, customer: Customer) -> None:
     problem = assert_problem(response, 422, "credit_limit_exceeded")
     assert problem["creditLimitCents"] == customer.credit_limit_cents
