@@ -11,7 +11,8 @@ if not hasattr(settings, "DJANGO_ORDERS_ORDER_MODEL"):
         "pytest --ds=tests.swapped.settings tests/swapped (make test runs it)"
     )
 
-from shop.models import Customer  # noqa: E402 - installed only with those settings
+# Installed only with those settings: imported once they are known to be in force.
+from shop.models import Customer
 
 
 @pytest.fixture
