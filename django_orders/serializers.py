@@ -183,6 +183,20 @@ def plainly_valid_create(data: Any) -> dict[str, Any] | None:
     return validated
 
 
+def plainly_valid_filters(params: Mapping[str, str]) -> dict[str, Any] | None:
+    """The validated filters of ``GET /orders`` parameters that are plainly valid for
+    :class:`OrderListFilterSerializer`, else ``None``.
+
+    The list's counterpart of :func:`plainly_valid_create`: building the serializer costs
+    about 0.09 ms, some 5 % of a list request. Anything but an absent or valid ``status``
+    gives ``None`` and goes through the serializer, so errors stay its own.
+    """
+    status = params.get("status")
+    if status is None:
+        return {}
+    return {"status": status} if status in STATUS_VALUES else None
+
+
 def _plain_metadata(value: Any) -> dict[str, str] | None:
     if type(value) is not dict or len(value) > MAX_METADATA_KEYS:
         return None

@@ -32,6 +32,7 @@ from django_orders.serializers import (
     OrderListFilterSerializer,
     StrictSerializer,
     plainly_valid_create,
+    plainly_valid_filters,
 )
 from django_orders.tenancy import TenantScopedMixin
 
@@ -190,16 +191,21 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
 
         One query.
         """
-        filters = self.get_filter_serializer_class()(
-            data=request.query_params.dict(), context=self.get_serializer_context()
-        )
-        if not filters.is_valid():
-            messages = next(iter(filters.errors.values()))
-            raise Problem(400, "invalid_filter", str(messages[0]), errors=filters.errors)
-        orders = get_order_model()._default_manager.filter(
-            tenant_id=self.tenant_id, **filters.validated_data
-        )
-        paginator = KeysetPagination(filter_query_params=tuple(filters.fields))
+        filter_class = self.get_filter_serializer_class()
+        params = request.query_params
+        validated = None
+        if filter_class is OrderListFilterSerializer:  # the serializer-free path, as create's
+            validated = plainly_valid_filters(params)
+            names = tuple(OrderListFilterSerializer._declared_fields)
+        if validated is None:
+            filters = filter_class(data=params.dict(), context=self.get_serializer_context())
+            if not filters.is_valid():
+                messages = next(iter(filters.errors.values()))
+                raise Problem(400, "invalid_filter", str(messages[0]), errors=filters.errors)
+            validated, names = filters.validated_data, tuple(filters.fields)
+        orders = get_order_model()._default_manager.filter(tenant_id=self.tenant_id, **validated)
+        # The filters' values are part of a cursor's scope (docs/api/list-orders.md).
+        paginator = KeysetPagination(filter_query_params=names)
         page = paginator.paginate_queryset(orders, request, view=self)
         return paginator.get_paginated_response([order.to_dict() for order in page])
 

@@ -480,3 +480,20 @@ def test_the_list_filters_status_values_are_the_models() -> None:
     from django_orders.serializers import STATUS_VALUES
 
     assert tuple(AbstractOrder.Status.values) == STATUS_VALUES
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"limit": "5"}, *({"status": s} for s in ("draft", "confirmed", "closed", "", "x"))],
+)
+def test_the_serializer_free_filter_path_agrees_with_the_serializer(params: dict[str, str]) -> None:
+    """``plainly_valid_filters`` gives the serializer's validated data, or ``None``."""
+    from django_orders.serializers import OrderListFilterSerializer, plainly_valid_filters
+
+    fast = plainly_valid_filters(params)
+    serializer = OrderListFilterSerializer(data=params)
+    if fast is None:
+        assert not serializer.is_valid()
+        return
+    assert serializer.is_valid(), serializer.errors
+    assert fast == dict(serializer.validated_data)
