@@ -388,3 +388,18 @@ def test_e002_covers_each_rule_of_the_list() -> None:
         (error,) = checks.check_settings()
     assert error.id == "django_orders.E002"
     assert "ORDER_RULES" in error.msg
+
+
+@pytest.mark.parametrize("label", ["no_dot", "nowhere.Order"])
+def test_a_swap_setting_naming_no_model_is_improperly_configured(label: str) -> None:
+    """get_order_model() says what is wrong; the system check leaves it to Django's own
+    models.E001 / models.E002 (reported for a swappable model)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_orders.models import get_order_model
+
+    with override_settings(DJANGO_ORDERS_ORDER_MODEL=label):
+        with pytest.raises(ImproperlyConfigured, match="DJANGO_ORDERS_ORDER_MODEL"):
+            get_order_model()
+        assert checks.check_host_extensions() == []
+    assert get_order_model()._meta.label == "django_orders.Order"
