@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.relay_helpers import ROOT, database_env
+from tests.relay_runs import ROOT, database_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -19,7 +19,8 @@ from django.test.utils import CaptureQueriesContext
 from shop.models import Customer, Order
 
 from django_orders import services, signals
-from tests.relay_helpers import Receiver, relay_once
+from tests.receiver import Receiver
+from tests.relay_runs import relay_once
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +58,7 @@ def test_signals_after_commit_carry_the_hosts_model() -> None:
 def test_the_relay_publishes_the_host_fields(customer: Customer) -> None:
     services.create_order("shop-1", customer=customer, channel="phone")
     with Receiver() as receiver:
-        assert relay_once("tests.relay_helpers.ReceiverPublisher", url=receiver.url) == 0
+        assert relay_once("tests.relay_publishers.ReceiverPublisher", url=receiver.url) == 0
     (event,) = receiver.received
     assert (event["data"]["customerId"], event["data"]["channel"]) == (customer.pk, "phone")
 
