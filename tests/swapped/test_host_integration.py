@@ -80,6 +80,7 @@ def test_no_missing_migrations_for_the_package_or_the_host() -> None:
     assert "No changes detected" in out.getvalue()
 
 
+@pytest.mark.django_db(transaction=True)  # SQLite's schema editor needs no open transaction
 def test_a_later_package_migration_on_the_order_model_leaves_the_hosts_alone() -> None:
     """Migration 0003 marks the order model swappable in the migration state: an operation
     of the package on ``django_orders.Order`` is then skipped, as Django skips
