@@ -7,6 +7,7 @@ tests run in a pytest process of their own: ``make test`` runs
 database engine (``DB``), in a test database of its own.
 """
 
+import copy
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ DJANGO_ORDERS = {
 }
 
 # A test database of its own: the main suite's (kept by --reuse-db) has no shop tables.
+DATABASES = copy.deepcopy(DATABASES)
 _default = DATABASES["default"]
 if _default["ENGINE"].endswith("sqlite3"):
     _test_name = Path(_default["TEST"]["NAME"])
