@@ -82,7 +82,7 @@ def test_no_missing_migrations_for_the_package_or_the_host() -> None:
 
 @pytest.mark.django_db(transaction=True)  # SQLite's schema editor needs no open transaction
 def test_a_later_package_migration_on_the_order_model_leaves_the_hosts_alone() -> None:
-    """Migration 0003 marks the order model swappable in the migration state: an operation
+    """Migration 0005 marks the order model swappable in the migration state: an operation
     of the package on ``django_orders.Order`` is then skipped, as Django skips
     ``auth.User``'s under ``AUTH_USER_MODEL``."""
     state = MigrationLoader(connection).project_state()

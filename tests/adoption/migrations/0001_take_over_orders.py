@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
     initial = True
 
     # The table is there once the package's migrations ran.
-    dependencies = [("django_orders", "0003_order_swappable")]
+    dependencies = [("django_orders", "0005_order_swappable")]
 
     operations = [
         migrations.SeparateDatabaseAndState(

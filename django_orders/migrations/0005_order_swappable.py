@@ -15,7 +15,7 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("django_orders", "0002_outbox_fillfactor")]
+    dependencies = [("django_orders", "0004_outbox_extensions_default")]
 
     operations = [
         # AlterModelOptions merges these into the model's state; "ordering" is repeated
