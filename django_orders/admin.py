@@ -19,7 +19,7 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
-from django_orders.models import IdempotencyKey, Order, OutboxEvent
+from django_orders.models import IdempotencyKey, OutboxEvent, get_order_model
 from django_orders.outbox.maintenance import discard, requeue
 from django_orders.outbox.recording import (
     ORDER_CLOSED,
@@ -133,8 +133,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return queryset.filter(condition), False
 
 
-@admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
+    """The orders, read-only. Registered for the order model in force (a host's swapped
+    model too); a host shows its own fields by registering a subclass in its place
+    (docs/guide/extending.md)."""
+
     list_display = (
         "id",
         "tenant_id",
@@ -150,6 +153,9 @@ class OrderAdmin(ReadOnlyAdmin):
     search_help_text = "An order id or a tenant id (exact)."
     uuid_search_fields = ("id",)
     ordering = ("-created_at", "-id")
+
+
+admin.site.register(get_order_model(), OrderAdmin)
 
 
 @admin.register(OutboxEvent)

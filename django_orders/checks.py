@@ -11,6 +11,12 @@ Ids are numbered and never reused; docs/reference/checks.md lists them.
 - ``django_orders.E007`` a duration setting is neither a timedelta nor seconds.
 - ``django_orders.E008`` an outbox or body-size number is out of range.
 - ``django_orders.E009`` a route of the orders API is mounted under a tenant-exempt path.
+- ``django_orders.E010`` the order model in force does not subclass ``AbstractOrder``.
+- ``django_orders.E011`` a serializer setting names a class that does not extend the
+  package's serializer it replaces.
+- ``django_orders.E012`` an entry of ``ORDER_RULES`` is not callable.
+- ``django_orders.E013`` a field of the create or confirm serializer writes to something
+  that is neither one of the members the action takes nor a host field of the order model.
 - ``django_orders.W001`` (deploy) the tenant comes from the header and no
   ``TENANT_ACCESS_CHECK`` is set, while ``DEBUG`` is off.
 - ``django_orders.W002`` a webhook secret not in the Standard Webhooks form ``whsec_<base64>``.
@@ -166,6 +172,105 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="django_orders.E008",
             )
         )
+    return errors
+
+
+# The serializer settings and the package class each must extend (strictness, and the
+# members the views and the domain layer rely on, come from it).
+SERIALIZER_BASES = {
+    "CREATE_SERIALIZER": "django_orders.serializers.OrderCreateSerializer",
+    "CONFIRM_SERIALIZER": "django_orders.serializers.OrderConfirmSerializer",
+    "LIST_FILTER_SERIALIZER": "django_orders.serializers.OrderListFilterSerializer",
+}
+
+
+@register(Tags.models)
+def check_host_extensions(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The swapped order model, the host's serializers and rules (docs/guide/extending.md).
+
+    A setting that does not import is E002's to report, a swap setting naming no installed
+    model Django's own (``models.E001`` / ``models.E002``).
+    """
+    from django_orders.models import ORDER_MODEL_SETTING, AbstractOrder, get_order_model
+
+    errors: list[Any] = []
+    try:
+        model: Any = get_order_model()
+    except ImproperlyConfigured:
+        model = AbstractOrder
+    if not issubclass(model, AbstractOrder):
+        errors.append(
+            Error(
+                f"{ORDER_MODEL_SETTING} names {model._meta.label}, which does not subclass "
+                "django_orders.models.AbstractOrder.",
+                hint="Derive the host's order model from AbstractOrder.",
+                id="django_orders.E010",
+            )
+        )
+    user = _user_settings() or {}
+    for key, base_path in SERIALIZER_BASES.items():
+        if key not in user:
+            continue
+        try:
+            serializer = user[key]
+            if isinstance(serializer, str):
+                serializer = import_from_string(serializer, key)
+            base = import_from_string(base_path, key)
+        except ImportError:
+            continue
+        if not (isinstance(serializer, type) and issubclass(serializer, base)):
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be a subclass of {base_path}.",
+                    id="django_orders.E011",
+                )
+            )
+        elif key in WRITTEN_BY and issubclass(model, AbstractOrder):
+            errors.extend(_check_written_fields(key, serializer, model))
+    rules = user.get("ORDER_RULES", [])
+    for rule in rules if isinstance(rules, list | tuple) else ():  # not a list: E014
+        try:
+            imported = import_from_string(rule, "ORDER_RULES") if isinstance(rule, str) else rule
+        except ImportError:
+            continue  # E002
+        if not callable(imported):
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}['ORDER_RULES'] holds {rule!r}, which is not callable: "
+                    "each rule is a callable taking an OrderChange.",
+                    id="django_orders.E012",
+                )
+            )
+    return errors
+
+
+# What each action takes besides the host's fields (docs/guide/extending.md).
+WRITTEN_BY = {
+    "CREATE_SERIALIZER": frozenset({"total_cents", "currency", "metadata"}),
+    "CONFIRM_SERIALIZER": frozenset({"total_cents"}),
+}
+
+
+def _check_written_fields(key: str, serializer: Any, model: Any) -> list[Any]:
+    from django_orders.services import check_host_fields
+
+    errors = []
+    for name, field in serializer._declared_fields.items():
+        source = field.source or name
+        if field.read_only or source in WRITTEN_BY[key]:
+            continue
+        try:
+            check_host_fields(model, {source: None})
+        except TypeError as exc:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}]: {serializer.__name__}.{name} writes to "
+                    f"{source!r}: {exc}",
+                    hint="A host serializer's fields are the package's members or the order "
+                    "model's host fields (their source is the model field's name).",
+                    id="django_orders.E013",
+                )
+            )
     return errors
 
 

@@ -59,13 +59,27 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_LEASE": dt.timedelta(seconds=30),
     "OUTBOX_BACKOFF_MAX": dt.timedelta(minutes=5),
     "OUTBOX_DEAD_BLOCKS_ORDER": True,
+    # Host extensions (docs/guide/extending.md)
+    "CREATE_SERIALIZER": "django_orders.serializers.OrderCreateSerializer",
+    "CONFIRM_SERIALIZER": "django_orders.serializers.OrderConfirmSerializer",
+    "LIST_FILTER_SERIALIZER": "django_orders.serializers.OrderListFilterSerializer",
+    "ORDER_RULES": [],
 }
 
 # Settings whose value is a dotted path, imported on first access.
-IMPORT_STRINGS = frozenset({"TENANT_RESOLVER", "TENANT_ACCESS_CHECK", "OUTBOX_PUBLISHER"})
+IMPORT_STRINGS = frozenset(
+    {
+        "TENANT_RESOLVER",
+        "TENANT_ACCESS_CHECK",
+        "OUTBOX_PUBLISHER",
+        "CREATE_SERIALIZER",
+        "CONFIRM_SERIALIZER",
+        "LIST_FILTER_SERIALIZER",
+    }
+)
 
 # Settings whose value is a list of dotted paths, each imported on first access.
-IMPORT_LISTS = frozenset({"EVENT_ENRICHERS"})
+IMPORT_LISTS = frozenset({"EVENT_ENRICHERS", "ORDER_RULES"})
 
 # Settings given as a duration: a timedelta or a number of seconds.
 DURATIONS = frozenset({"IDEMPOTENCY_TTL", "OUTBOX_RETENTION", "OUTBOX_LEASE", "OUTBOX_BACKOFF_MAX"})
@@ -130,6 +144,10 @@ class OrdersSettings:
     OUTBOX_LEASE: dt.timedelta
     OUTBOX_BACKOFF_MAX: dt.timedelta
     OUTBOX_DEAD_BLOCKS_ORDER: bool
+    CREATE_SERIALIZER: type[Any]
+    CONFIRM_SERIALIZER: type[Any]
+    LIST_FILTER_SERIALIZER: type[Any]
+    ORDER_RULES: Sequence[Callable[[Any], None]]
 
     def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
         self.defaults = dict(defaults if defaults is not None else DEFAULTS)

@@ -1,5 +1,8 @@
 """The package's tables: orders, idempotency keys and the transactional outbox.
 
+The order model is swappable (``DJANGO_ORDERS_ORDER_MODEL``, docs/guide/extending.md):
+code that works with orders asks :func:`get_order_model` for it.
+
 Index and constraint names are explicit and stable (they appear in migrations and in
 ``EXPLAIN`` output). Tenant-facing indexes and unique constraints lead with ``tenant_id``;
 the outbox's delivery indexes serve the relay, which works across tenants.
@@ -9,8 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import Q
+from django.dispatch import receiver
 from django.utils import timezone
 
 from django_orders.ids import uuid7
@@ -21,8 +29,52 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 255
 AGGREGATE_ID_MAX_LENGTH = 128
 
 
-class Order(models.Model):
-    """An order of one tenant. ``version`` grows by exactly 1 on every change."""
+ORDER_MODEL_SETTING = "DJANGO_ORDERS_ORDER_MODEL"
+DEFAULT_ORDER_MODEL = "django_orders.Order"
+
+
+def order_indexes(prefix: str) -> list[models.Index]:
+    """The indexes every order table needs, named ``<prefix>_tenant_keyset`` and
+    ``<prefix>_status_keyset``.
+
+    They serve the list's keyset walk (docs/api/list-orders.md): ``WHERE tenant_id = %s
+    [AND status = %s] AND (created_at, id) < (%s, %s) ORDER BY created_at DESC, id DESC``,
+    read backwards. A host order model gets them from :class:`AbstractOrder` (named after
+    its app and class); ``order_indexes("orders_order")`` gives the names of the package's
+    own table, for a host model that takes that table over (docs/guide/extending.md).
+    """
+    return [
+        models.Index(fields=("tenant_id", "created_at", "id"), name=f"{prefix}_tenant_keyset"),
+        models.Index(
+            fields=("tenant_id", "status", "created_at", "id"), name=f"{prefix}_status_keyset"
+        ),
+    ]
+
+
+def order_constraints(prefix: str) -> list[models.BaseConstraint]:
+    """The check constraints of every order table, named ``<prefix>_…`` (see
+    :func:`order_indexes`)."""
+    return [
+        models.CheckConstraint(condition=Q(version__gte=1), name=f"{prefix}_version_gte_1"),
+        models.CheckConstraint(
+            condition=Q(total_cents__isnull=True) | Q(total_cents__gte=0),
+            name=f"{prefix}_total_cents_gte_0",
+        ),
+        models.CheckConstraint(
+            condition=Q(status__in=("draft", "confirmed", "closed")),
+            name=f"{prefix}_status_valid",
+        ),
+    ]
+
+
+class AbstractOrder(models.Model):
+    """An order of one tenant. ``version`` grows by exactly 1 on every change.
+
+    The base of the order model. A host that needs fields of its own on orders (a foreign
+    key to its customer, a channel) subclasses it and names its model in the
+    ``DJANGO_ORDERS_ORDER_MODEL`` setting, as ``AUTH_USER_MODEL`` swaps the user model
+    (docs/guide/extending.md); it then overrides :meth:`to_dict` to show them.
+    """
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -44,31 +96,11 @@ class Order(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        db_table = "django_orders_order"
+        abstract = True
         ordering = ("-created_at", "-id")
-        indexes = (
-            # The keyset walk: WHERE tenant_id = %s AND (created_at, id) < (%s, %s)
-            # ORDER BY created_at DESC, id DESC, read backwards.
-            models.Index(
-                fields=("tenant_id", "created_at", "id"), name="orders_order_tenant_keyset"
-            ),
-            # The same walk with a status filter.
-            models.Index(
-                fields=("tenant_id", "status", "created_at", "id"),
-                name="orders_order_status_keyset",
-            ),
-        )
-        constraints = (
-            models.CheckConstraint(condition=Q(version__gte=1), name="orders_order_version_gte_1"),
-            models.CheckConstraint(
-                condition=Q(total_cents__isnull=True) | Q(total_cents__gte=0),
-                name="orders_order_total_cents_gte_0",
-            ),
-            models.CheckConstraint(
-                condition=Q(status__in=("draft", "confirmed", "closed")),
-                name="orders_order_status_valid",
-            ),
-        )
+        # Named after the concrete model: "shop_order_tenant_keyset" for shop.Order.
+        indexes = order_indexes("%(app_label)s_%(class)s")
+        constraints = order_constraints("%(app_label)s_%(class)s")
 
     def __str__(self) -> str:
         return f"{self.tenant_id}/{self.id} ({self.status}, v{self.version})"
@@ -79,6 +111,11 @@ class Order(models.Model):
         ``metadata`` keys are sorted: PostgreSQL's ``jsonb`` gives them back in its own
         order, not the client's, and one version must always be the same bytes, as its
         strong ``ETag`` promises (RFC 9110 §8.8.1): the 201 of a create and a later ``GET``.
+
+        A host order model extends it with its own members (``{**super().to_dict(),
+        "customerId": self.customer_id}``): JSON values only, rendered from what the
+        database gives back, so the instance that was just written and the one read later
+        give the same document.
         """
         return {
             "id": str(self.id),
@@ -93,6 +130,59 @@ class Order(models.Model):
             "confirmedAt": rfc3339(self.confirmed_at),
             "closedAt": rfc3339(self.closed_at),
         }
+
+
+class Order(AbstractOrder):
+    """The package's order model, unless ``DJANGO_ORDERS_ORDER_MODEL`` names another."""
+
+    class Meta(AbstractOrder.Meta):
+        db_table = "django_orders_order"
+        # The names migration 0001 gave them.
+        indexes = order_indexes("orders_order")
+        constraints = order_constraints("orders_order")
+        # Swappable only when the host names the setting. For a swappable model, Django
+        # writes ``settings.DJANGO_ORDERS_ORDER_MODEL`` into the migrations of every model
+        # relating to it, and those would not load in a project without the setting (a
+        # known trap of swappable models outside django.contrib.auth, which has a default
+        # in global_settings). Which model is in force is fixed per process, as for
+        # AUTH_USER_MODEL.
+        if hasattr(settings, ORDER_MODEL_SETTING):
+            swappable = ORDER_MODEL_SETTING
+
+
+def get_order_model() -> type[AbstractOrder]:
+    """The order model in force: ``DJANGO_ORDERS_ORDER_MODEL``, else :class:`Order`.
+
+    Like ``django.contrib.auth.get_user_model()``: call it where you need the model
+    rather than importing :class:`Order`, which is unusable when the host swapped it.
+    Remembered once found (every request asks; a lookup costs about 4 µs), forgotten when
+    the setting changes (``override_settings``, for the system checks' tests).
+    """
+    model = _order_model.get("model")
+    if model is not None:
+        return model
+    label = getattr(settings, ORDER_MODEL_SETTING, DEFAULT_ORDER_MODEL)
+    try:
+        model = apps.get_model(label, require_ready=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{ORDER_MODEL_SETTING} must be of the form 'app_label.model_name', not {label!r}."
+        ) from None
+    except LookupError:
+        raise ImproperlyConfigured(
+            f"{ORDER_MODEL_SETTING} refers to model {label!r}, which is not installed."
+        ) from None
+    _order_model["model"] = model
+    return model
+
+
+_order_model: dict[str, Any] = {}
+
+
+@receiver(setting_changed)
+def _forget_order_model(*, setting: str, **kwargs: Any) -> None:
+    if setting == ORDER_MODEL_SETTING:
+        _order_model.clear()
 
 
 class IdempotencyKey(models.Model):

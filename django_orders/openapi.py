@@ -2,11 +2,14 @@
 
 Imported by ``AppConfig.ready()`` only when drf-spectacular is installed. It describes the
 views through drf-spectacular's view extensions, so the views themselves stay free of
-schema decorators and the package works without the extra.
+schema decorators and the package works without the extra. Request bodies and the list's
+filter parameters are the serializer classes the views use (the host's, when it configured
+its own), and the host fields they declare are members of the order document.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiViewExtension
@@ -14,7 +17,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from django_orders.models import Order
+from django_orders.serializers import (
+    STATUS_VALUES,
+    OrderConfirmSerializer,
+    OrderCreateSerializer,
+)
 
 
 class OrderDocument(serializers.Serializer):
@@ -22,7 +29,7 @@ class OrderDocument(serializers.Serializer):
 
     id = serializers.UUIDField()
     tenantId = serializers.CharField()
-    status = serializers.ChoiceField(choices=Order.Status.values)
+    status = serializers.ChoiceField(choices=STATUS_VALUES)
     version = serializers.IntegerField(min_value=1)
     totalCents = serializers.IntegerField(allow_null=True, min_value=0)
     currency = serializers.CharField(min_length=3, max_length=3)
@@ -38,14 +45,43 @@ class OrderPage(serializers.Serializer):
     nextCursor = serializers.CharField(allow_null=True)
 
 
-class CreateOrderBody(serializers.Serializer):
-    totalCents = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    currency = serializers.CharField(required=False, min_length=3, max_length=3)
-    metadata = serializers.DictField(child=serializers.CharField(), required=False)
+# The members the package's own request serializers declare; any other member of the
+# serializers in force is a host field, shown in the order document too.
+_PACKAGE_INPUT_MEMBERS = frozenset(
+    {*OrderCreateSerializer._declared_fields, *OrderConfirmSerializer._declared_fields}
+)
 
 
-class ConfirmOrderBody(serializers.Serializer):
-    totalCents = serializers.IntegerField(min_value=0)
+@functools.cache
+def order_schemas(*input_serializers: type[serializers.Serializer]) -> tuple[type, type]:
+    """The order document and the list page, with the host fields of ``input_serializers``.
+
+    A host field accepted on create or confirm is a member of the order (its ``to_dict``
+    returns it, docs/guide/extending.md), so the document describes it with the field the
+    host declared, as a member that is always present. Cached: one component per name.
+    """
+    host: dict[str, serializers.Field] = {}
+    for serializer_class in input_serializers:
+        for name, field in serializer_class._declared_fields.items():
+            if name not in _PACKAGE_INPUT_MEMBERS and name not in OrderDocument._declared_fields:
+                # DRF keeps a field's arguments to copy it (Field.__deepcopy__).
+                args, kwargs = field._args, field._kwargs  # type: ignore[attr-defined]
+                kwargs = {k: v for k, v in kwargs.items() if k != "default"}
+                host[name] = type(field)(*args, **{**kwargs, "required": True})
+    if not host:
+        return OrderDocument, OrderPage
+    document = type("OrderDocument", (OrderDocument,), {"__module__": __name__, **host})
+    page = type("OrderPage", (OrderPage,), {"__module__": __name__, "items": document(many=True)})
+    return document, page
+
+
+def _schemas() -> tuple[type, type]:
+    from django_orders.views import OrderCollectionView, OrderConfirmView
+
+    return order_schemas(
+        OrderCollectionView().get_create_serializer_class(),
+        OrderConfirmView().get_serializer_class(),
+    )
 
 
 class ProblemDocument(serializers.Serializer):
@@ -108,6 +144,8 @@ class OrderCollectionSchema(OpenApiViewExtension):
     match_subclasses = True  # a host's subclasses, mounted with orders_urls()
 
     def view_replacement(self) -> Any:
+        document, page = _schemas()
+        instance = self.target()
         view = _fix(
             self.target,
             "get",
@@ -120,9 +158,10 @@ class OrderCollectionSchema(OpenApiViewExtension):
                 OpenApiParameter(
                     "cursor", OpenApiTypes.STR, description="nextCursor of the previous page"
                 ),
-                OpenApiParameter("status", OpenApiTypes.STR, enum=list(Order.Status.values)),
+                # Each of its fields a query parameter (drf-spectacular explodes it).
+                instance.get_filter_serializer_class(),
             ],
-            responses={200: OrderPage, **_problems(400, 403)},
+            responses={200: page, **_problems(400, 403)},
         )
         return _fix(
             view,
@@ -131,8 +170,8 @@ class OrderCollectionSchema(OpenApiViewExtension):
             tags=["orders"],
             summary="Create a draft order (idempotent)",
             parameters=[TENANT, IDEMPOTENCY_KEY],
-            request=CreateOrderBody,
-            responses={201: OrderDocument, **_problems(400, 403, 409, 413, 415, 422)},
+            request=instance.get_create_serializer_class(),
+            responses={201: document, **_problems(400, 403, 409, 413, 415, 422)},
         )
 
 
@@ -141,6 +180,7 @@ class OrderDetailSchema(OpenApiViewExtension):
     match_subclasses = True  # a host's subclasses, mounted with orders_urls()
 
     def view_replacement(self) -> Any:
+        document, _page = _schemas()
         return _fix(
             self.target,
             "get",
@@ -149,7 +189,7 @@ class OrderDetailSchema(OpenApiViewExtension):
             summary="One order, with its ETag",
             parameters=[TENANT, ORDER_ID, IF_NONE_MATCH],
             responses={
-                200: OrderDocument,
+                200: document,
                 304: OpenApiResponse(description="Not Modified"),
                 **_problems(400, 403, 404),
             },
@@ -161,6 +201,7 @@ class OrderConfirmSchema(OpenApiViewExtension):
     match_subclasses = True  # a host's subclasses, mounted with orders_urls()
 
     def view_replacement(self) -> Any:
+        document, _page = _schemas()
         return _fix(
             self.target,
             "patch",
@@ -168,8 +209,8 @@ class OrderConfirmSchema(OpenApiViewExtension):
             tags=["orders"],
             summary="Confirm a draft order (If-Match required)",
             parameters=[TENANT, ORDER_ID, IF_MATCH, IDEMPOTENCY_KEY],
-            request=ConfirmOrderBody,
-            responses={200: OrderDocument, **_problems(400, 403, 404, 409, 412, 422, 428)},
+            request=self.target().get_serializer_class(),
+            responses={200: document, **_problems(400, 403, 404, 409, 412, 422, 428)},
         )
 
 
@@ -178,6 +219,7 @@ class OrderCloseSchema(OpenApiViewExtension):
     match_subclasses = True  # a host's subclasses, mounted with orders_urls()
 
     def view_replacement(self) -> Any:
+        document, _page = _schemas()
         return _fix(
             self.target,
             "post",
@@ -186,5 +228,5 @@ class OrderCloseSchema(OpenApiViewExtension):
             summary="Close a confirmed order (If-Match required)",
             parameters=[TENANT, ORDER_ID, IF_MATCH, IDEMPOTENCY_KEY],
             request=None,
-            responses={200: OrderDocument, **_problems(400, 403, 404, 409, 412, 422, 428)},
+            responses={200: document, **_problems(400, 403, 404, 409, 412, 422, 428)},
         )

@@ -132,6 +132,26 @@ class OrderCloseSerializer(StrictSerializer):
     """Body of ``POST /orders/{id}/close``: empty (``{}`` or no body)."""
 
 
+STATUS_VALUES = ("draft", "confirmed", "closed")
+
+
+class OrderListFilterSerializer(serializers.Serializer):
+    """The query parameters of ``GET /orders`` that select orders.
+
+    Each declared field is a query parameter (its name) that filters on its ``source``:
+    ``orders.filter(<source>=<validated value>)``, and whose value is part of a cursor's
+    scope. A host adds its own in a subclass (``LIST_FILTER_SERIALIZER``,
+    docs/guide/extending.md). Parameters it does not declare are ignored; an invalid value
+    is 400 ``invalid_filter``, its first error message as the detail.
+    """
+
+    status = serializers.ChoiceField(
+        choices=STATUS_VALUES,
+        required=False,
+        error_messages={"invalid_choice": f"status must be one of: {', '.join(STATUS_VALUES)}."},
+    )
+
+
 def plainly_valid_create(data: Any) -> dict[str, Any] | None:
     """The validated data of a ``POST /orders`` body that is plainly valid, else ``None``.
 
@@ -161,6 +181,20 @@ def plainly_valid_create(data: Any) -> dict[str, Any] | None:
         else:
             return None
     return validated
+
+
+def plainly_valid_filters(params: Mapping[str, str]) -> dict[str, Any] | None:
+    """The validated filters of ``GET /orders`` parameters that are plainly valid for
+    :class:`OrderListFilterSerializer`, else ``None``.
+
+    The list's counterpart of :func:`plainly_valid_create`: building the serializer costs
+    about 0.09 ms, some 5 % of a list request. Anything but an absent or valid ``status``
+    gives ``None`` and goes through the serializer, so errors stay its own.
+    """
+    status = params.get("status")
+    if status is None:
+        return {}
+    return {"status": status} if status in STATUS_VALUES else None
 
 
 def _plain_metadata(value: Any) -> dict[str, str] | None:

@@ -7,33 +7,93 @@ calls and back; they hold no rules of their own.
 The transitions work on an order locked with :func:`get_order_for_update`, inside a
 transaction: the lock is what makes "check the version, then write" atomic, so of N
 concurrent confirms with the same ``If-Match`` exactly one succeeds.
+
+Host extensions (docs/guide/extending.md): the functions take the values of the host's own
+order fields as keyword arguments, and run the host's rules (the ``ORDER_RULES`` setting)
+inside their transaction, once the change is known to be valid and before anything is
+written; a rule refuses by raising :class:`RuleViolation`, and then nothing is written.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import router, transaction
 from django.utils import timezone
 
 from django_orders import signals
 from django_orders.conf import orders_settings
-from django_orders.models import Order, OutboxEvent
+from django_orders.models import AbstractOrder, OutboxEvent, get_order_model
 from django_orders.outbox import recording as events
+
+Status = AbstractOrder.Status
+
+#: Statuses a rule may refuse with (docs/guide/extending.md).
+RULE_STATUSES = frozenset({409, 422})
+#: Members of every problem document, which a rule's extension members may not replace.
+_PROBLEM_MEMBERS = frozenset({"type", "title", "status", "detail", "code"})
 
 
 class InvalidTransition(Exception):
     """The order's status does not allow the requested transition."""
 
-    def __init__(self, order: Order, target: str) -> None:
+    def __init__(self, order: AbstractOrder, target: str) -> None:
         super().__init__(
-            f"An order that is {Order.Status(order.status).value} cannot become "
-            f"{Order.Status(target).value}."
+            f"An order that is {Status(order.status).value} cannot become {Status(target).value}."
         )
         self.order = order
         self.target = target
+
+
+class RuleViolation(Exception):
+    """Raised by a host rule to refuse a change; the API answers it as a problem.
+
+    ``status`` is 422 (the request is understood but breaks a business rule) or 409 (it
+    conflicts with the current state of something, e.g. stock). ``code`` and ``detail``
+    become the problem's members, ``extensions`` further members
+    (``creditLimitCents=…``), which may not replace the standard ones.
+    """
+
+    def __init__(self, code: str, detail: str, *, status: int = 422, **extensions: Any) -> None:
+        if status not in RULE_STATUSES:
+            raise ValueError(f"A rule refuses with status 409 or 422, not {status!r}.")
+        clashes = _PROBLEM_MEMBERS.intersection(extensions)
+        if clashes:
+            raise ValueError(f"Extension members may not replace {sorted(clashes)}.")
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+        self.extensions = extensions
+
+
+@dataclass(frozen=True)
+class OrderChange:
+    """What a host rule is asked to allow (the argument of each ``ORDER_RULES`` callable).
+
+    - ``action``: ``"create"``, ``"confirm"`` or ``"close"``.
+    - ``order``: on create the new order, not yet written; on confirm and close the order
+      as stored, locked until the transaction ends, not yet changed.
+    - ``changes``: the values the action sets, by model field name — the validated data,
+      host fields included (``{"total_cents": 1250, "customer": <Customer>}``).
+    - ``context``: what the caller passed; the package's views pass ``{"request": …,
+      "view": …}`` (the DRF request, so ``request.user`` is the authenticated user).
+    """
+
+    action: str
+    order: AbstractOrder
+    changes: Mapping[str, Any]
+    context: Mapping[str, Any]
+
+    def value(self, name: str) -> Any:
+        """The value field ``name`` will have once the change is written."""
+        return self.changes[name] if name in self.changes else getattr(self.order, name)
 
 
 def create_order(
@@ -42,20 +102,34 @@ def create_order(
     total_cents: int | None = None,
     currency: str | None = None,
     metadata: Mapping[str, str] | None = None,
-) -> Order:
-    """Create a draft order (version 1) and its ``order.created`` event."""
+    context: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> AbstractOrder:
+    """Create a draft order (version 1) and its ``order.created`` event.
+
+    ``fields`` are values of the host's own order fields (``customer=…``); ``context``
+    is handed to the host's rules.
+    """
+    model = get_order_model()
+    if fields:
+        check_host_fields(model, fields)
     now = timezone.now()
-    order = Order(
+    order = model(
         tenant_id=tenant_id,
         total_cents=total_cents,
         currency=currency or orders_settings.DEFAULT_CURRENCY,
         metadata=dict(metadata or {}),
         created_at=now,
         updated_at=now,
+        **fields,
     )
-    db = router.db_for_write(Order)
+    db = router.db_for_write(model)
     # No savepoint: inside a caller's transaction an error must roll back the whole unit.
     with transaction.atomic(using=db, savepoint=False):
+        if orders_settings.ORDER_RULES:
+            given = {"total_cents": total_cents, "currency": currency, "metadata": metadata}
+            changes = {name: value for name, value in given.items() if value is not None}
+            ask_rules("create", order, {**changes, **fields}, context)
         # The order, its event and the NOTIFY in one round trip on PostgreSQL, as
         # statements built once (docs/benchmarks.md, Findings 3-4).
         if router.db_for_write(OutboxEvent) == db:
@@ -68,57 +142,131 @@ def create_order(
     return order
 
 
-def get_order_for_update(tenant_id: str, order_id: uuid.UUID | str) -> Order:
+def get_order_for_update(tenant_id: str, order_id: uuid.UUID | str) -> AbstractOrder:
     """The tenant's order, locked until the end of the transaction.
 
-    Raises :class:`Order.DoesNotExist` for a missing order and for another tenant's order
-    alike: the two are indistinguishable by design.
+    Raises the order model's ``DoesNotExist`` for a missing order and for another tenant's
+    order alike: the two are indistinguishable by design.
     """
-    return Order.objects.select_for_update().get(tenant_id=tenant_id, pk=order_id)
+    return (
+        get_order_model()._default_manager.select_for_update().get(tenant_id=tenant_id, pk=order_id)
+    )
 
 
-def confirm_order(order: Order, *, total_cents: int) -> Order:
-    """draft → confirmed, setting ``totalCents``. ``order`` must be locked."""
-    if order.status != Order.Status.DRAFT:
-        raise InvalidTransition(order, Order.Status.CONFIRMED)
-    now = timezone.now()
-    order.status = Order.Status.CONFIRMED
-    order.total_cents = total_cents
-    order.confirmed_at = now
-    return _save_transition(
+def confirm_order(
+    order: AbstractOrder,
+    *,
+    total_cents: int,
+    context: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> AbstractOrder:
+    """draft → confirmed, setting ``totalCents`` (and the host's ``fields``, if any).
+
+    ``order`` must be locked.
+    """
+    if order.status != Status.DRAFT:
+        raise InvalidTransition(order, Status.CONFIRMED)
+    if fields:
+        check_host_fields(type(order), fields)
+    return _transition(
         order,
-        now,
-        events.ORDER_CONFIRMED,
-        signals.order_confirmed,
-        extra_fields=("total_cents", "confirmed_at"),
+        "confirm",
+        {"total_cents": total_cents, **fields},
+        context,
+        status=Status.CONFIRMED,
+        stamp="confirmed_at",
+        event_type=events.ORDER_CONFIRMED,
+        signal=signals.order_confirmed,
     )
 
 
-def close_order(order: Order) -> Order:
+def close_order(order: AbstractOrder, *, context: Mapping[str, Any] | None = None) -> AbstractOrder:
     """confirmed → closed. ``order`` must be locked."""
-    if order.status != Order.Status.CONFIRMED:
-        raise InvalidTransition(order, Order.Status.CLOSED)
-    now = timezone.now()
-    order.status = Order.Status.CLOSED
-    order.closed_at = now
-    return _save_transition(
-        order, now, events.ORDER_CLOSED, signals.order_closed, extra_fields=("closed_at",)
+    if order.status != Status.CONFIRMED:
+        raise InvalidTransition(order, Status.CLOSED)
+    return _transition(
+        order,
+        "close",
+        {},
+        context,
+        status=Status.CLOSED,
+        stamp="closed_at",
+        event_type=events.ORDER_CLOSED,
+        signal=signals.order_closed,
     )
 
 
-def _save_transition(
-    order: Order, now: Any, event_type: str, signal: Any, *, extra_fields: tuple[str, ...]
-) -> Order:
-    order.version += 1
-    order.updated_at = now
-    db = router.db_for_write(Order)
+def ask_rules(
+    action: str,
+    order: AbstractOrder,
+    changes: Mapping[str, Any],
+    context: Mapping[str, Any] | None,
+) -> None:
+    """Ask each of the host's ``ORDER_RULES`` in turn; the first :class:`RuleViolation`
+    refuses the change. Call inside the change's transaction, before writing anything.
+
+    Without rules this is one attribute read: no object is built, no query is made.
+    """
+    rules = orders_settings.ORDER_RULES
+    if not rules:
+        return
+    change = OrderChange(
+        action, order, MappingProxyType(dict(changes)), MappingProxyType(dict(context or {}))
+    )
+    for rule in rules:
+        rule(change)
+
+
+@functools.cache
+def _package_field_names() -> frozenset[str]:
+    fields = AbstractOrder._meta.local_fields
+    return frozenset({f.name for f in fields} | {f.attname for f in fields})
+
+
+def check_host_fields(model: type[AbstractOrder], fields: Mapping[str, Any]) -> None:
+    """Refuse (``TypeError``) a value for anything but a host field of ``model``.
+
+    The package's own fields are set by the domain rules alone (``status`` only through a
+    transition, ``version`` only by +1): a host serializer cannot reach them this way.
+    """
+    for name in fields:
+        if name in _package_field_names():
+            raise TypeError(f"{name!r} is set by django-orders, not as a host field.")
+        try:
+            field = model._meta.get_field(name)
+        except FieldDoesNotExist:
+            raise TypeError(f"{model.__name__} has no field {name!r}.") from None
+        if not getattr(field, "concrete", False) or field.many_to_many:
+            raise TypeError(f"{model.__name__}.{name} is not a column of the order.")
+
+
+def _transition(
+    order: AbstractOrder,
+    action: str,
+    changes: Mapping[str, Any],
+    context: Mapping[str, Any] | None,
+    *,
+    status: str,
+    stamp: str,
+    event_type: str,
+    signal: Any,
+) -> AbstractOrder:
+    db = router.db_for_write(type(order))
     # No savepoint: inside a caller's transaction an error must roll back the whole unit.
     with transaction.atomic(using=db, savepoint=False):
-        order.save(using=db, update_fields=("status", "version", "updated_at", *extra_fields))
+        ask_rules(action, order, changes, context)
+        now = timezone.now()
+        for name, value in changes.items():
+            setattr(order, name, value)
+        order.status = status
+        setattr(order, stamp, now)
+        order.version += 1
+        order.updated_at = now
+        order.save(using=db, update_fields=("status", "version", "updated_at", stamp, *changes))
         events.record_order_event(order, event_type)
         _send_on_commit(signal, order, db)
     return order
 
 
-def _send_on_commit(signal: Any, order: Order, using: str) -> None:
-    transaction.on_commit(lambda: signal.send(sender=Order, order=order), using=using)
+def _send_on_commit(signal: Any, order: AbstractOrder, using: str) -> None:
+    transaction.on_commit(lambda: signal.send(sender=type(order), order=order), using=using)

@@ -21,16 +21,18 @@ from django_orders import problems, services
 from django_orders.conditional import etag, evaluate_if_match, if_none_match_matches
 from django_orders.conf import orders_settings
 from django_orders.idempotency import IdempotencyMixin
-from django_orders.models import Order
+from django_orders.models import AbstractOrder, get_order_model
 from django_orders.pagination import KeysetPagination
 from django_orders.parsers import OrdersJSONParser
 from django_orders.problems import Problem
 from django_orders.renderers import JSONOnlyNegotiation, OrdersJSONRenderer
 from django_orders.serializers import (
     OrderCloseSerializer,
-    OrderConfirmSerializer,
     OrderCreateSerializer,
+    OrderListFilterSerializer,
+    StrictSerializer,
     plainly_valid_create,
+    plainly_valid_filters,
 )
 from django_orders.tenancy import TenantScopedMixin
 
@@ -134,17 +136,53 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
             self.order_pk = parse_order_id(kwargs["order_id"])
 
 
-class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
-    """``GET /orders`` (keyset-paginated list) and ``POST /orders`` (idempotent create)."""
+class HostSerializersMixin(APIView):
+    """What the handlers hand to the host's serializers and rules.
+
+    ``get_serializer_context()`` is DRF's: ``{"request", "format", "view"}``. The same
+    mapping reaches the host's rules as ``OrderChange.context`` (docs/guide/extending.md).
+    """
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {"request": self.request, "format": self.format_kwarg, "view": self}
+
+
+class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView):
+    """``GET /orders`` (keyset-paginated list) and ``POST /orders`` (idempotent create).
+
+    The body of a create is validated by ``create_serializer_class``, the list's filter
+    parameters by ``filter_serializer_class``; ``None`` (the default) reads the
+    ``CREATE_SERIALIZER`` and ``LIST_FILTER_SERIALIZER`` settings.
+    """
+
+    create_serializer_class: type[OrderCreateSerializer] | None = None
+    filter_serializer_class: type[OrderListFilterSerializer] | None = None
+
+    def get_create_serializer_class(self) -> type[OrderCreateSerializer]:
+        return self.create_serializer_class or orders_settings.CREATE_SERIALIZER
+
+    def get_filter_serializer_class(self) -> type[OrderListFilterSerializer]:
+        return self.filter_serializer_class or orders_settings.LIST_FILTER_SERIALIZER
 
     def post(self, request: Request) -> Response:
         """Create a draft order: 201, ``Location``, ``ETag: "1"`` (docs/api/create-order.md)."""
-        validated = plainly_valid_create(request.data)
+        serializer_class = self.get_create_serializer_class()
+        context = self.get_serializer_context()
+        # The serializer-free path knows the package's members only: a host serializer
+        # (host fields, its own validation) always sees the body.
+        validated = (
+            plainly_valid_create(request.data)
+            if serializer_class is OrderCreateSerializer
+            else None
+        )
         if validated is None:  # the serializer says what is wrong (or accepts it after all)
-            serializer = OrderCreateSerializer(data=request.data)
+            serializer = serializer_class(data=request.data, context=context)
             serializer.is_valid(raise_exception=True)
             validated = serializer.validated_data
-        order = services.create_order(self.tenant_id or "", **validated)
+        try:
+            order = services.create_order(self.tenant_id or "", context=context, **validated)
+        except services.RuleViolation as exc:
+            raise refused(exc) from None
         location = request.build_absolute_uri(order_url(request, "order-detail", order))
         return order_response(order, status=201, headers={"Location": location})
 
@@ -153,15 +191,21 @@ class OrderCollectionView(IdempotencyMixin, OrdersAPIView):
 
         One query.
         """
-        orders = Order.objects.filter(tenant_id=self.tenant_id)
-        status = request.query_params.get("status")
-        if status is not None:
-            if status not in Order.Status.values:
-                raise Problem(
-                    400, "invalid_filter", "status must be one of: draft, confirmed, closed."
-                )
-            orders = orders.filter(status=status)
-        paginator = KeysetPagination(filter_query_params=("status",))
+        filter_class = self.get_filter_serializer_class()
+        params = request.query_params
+        validated = None
+        if filter_class is OrderListFilterSerializer:  # the serializer-free path, as create's
+            validated = plainly_valid_filters(params)
+            names = tuple(OrderListFilterSerializer._declared_fields)
+        if validated is None:
+            filters = filter_class(data=params.dict(), context=self.get_serializer_context())
+            if not filters.is_valid():
+                messages = next(iter(filters.errors.values()))
+                raise Problem(400, "invalid_filter", str(messages[0]), errors=filters.errors)
+            validated, names = filters.validated_data, tuple(filters.fields)
+        orders = get_order_model()._default_manager.filter(tenant_id=self.tenant_id, **validated)
+        # The filters' values are part of a cursor's scope (docs/api/list-orders.md).
+        paginator = KeysetPagination(filter_query_params=names)
         page = paginator.paginate_queryset(orders, request, view=self)
         return paginator.get_paginated_response([order.to_dict() for order in page])
 
@@ -170,9 +214,10 @@ class OrderDetailView(OrdersAPIView):
     """``GET /orders/{id}``: the order with its ``ETag``; 304 on a matching ``If-None-Match``."""
 
     def get(self, request: Request, order_id: str) -> Response:
+        model = get_order_model()
         try:
-            order = Order.objects.get(tenant_id=self.tenant_id, pk=self.order_pk)
-        except Order.DoesNotExist:
+            order = model._default_manager.get(tenant_id=self.tenant_id, pk=self.order_pk)
+        except model.DoesNotExist:
             raise not_found() from None
         if if_none_match_matches(request.headers.get("If-None-Match"), order.version):
             # RFC 9110 §15.4.5: no body, but the ETag the 200 would have carried.
@@ -180,65 +225,92 @@ class OrderDetailView(OrdersAPIView):
         return order_response(order)
 
 
-class OrderTransitionView(IdempotencyMixin, OrdersAPIView):
+class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView):
     """Base of confirm and close, in the order of checks of docs/api/confirm-order.md.
 
     Tenant (400) and access (403) run in ``initial()``, then the idempotency key and the
     body's JSON; the handler then locks the order (404), evaluates ``If-Match`` (428, 400,
-    412), validates the body (400) and asks the domain layer for the transition (409).
+    412), validates the body with ``get_serializer_class()`` (400) and asks the domain
+    layer for the transition (409), which asks the host's rules (their 409 / 422).
     The whole runs in the mixin's transaction, so the lock holds until commit: of N
     concurrent requests with the same ``If-Match`` exactly one succeeds.
     """
 
     idempotency_key_required = False
+    serializer_class: type[StrictSerializer] | None = None
 
-    def transition(
-        self, request: Request, order_id: str, serializer_class: Any, apply: Any
-    ) -> Response:
-        using = router.db_for_write(Order)
+    def get_serializer_class(self) -> type[StrictSerializer]:
+        assert self.serializer_class is not None, f"{type(self).__name__}.serializer_class"
+        return self.serializer_class
+
+    def apply(
+        self, order: AbstractOrder, data: dict[str, Any], context: dict[str, Any]
+    ) -> AbstractOrder:
+        """Make the transition on the locked ``order`` with the validated body."""
+        raise NotImplementedError
+
+    def transition(self, request: Request, order_id: str) -> Response:
+        model = get_order_model()
+        using = router.db_for_write(model)
         with transaction.atomic(using=using, savepoint=False):
             try:
                 order = services.get_order_for_update(self.tenant_id or "", self.order_pk)
-            except Order.DoesNotExist:
+            except model.DoesNotExist:
                 raise not_found() from None
             evaluate_if_match(
                 request.headers.get("If-Match"),
                 order.version,
                 required=orders_settings.REQUIRE_IF_MATCH,
             )
-            serializer = serializer_class(data=request.data)
+            context = self.get_serializer_context()
+            serializer = self.get_serializer_class()(data=request.data, context=context)
             serializer.is_valid(raise_exception=True)
             try:
-                apply(order, serializer.validated_data)
+                self.apply(order, dict(serializer.validated_data), context)
             except services.InvalidTransition as exc:
                 raise Problem(
                     409, "invalid_transition", str(exc), currentStatus=str(exc.order.status)
                 ) from None
+            except services.RuleViolation as exc:
+                raise refused(exc) from None
         return order_response(order)
 
 
 class OrderConfirmView(OrderTransitionView):
-    """``PATCH /orders/{id}/confirm``: draft → confirmed, setting ``totalCents``."""
+    """``PATCH /orders/{id}/confirm``: draft → confirmed, setting ``totalCents``.
+
+    ``serializer_class`` ``None`` (the default) reads the ``CONFIRM_SERIALIZER`` setting.
+    """
+
+    def get_serializer_class(self) -> type[StrictSerializer]:
+        return self.serializer_class or orders_settings.CONFIRM_SERIALIZER
+
+    def apply(
+        self, order: AbstractOrder, data: dict[str, Any], context: dict[str, Any]
+    ) -> AbstractOrder:
+        return services.confirm_order(order, context=context, **data)
 
     def patch(self, request: Request, order_id: str) -> Response:
-        return self.transition(
-            request,
-            order_id,
-            OrderConfirmSerializer,
-            lambda order, data: services.confirm_order(order, total_cents=data["total_cents"]),
-        )
+        return self.transition(request, order_id)
 
 
 class OrderCloseView(OrderTransitionView):
     """``POST /orders/{id}/close``: confirmed → closed, with its ``order.closed`` event."""
 
+    serializer_class = OrderCloseSerializer
+
+    def apply(
+        self, order: AbstractOrder, data: dict[str, Any], context: dict[str, Any]
+    ) -> AbstractOrder:
+        return services.close_order(order, context=context)
+
     def post(self, request: Request, order_id: str) -> Response:
-        return self.transition(
-            request,
-            order_id,
-            OrderCloseSerializer,
-            lambda order, data: services.close_order(order),
-        )
+        return self.transition(request, order_id)
+
+
+def refused(exc: services.RuleViolation) -> Problem:
+    """The problem a host rule refused a change with."""
+    return Problem(exc.status, exc.code, exc.detail, **exc.extensions)
 
 
 def _or_host_default(classes: Any, setting: str) -> Any:
@@ -262,7 +334,7 @@ def not_found() -> Problem:
     return Problem(404, "not_found", "No such order.")
 
 
-def order_url(request: Request, name: str, order: Order) -> str:
+def order_url(request: Request, name: str, order: AbstractOrder) -> str:
     """The path of ``order``'s route ``name`` under wherever the host mounted the URLs."""
     match = request.resolver_match
     namespace = match.namespace if match is not None and match.namespace else "django_orders"
@@ -273,7 +345,7 @@ def order_url(request: Request, name: str, order: Order) -> str:
 
 
 def order_response(
-    order: Order, *, status: int = 200, headers: dict[str, str] | None = None
+    order: AbstractOrder, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     """The order as JSON (docs/api/README.md) with its ``ETag``."""
     return Response(

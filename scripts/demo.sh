@@ -76,19 +76,24 @@ cat <<CURL
     keep_id() { tee /dev/stderr | tail -n 1 | python3 -c 'import json, sys; print(json.load(sys.stdin).get("id", ""))'; echo >&2; }
     keep_etag() { tee /dev/stderr | awk 'tolower(\$1) == "etag:" { print \$2 }' | tr -d '\r'; echo >&2; }
 
-    # create a draft order under a fresh Idempotency-Key
+    # create a draft order for customer 1 (Acme Ltd) under a fresh Idempotency-Key
     KEY=\$(python3 -c 'import uuid; print(uuid.uuid4())')
     ORDER=\$(curl -si -X POST ${BASE}/orders -H 'X-Tenant-Id: shop-1' \\
          -H "Idempotency-Key: \$KEY" -H 'Content-Type: application/json' \\
-         -d '{"currency": "EUR", "metadata": {"ref": "A-1"}}' | keep_id)
+         -d '{"currency": "EUR", "customerId": 1, "metadata": {"ref": "A-1"}}' | keep_id)
 
     # the same request again (a client's retry): the same order, Idempotent-Replayed: true
     curl -si -X POST ${BASE}/orders -H 'X-Tenant-Id: shop-1' \\
          -H "Idempotency-Key: \$KEY" -H 'Content-Type: application/json' \\
-         -d '{"currency": "EUR", "metadata": {"ref": "A-1"}}'; echo
+         -d '{"currency": "EUR", "customerId": 1, "metadata": {"ref": "A-1"}}'; echo
 
     # read it, keep its ETag
     ETAG=\$(curl -si ${BASE}/orders/\$ORDER -H 'X-Tenant-Id: shop-1' | keep_etag)
+
+    # confirm above Acme's credit limit of 1,000.00: refused, 422 credit_limit_exceeded
+    curl -si -X PATCH ${BASE}/orders/\$ORDER/confirm -H 'X-Tenant-Id: shop-1' \\
+         -H "If-Match: \$ETAG" -H 'Content-Type: application/json' \\
+         -d '{"totalCents": 250000}'; echo
 
     # confirm the version read (If-Match), keep the new ETag; then close that version
     ETAG=\$(curl -si -X PATCH ${BASE}/orders/\$ORDER/confirm -H 'X-Tenant-Id: shop-1' \\

@@ -27,6 +27,23 @@ from tests.receiver import Receiver
 assert rest_framework.views.APIView.permission_classes
 assert rest_framework.throttling.SimpleRateThrottle.THROTTLE_RATES is not None
 
+SWAPPED_TESTS = Path(__file__).resolve().parent / "swapped"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """A process runs with the package's order model or with the host's swapped one
+    (tests/swapped/settings.py), never both: the tests of the other kind are left out
+    (``make test`` runs the two suites one after the other)."""
+    from django.conf import settings
+
+    swapped = hasattr(settings, "DJANGO_ORDERS_ORDER_MODEL")
+    if collection_path == SWAPPED_TESTS:
+        return None if swapped else True
+    is_test_module = collection_path.suffix == ".py" and collection_path.name.startswith("test_")
+    if swapped and is_test_module and SWAPPED_TESTS not in collection_path.parents:
+        return True
+    return None
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from django.conf import settings

@@ -1,9 +1,16 @@
-"""Resolver and access-check hooks used by the tests, as a host would write them."""
+"""Hooks used by the tests, as a host would write them: tenant resolvers and access
+checks, serializers and rules (docs/guide/extending.md)."""
 
 from typing import Any
 
+from rest_framework import serializers
 from rest_framework.throttling import UserRateThrottle
 
+from django_orders.serializers import (
+    OrderConfirmSerializer,
+    OrderCreateSerializer,
+    OrderListFilterSerializer,
+)
 from django_orders.tenancy import tenant_source
 
 
@@ -66,3 +73,50 @@ class OneRequestThrottle(UserRateThrottle):
     """One request a minute per user, whatever DEFAULT_THROTTLE_RATES says."""
 
     rate = "1/min"
+
+
+# -- host serializers and rules (docs/guide/extending.md), as a host would write them ----
+
+
+class ReferencedCreateSerializer(OrderCreateSerializer):
+    """A host rule on package members: every order needs a ``ref`` in its metadata."""
+
+    def validate_metadata(self, value: dict[str, str]) -> dict[str, str]:
+        if "ref" not in value:
+            raise serializers.ValidationError("A ref is required.")
+        return value
+
+    def validate(self, attrs: dict[str, object]) -> dict[str, object]:
+        if "metadata" not in attrs:
+            raise serializers.ValidationError({"metadata": ["A ref is required."]})
+        return attrs
+
+
+class MinimumConfirmSerializer(OrderConfirmSerializer):
+    """Confirms of less than 1.00 are refused."""
+
+    def validate_totalCents(self, value: int) -> int:
+        if value < 100:
+            raise serializers.ValidationError("At least 100.")
+        return value
+
+
+class CurrencyFilterSerializer(OrderListFilterSerializer):
+    """``GET /orders?currency=EUR``."""
+
+    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
+
+
+class StatusSettingConfirmSerializer(OrderConfirmSerializer):
+    """Wrong: ``status`` is the domain layer's (system check E013)."""
+
+    state = serializers.CharField(source="status")
+
+
+def refuse_everything(change: object) -> None:
+    from django_orders.services import RuleViolation
+
+    raise RuleViolation("refused", "Everything is refused.")
+
+
+NOT_CALLABLE = 42

@@ -49,9 +49,10 @@ def is_stopped(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 
-def database_env() -> dict[str, str]:
-    """Environment that points a subprocess at the test database this test uses."""
-    settings_dict = connection.settings_dict
+def database_env(name: str | None = None) -> dict[str, str]:
+    """Environment that points a subprocess at the test database this test uses (or at
+    the database ``name`` on the same server; a file path on SQLite)."""
+    settings_dict = {**connection.settings_dict, **({"NAME": name} if name else {})}
     if connection.vendor == "postgresql":
         user = quote(settings_dict.get("USER") or "")
         password = settings_dict.get("PASSWORD") or ""

@@ -322,3 +322,84 @@ def test_e002_an_enricher_that_does_not_import() -> None:
         errors = checks.check_settings()
     assert [e.id for e in errors] == ["django_orders.E002"]
     assert "EVENT_ENRICHERS" in errors[0].msg
+
+
+# -- host extensions (docs/guide/extending.md) -----------------------------------------
+
+
+def extension_ids(**orders_settings: object) -> list[str]:
+    with override_settings(DJANGO_ORDERS=orders_settings):
+        return ids(checks.check_host_extensions())
+
+
+def test_the_extension_settings_of_the_docs_are_clean() -> None:
+    assert checks.check_host_extensions() == []
+    assert (
+        extension_ids(
+            CREATE_SERIALIZER="tests.hooks.ReferencedCreateSerializer",
+            CONFIRM_SERIALIZER="tests.hooks.MinimumConfirmSerializer",
+            LIST_FILTER_SERIALIZER="tests.hooks.CurrencyFilterSerializer",
+            ORDER_RULES=["tests.hooks.refuse_everything"],
+        )
+        == []
+    )
+
+
+@override_settings(DJANGO_ORDERS_ORDER_MODEL="auth.User")
+def test_e010_the_order_model_must_be_an_abstract_order() -> None:
+    (error,) = checks.check_host_extensions()
+    assert error.id == "django_orders.E010"
+    assert "auth.User" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("CREATE_SERIALIZER", "tests.hooks.MinimumConfirmSerializer"),
+        ("CONFIRM_SERIALIZER", "rest_framework.serializers.Serializer"),
+        ("LIST_FILTER_SERIALIZER", "tests.hooks.refuse_everything"),
+    ],
+)
+def test_e011_a_serializer_that_does_not_extend_the_packages(key: str, value: str) -> None:
+    assert extension_ids(**{key: value}) == ["django_orders.E011"]
+
+
+def test_e012_an_order_rule_that_is_not_callable() -> None:
+    assert extension_ids(ORDER_RULES=["tests.hooks.NOT_CALLABLE"]) == ["django_orders.E012"]
+
+
+def test_e014_order_rules_that_are_not_a_list() -> None:
+    with override_settings(DJANGO_ORDERS={"ORDER_RULES": "tests.hooks.refuse_everything"}):
+        assert ids(checks.check_settings()) == ["django_orders.E014"]
+        assert checks.check_host_extensions() == []
+
+
+def test_e013_a_serializer_field_writing_to_the_domain_layers_fields() -> None:
+    with override_settings(
+        DJANGO_ORDERS={"CONFIRM_SERIALIZER": "tests.hooks.StatusSettingConfirmSerializer"}
+    ):
+        (error,) = checks.check_host_extensions()
+    assert error.id == "django_orders.E013"
+    assert "StatusSettingConfirmSerializer.state writes to 'status'" in error.msg
+
+
+def test_e002_covers_each_rule_of_the_list() -> None:
+    with override_settings(DJANGO_ORDERS={"ORDER_RULES": ["tests.hooks.no_such_rule"]}):
+        (error,) = checks.check_settings()
+    assert error.id == "django_orders.E002"
+    assert "ORDER_RULES" in error.msg
+
+
+@pytest.mark.parametrize("label", ["no_dot", "nowhere.Order"])
+def test_a_swap_setting_naming_no_model_is_improperly_configured(label: str) -> None:
+    """get_order_model() says what is wrong; the system check leaves it to Django's own
+    models.E001 / models.E002 (reported for a swappable model)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_orders.models import get_order_model
+
+    with override_settings(DJANGO_ORDERS_ORDER_MODEL=label):
+        with pytest.raises(ImproperlyConfigured, match="DJANGO_ORDERS_ORDER_MODEL"):
+            get_order_model()
+        assert checks.check_host_extensions() == []
+    assert get_order_model()._meta.label == "django_orders.Order"

@@ -9,6 +9,11 @@ from django.test import override_settings
 
 from django_orders.conf import DEFAULTS, OrdersSettings, orders_settings
 from django_orders.publishers import LoggingPublisher
+from django_orders.serializers import (
+    OrderConfirmSerializer,
+    OrderCreateSerializer,
+    OrderListFilterSerializer,
+)
 from django_orders.tenancy import header_tenant_resolver
 
 
@@ -34,6 +39,19 @@ def test_defaults_match_the_contract() -> None:
     assert dt.timedelta(seconds=30) == settings.OUTBOX_LEASE
     assert dt.timedelta(minutes=5) == settings.OUTBOX_BACKOFF_MAX
     assert settings.MAX_BODY_BYTES == 65536
+    assert settings.CREATE_SERIALIZER is OrderCreateSerializer
+    assert settings.CONFIRM_SERIALIZER is OrderConfirmSerializer
+    assert settings.LIST_FILTER_SERIALIZER is OrderListFilterSerializer
+    assert settings.ORDER_RULES == []
+
+
+def test_a_list_of_dotted_paths_is_imported_item_by_item() -> None:
+    from tests.hooks import refuse_everything
+
+    with override_settings(
+        DJANGO_ORDERS={"ORDER_RULES": ["tests.hooks.refuse_everything", refuse_everything]}
+    ):
+        assert [refuse_everything, refuse_everything] == orders_settings.ORDER_RULES
 
 
 def test_override_settings_enters_and_exits_cleanly() -> None:

@@ -185,6 +185,7 @@ def check_paste(output: str) -> str:
         (201, None),  # create
         (201, "true"),  # the same request again: replayed
         (200, None),  # read
+        (422, None),  # confirm above the customer's credit limit: the shop's rule refuses
         (200, None),  # confirm, If-Match the ETag read
         (200, None),  # close, If-Match the ETag of the confirm
         (200, None),  # list
@@ -193,7 +194,9 @@ def check_paste(output: str) -> str:
     assert created == replayed, output  # the replay is the same order, byte for byte
     order_id = re.search(r'"id":"([0-9a-f-]{36})"', created)
     assert order_id, output
-    assert '"status":"closed"' in got[4][2], output
+    assert '"customerId":1' in created, output  # the host field
+    assert '"code":"credit_limit_exceeded"' in got[3][2], output
+    assert '"status":"closed"' in got[5][2], output
     return order_id.group(1)
 
 

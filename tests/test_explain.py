@@ -9,17 +9,14 @@ backwards from the cursor — ``ROW(created_at, id) < ROW(…)`` as an ``Index C
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from rest_framework.request import Request
-from rest_framework.test import APIClient, APIRequestFactory
+from rest_framework.test import APIRequestFactory
 
 from django_orders.models import Order
 from django_orders.pagination import KeysetPagination
+from tests.explain_helpers import assert_keyset_index_scan, blocks, explain, list_page_sql
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -65,51 +62,10 @@ def cursor_at(depth: int, status: str | None = None) -> str:
     return paginator.encode_cursor(Request(django_request), queryset, row)
 
 
-def list_page_sql(params: dict[str, Any]) -> tuple[str, list[str]]:
-    """The one statement ``GET /orders`` sends for ``params``, and the ids it returned."""
-    client = APIClient(HTTP_X_TENANT_ID=TENANT)
-    with CaptureQueriesContext(connection) as captured:
-        response = client.get("/orders", params)
-    assert response.status_code == 200, response.content
-    (query,) = captured.captured_queries
-    return query["sql"], [item["id"] for item in response.json()["items"]]
-
-
-def explain(sql: str) -> tuple[str, dict[str, Any]]:
-    """The text plan and the JSON plan (with ANALYZE and BUFFERS) of ``sql``."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN {sql}")
-        text = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}")
-        (raw,) = cursor.fetchone()
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
-    return text, plan
-
-
-def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    return [plan, *(n for child in plan.get("Plans", []) for n in nodes(child))]
-
-
-def blocks(plan: dict[str, Any]) -> int:
-    return int(plan["Shared Hit Blocks"]) + int(plan["Shared Read Blocks"])
-
-
-def assert_keyset_index_scan(text: str, plan: dict[str, Any], index: str) -> None:
-    all_nodes = nodes(plan)
-    assert [n["Node Type"] for n in all_nodes] == ["Limit", "Index Scan"], text
-    scan = all_nodes[1]
-    assert scan["Index Name"] == index, text
-    assert scan["Scan Direction"] == "Backward", text
-    assert "ROW(created_at, id) < ROW(" in scan["Index Cond"], text
-    assert "Filter" not in scan, text  # nothing re-checked row by row
-    assert "Sort" not in text
-    assert f"Index Scan Backward using {index}" in text
-
-
 @pytest.mark.usefixtures("seeded")
 def test_a_deep_page_reads_the_tenant_index_backwards_from_the_cursor() -> None:
-    first_sql, _ = list_page_sql({"limit": 20})
-    deep_sql, deep_ids = list_page_sql({"limit": 20, "cursor": cursor_at(DEPTH)})
+    first_sql, _ = list_page_sql(TENANT, {"limit": 20})
+    deep_sql, deep_ids = list_page_sql(TENANT, {"limit": 20, "cursor": cursor_at(DEPTH)})
 
     text, plan = explain(deep_sql)
     print(text)  # shown with -s; the report quotes it
@@ -129,8 +85,10 @@ def test_a_deep_page_reads_the_tenant_index_backwards_from_the_cursor() -> None:
 @pytest.mark.usefixtures("seeded")
 def test_a_deep_filtered_page_reads_the_status_index_backwards_from_the_cursor() -> None:
     params = {"limit": 20, "status": "confirmed"}
-    first_sql, _ = list_page_sql(params)
-    deep_sql, deep_ids = list_page_sql({**params, "cursor": cursor_at(DEPTH // 3, "confirmed")})
+    first_sql, _ = list_page_sql(TENANT, params)
+    deep_sql, deep_ids = list_page_sql(
+        TENANT, {**params, "cursor": cursor_at(DEPTH // 3, "confirmed")}
+    )
 
     text, plan = explain(deep_sql)
     print(text)

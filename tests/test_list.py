@@ -69,12 +69,13 @@ def walk_ids(client: APIClient, **params: Any) -> list[str]:
     return [i for response in walk(client, **params) for i in ids(response)]
 
 
-def assert_problem(response: Any, status: int, code: str) -> None:
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert body["code"] == code
     assert body["status"] == status
+    return body
 
 
 # -- shape and order ---------------------------------------------------------------------
@@ -184,7 +185,9 @@ def test_status_filter(tenant_api: APIClient) -> None:
 
 @pytest.mark.parametrize("status", ["open", "DRAFT", "", "draft,closed", " draft"])
 def test_invalid_filter(tenant_api: APIClient, status: str) -> None:
-    assert_problem(tenant_api.get("/orders", {"status": status}), 400, "invalid_filter")
+    problem = assert_problem(tenant_api.get("/orders", {"status": status}), 400, "invalid_filter")
+    message = "status must be one of: draft, confirmed, closed."
+    assert (problem["detail"], problem["errors"]) == (message, {"status": [message]})
 
 
 def test_unknown_parameters_are_ignored(tenant_api: APIClient) -> None:
@@ -470,3 +473,27 @@ def test_walk_while_orders_are_created_and_confirmed(status: str | None) -> None
         draft_throughout = {str(o.id) for o in drafts} - set(confirmed)
         assert draft_throughout <= set(seen)
         assert set(seen) <= {str(o.id) for o in drafts} | set(created)
+
+
+def test_the_list_filters_status_values_are_the_models() -> None:
+    from django_orders.models import AbstractOrder
+    from django_orders.serializers import STATUS_VALUES
+
+    assert tuple(AbstractOrder.Status.values) == STATUS_VALUES
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"limit": "5"}, *({"status": s} for s in ("draft", "confirmed", "closed", "", "x"))],
+)
+def test_the_serializer_free_filter_path_agrees_with_the_serializer(params: dict[str, str]) -> None:
+    """``plainly_valid_filters`` gives the serializer's validated data, or ``None``."""
+    from django_orders.serializers import OrderListFilterSerializer, plainly_valid_filters
+
+    fast = plainly_valid_filters(params)
+    serializer = OrderListFilterSerializer(data=params)
+    if fast is None:
+        assert not serializer.is_valid()
+        return
+    assert serializer.is_valid(), serializer.errors
+    assert fast == dict(serializer.validated_data)

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from django_orders import sql
 from django_orders.conf import orders_settings
-from django_orders.models import Order, OutboxEvent
+from django_orders.models import AbstractOrder, OutboxEvent
 from django_orders.tenancy import get_current_tenant
 
 __all__ = ["NOTIFY_CHANNEL", "record_event"]
@@ -147,7 +147,7 @@ def record_event(
     return event
 
 
-def build_order_event(order: Order, event_type: str) -> OutboxEvent:
+def build_order_event(order: AbstractOrder, event_type: str) -> OutboxEvent:
     """The (unsaved, enriched) ``event_type`` event of ``order`` as it stands now;
     ``event_type`` is one of the package's (``ORDER_CREATED``, …), before the prefix."""
     event = OutboxEvent(
@@ -165,7 +165,7 @@ def build_order_event(order: Order, event_type: str) -> OutboxEvent:
     return event
 
 
-def record_order_event(order: Order, event_type: str) -> OutboxEvent:
+def record_order_event(order: AbstractOrder, event_type: str) -> OutboxEvent:
     """Write ``event_type`` for ``order`` as it stands now. Call inside the transaction."""
     event = build_order_event(order, event_type)
     insert_with_notify(router.db_for_write(OutboxEvent), [event])

@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally, no CDN needed
     "django_orders",  # wiring edit 1 of 2
+    "shop",  # the project's own app: customers, orders with host fields, a rule
 ]
 
 MIDDLEWARE = [
@@ -105,9 +106,18 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Orders with the project's own fields (docs/guide/extending.md): set before the first
+# migrate, as AUTH_USER_MODEL.
+DJANGO_ORDERS_ORDER_MODEL = "shop.Order"
+
 DJANGO_ORDERS = {
     "DEFAULT_CURRENCY": "USD",
     "OUTBOX_PUBLISHER": "django_orders.publishers.LoggingPublisher",
+    # The API of the host fields, and the credit-limit rule.
+    "CREATE_SERIALIZER": "shop.serializers.ShopOrderCreateSerializer",
+    "CONFIRM_SERIALIZER": "shop.serializers.ShopOrderConfirmSerializer",
+    "LIST_FILTER_SERIALIZER": "shop.serializers.ShopOrderFilterSerializer",
+    "ORDER_RULES": ["shop.rules.credit_limit"],
 }
 
 LOGGING = {
