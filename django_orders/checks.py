@@ -21,8 +21,9 @@ Ids are numbered and never reused; docs/reference/checks.md lists them.
   ``TENANT_ACCESS_CHECK`` is set, while ``DEBUG`` is off.
 - ``django_orders.W002`` a webhook secret not in the Standard Webhooks form ``whsec_<base64>``.
 - ``django_orders.W003`` the no-longer-needed ``TenantMiddleware`` is in ``MIDDLEWARE``.
-- ``django_orders.E014`` ``EVENT_TYPE_PREFIX`` is not a reverse-DNS prefix, or
-  ``EVENT_ENRICHERS`` is not a list.
+- ``django_orders.E014`` ``EVENT_TYPE_PREFIX`` is not a reverse-DNS prefix.
+- ``django_orders.E015`` a setting that is a list of dotted paths (``EVENT_ENRICHERS``,
+  ``ORDER_RULES``) is not a list.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(
                 Error(
                     f"{SETTING_NAME}[{key!r}] must be a list of dotted paths (or callables).",
-                    id="django_orders.E014",
+                    id="django_orders.E015",
                 )
             )
             continue
@@ -228,7 +229,7 @@ def check_host_extensions(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         elif key in WRITTEN_BY and issubclass(model, AbstractOrder):
             errors.extend(_check_written_fields(key, serializer, model))
     rules = user.get("ORDER_RULES", [])
-    for rule in rules if isinstance(rules, list | tuple) else ():  # not a list: E014
+    for rule in rules if isinstance(rules, list | tuple) else ():  # not a list: E015
         try:
             imported = import_from_string(rule, "ORDER_RULES") if isinstance(rule, str) else rule
         except ImportError:

@@ -66,7 +66,8 @@ trap 'exit 143' TERM
 cat <<CURL
 
   django-orders demo: the API on ${BASE}, the outbox relay (logging publisher) beside it.
-  Every change prints its CloudEvent below (order.created / order.confirmed / order.closed).
+  Every change prints its CloudEvent below (order.created / order.confirmed / order.closed,
+  and the project's own com.example.customer.credit_limit_changed).
 
   Swagger UI: ${BASE}/docs/     OpenAPI schema: ${BASE}/schema/     Admin: ${BASE}/admin/
 
@@ -103,6 +104,14 @@ cat <<CURL
 
     # list the tenant's orders, newest first
     curl -si "${BASE}/orders?limit=10" -H 'X-Tenant-Id: shop-1'; echo
+
+    # the project's own endpoint: set Acme's credit limit (1,000.00 again); its event,
+    # com.example.customer.credit_limit_changed, goes out beside the orders' events, and
+    # every event carries the request's X-Correlation-Id as "correlationid"
+    curl -si -X PUT ${BASE}/customers/1/credit-limit -H 'X-Tenant-Id: shop-1' \\
+         -H "Idempotency-Key: \$(python3 -c 'import uuid; print(uuid.uuid4())')" \\
+         -H 'X-Correlation-Id: demo-limit' -H 'Content-Type: application/json' \\
+         -d '{"creditLimitCents": 100000}'; echo
 
   Outbox backlog: (cd example_project && $PY manage.py orders_outbox_status)
   Stop with Ctrl+C (stops the relay too).

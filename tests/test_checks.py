@@ -298,22 +298,25 @@ def test_w002_is_reported_by_manage_py_check_and_can_be_silenced() -> None:
 
 
 @pytest.mark.parametrize(
-    ("orders", "count"),
+    ("orders", "check"),
     [
-        ({"EVENT_TYPE_PREFIX": "com.example"}, 0),
-        ({"EVENT_TYPE_PREFIX": "com.example."}, 0),
-        ({"EVENT_TYPE_PREFIX": "io.my-shop.orders"}, 0),
-        ({"EVENT_TYPE_PREFIX": "Com.Example"}, 1),
-        ({"EVENT_TYPE_PREFIX": "com..example"}, 1),
-        ({"EVENT_TYPE_PREFIX": ".com"}, 1),
-        ({"EVENT_TYPE_PREFIX": "com example"}, 1),
-        ({"EVENT_TYPE_PREFIX": 7}, 1),
-        ({"EVENT_ENRICHERS": "tests.test_outbox_recording.correlate"}, 1),
+        ({"EVENT_TYPE_PREFIX": "com.example"}, None),
+        ({"EVENT_TYPE_PREFIX": "com.example."}, None),
+        ({"EVENT_TYPE_PREFIX": "io.my-shop.orders"}, None),
+        ({"EVENT_TYPE_PREFIX": "Com.Example"}, "django_orders.E014"),
+        ({"EVENT_TYPE_PREFIX": "com..example"}, "django_orders.E014"),
+        ({"EVENT_TYPE_PREFIX": ".com"}, "django_orders.E014"),
+        ({"EVENT_TYPE_PREFIX": "com example"}, "django_orders.E014"),
+        ({"EVENT_TYPE_PREFIX": 7}, "django_orders.E014"),
+        ({"EVENT_ENRICHERS": "tests.test_outbox_recording.correlate"}, "django_orders.E015"),
+        ({"ORDER_RULES": "tests.hooks.refuse_everything"}, "django_orders.E015"),
     ],
 )
-def test_e014_event_type_prefix_and_enrichers_list(orders: dict[str, Any], count: int) -> None:
+def test_e014_event_type_prefix_and_e015_list_settings(
+    orders: dict[str, Any], check: str | None
+) -> None:
     with override_settings(DJANGO_ORDERS=orders):
-        assert [e.id for e in checks.check_settings()].count("django_orders.E014") == count
+        assert [e.id for e in checks.check_settings()] == ([check] if check else [])
 
 
 def test_e002_an_enricher_that_does_not_import() -> None:
@@ -368,9 +371,9 @@ def test_e012_an_order_rule_that_is_not_callable() -> None:
     assert extension_ids(ORDER_RULES=["tests.hooks.NOT_CALLABLE"]) == ["django_orders.E012"]
 
 
-def test_e014_order_rules_that_are_not_a_list() -> None:
+def test_e015_order_rules_that_are_not_a_list() -> None:
     with override_settings(DJANGO_ORDERS={"ORDER_RULES": "tests.hooks.refuse_everything"}):
-        assert ids(checks.check_settings()) == ["django_orders.E014"]
+        assert ids(checks.check_settings()) == ["django_orders.E015"]
         assert checks.check_host_extensions() == []
 
 

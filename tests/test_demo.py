@@ -189,6 +189,7 @@ def check_paste(output: str) -> str:
         (200, None),  # confirm, If-Match the ETag read
         (200, None),  # close, If-Match the ETag of the confirm
         (200, None),  # list
+        (200, None),  # the project's own endpoint: set the customer's credit limit
     ], output
     created, replayed = got[0][2], got[1][2]
     assert created == replayed, output  # the replay is the same order, byte for byte
@@ -197,6 +198,7 @@ def check_paste(output: str) -> str:
     assert '"customerId":1' in created, output  # the host field
     assert '"code":"credit_limit_exceeded"' in got[3][2], output
     assert '"status":"closed"' in got[5][2], output
+    assert got[7][2] == '{"customerId":1,"creditLimitCents":100000}', output
     return order_id.group(1)
 
 
@@ -212,6 +214,16 @@ def test_printed_commands_work_in_every_paste_and_run_and_ctrl_c_ends_cleanly() 
                 assert f"http://127.0.0.1:{port}/orders" in commands
                 for _paste in range(2):
                     orders.append(check_paste(paste(commands)))
+                # The relay prints the events: the project's own among them, each with the
+                # request's correlation id.
+                wait_until(
+                    lambda r=running: (
+                        r.output.count('"type":"com.example.customer.credit_limit_changed"') >= 2
+                    ),
+                    timeout=30,
+                    message="the host events in the relay's log",
+                )
+                assert '"correlationid":"demo-limit"' in running.output
 
                 status = running.ctrl_c()
 

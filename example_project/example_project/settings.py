@@ -37,6 +37,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A correlation id per request, put on every event (DJANGO_ORDERS["EVENT_ENRICHERS"]).
+    "shop.correlation.CorrelationIdMiddleware",
 ]
 
 ROOT_URLCONF = "example_project.urls"
@@ -118,6 +120,8 @@ DJANGO_ORDERS = {
     "CONFIRM_SERIALIZER": "shop.serializers.ShopOrderConfirmSerializer",
     "LIST_FILTER_SERIALIZER": "shop.serializers.ShopOrderFilterSerializer",
     "ORDER_RULES": ["shop.rules.credit_limit"],
+    # Every event (the orders' and the project's own) carries the request's correlation id.
+    "EVENT_ENRICHERS": ["shop.correlation.add_correlation_id"],
 }
 
 LOGGING = {

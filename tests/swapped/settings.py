@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.settings import *  # noqa: F403
-from tests.settings import DATABASES, DJANGO_ORDERS, INSTALLED_APPS
+from tests.settings import DATABASES, DJANGO_ORDERS, INSTALLED_APPS, MIDDLEWARE
 
 # The example project's app is the host under test: the guide quotes its code.
 EXAMPLE_PROJECT = Path(__file__).resolve().parents[2] / "example_project"
@@ -29,7 +29,11 @@ DJANGO_ORDERS = {
     "CONFIRM_SERIALIZER": "shop.serializers.ShopOrderConfirmSerializer",
     "LIST_FILTER_SERIALIZER": "shop.serializers.ShopOrderFilterSerializer",
     "ORDER_RULES": ["shop.rules.credit_limit"],
+    "EVENT_ENRICHERS": ["shop.correlation.add_correlation_id"],
 }
+
+MIDDLEWARE = [*MIDDLEWARE, "shop.correlation.CorrelationIdMiddleware"]
+ROOT_URLCONF = "tests.swapped.urls"
 
 # A test database of its own: the main suite's (kept by --reuse-db) has no shop tables.
 DATABASES = copy.deepcopy(DATABASES)
