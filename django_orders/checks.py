@@ -1,6 +1,8 @@
 """System checks: misconfiguration is reported by ``manage.py check``, not at request time.
 
-Ids are numbered and never reused; docs/reference/checks.md lists them.
+Ids are numbered and never reused; docs/reference/checks.md lists them. Every check of the
+package is in this one module, in the order of that page (hence its length): a reader
+looking for what ``manage.py check`` says about django-orders finds all of it here.
 
 - ``django_orders.E001`` ``DJANGO_ORDERS`` is not a dict, or has unknown keys.
 - ``django_orders.E002`` a dotted-path setting does not import.

@@ -17,6 +17,9 @@ follows), statuses from the models' choices, and rows read back are mapped by co
 (:class:`Row` types list the columns a ``SELECT`` / ``RETURNING`` names), never by a
 position kept in step by hand elsewhere. One cache (:func:`cached`) holds them all.
 
+One module on purpose, though past 400 lines: a reader looking for "the SQL this package
+writes by hand" finds all of it here, with the one cache and the one column mapping.
+
 Django's ``pre_save`` / ``post_save`` signals are part of what ``Model.save()`` does: when
 a receiver is connected for a model, :func:`can_insert_raw` says no and callers use
 ``save()`` instead, so hosts listening to those signals see no difference.
