@@ -33,6 +33,8 @@ SDIST_REQUIRED = [
     "scripts/pytest_wheel.py",
     "scripts/ensure-services.sh",
     "docs/index.md",
+    "CONTRIBUTING.md",
+    "SECURITY.md",
     "example_project/manage.py",
 ]
 SDIST_FORBIDDEN = (".github/", ".ci/", "bench/", "site/", "dist/", ".venv/")
