@@ -10,26 +10,39 @@ DEMO_DIR := example_project
 DEMO_DB := $(DEMO_DIR)/db.sqlite3
 DEMO_PORT ?= 8000
 
-.PHONY: help demo test lint format tox tox-newest pkg migrations-check clean services
+.PHONY: help demo test lint lint-workflows format docs docs-serve tox tox-newest pkg migrations-check clean services
 
 help:
 	@echo "make demo   - run the example project on SQLite at http://127.0.0.1:8000 (relay included);"
 	@echo "              DEMO_PORT=8001 make demo serves on another port"
 	@echo "make test   - run the whole test suite on PostgreSQL (DB=sqlite for SQLite), then the swapped-model suite"
-	@echo "make lint   - ruff, ruff format --check, mypy"
+	@echo "make lint   - ruff, ruff format --check, mypy (make lint-workflows: actionlint)"
 	@echo "make tox    - the Django x Python matrix"
-	@echo "make pkg    - build sdist + wheel and run twine check --strict"
+	@echo "make docs   - build the documentation site (mkdocs build --strict) into site/"
+	@echo "make pkg    - build sdist + wheel, twine check --strict, check their contents"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-dev: $(BIN)/python pyproject.toml requirements/test.txt requirements/lint.txt requirements/demo.txt
-	$(BIN)/python -m pip install --quiet -e . -r requirements/test.txt -r requirements/lint.txt -r requirements/demo.txt build twine tox
+# pip >= 25.1 installs the PEP 735 dependency groups (`--group`) of pyproject.toml.
+$(VENV)/.pip: $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
 	touch $@
 
-$(VENV)/.installed-demo: $(BIN)/python pyproject.toml requirements/demo.txt
-	$(BIN)/python -m pip install --quiet -e . -r requirements/demo.txt
+$(VENV)/.installed-dev: $(VENV)/.pip pyproject.toml
+	$(BIN)/python -m pip install --quiet -e . --group dev
+	touch $@
+
+$(VENV)/.installed-demo: $(VENV)/.pip pyproject.toml
+	$(BIN)/python -m pip install --quiet -e . --group demo
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.pip pyproject.toml
+	$(BIN)/python -m pip install --quiet --group docs
+	touch $@
+
+$(VENV)/.installed-workflows: $(VENV)/.pip pyproject.toml
+	$(BIN)/python -m pip install --quiet --group workflows
 	touch $@
 
 demo: $(VENV)/.installed-demo
@@ -61,6 +74,17 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The site (MkDocs, Material, the API reference from docstrings); warnings are errors.
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(VENV)/.installed-docs
+	$(BIN)/mkdocs serve
+
+# actionlint on .github/workflows; shellcheck (same venv, on PATH) checks the run: scripts.
+lint-workflows: $(VENV)/.installed-workflows
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/actionlint
+
 migrations-check: $(VENV)/.installed-dev
 	DB=sqlite DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations --check --dry-run django_orders
 	DB=sqlite DJANGO_SETTINGS_MODULE=tests.swapped.settings $(BIN)/python -m django makemigrations --check --dry-run django_orders shop
@@ -69,7 +93,7 @@ pkg: $(VENV)/.installed-dev
 	rm -rf dist build
 	$(BIN)/python -m build --quiet
 	$(BIN)/twine check --strict dist/*
-	$(BIN)/python scripts/check_wheel.py dist/*.whl
+	$(BIN)/python scripts/check_dist.py dist
 
 # tox finds the interpreters pyenv installed (3.11, 3.12, 3.13) when they are on offer.
 PYENV_PYTHONS := $(shell command -v pyenv >/dev/null && pyenv versions --bare 2>/dev/null | grep -E '^3\.1[123]\.[0-9]+$$' | paste -sd: -)
@@ -82,4 +106,4 @@ tox-newest: $(VENV)/.installed-dev
 	$(TOX) run -e py313-django61
 
 clean:
-	rm -rf $(VENV) .tox build dist *.egg-info .mypy_cache .ruff_cache $(DEMO_DB)*
+	rm -rf $(VENV) .tox build dist site *.egg-info .mypy_cache .ruff_cache $(DEMO_DB)*

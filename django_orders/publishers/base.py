@@ -99,6 +99,10 @@ class Publisher(abc.ABC):  # noqa: B024
         self.stop_requested = True
 
     def publish_batch(self, events: Sequence[dict[str, Any]]) -> list[PublishError | None]:
+        """Publish ``events`` in order; one result per event (``None`` when accepted).
+
+        The default calls :meth:`publish` for each event. Override it to send a batch at once.
+        """
         results: list[PublishError | None] = []
         for index, event in enumerate(events):
             if self.stop_requested:
@@ -130,6 +134,7 @@ class Publisher(abc.ABC):  # noqa: B024
         return InFlight(self.publish_batch(events))
 
     def publish(self, event: dict[str, Any]) -> None:
+        """Publish one event; return once the broker accepted it, raise ``PublishError``."""
         raise NotImplementedError
 
     def close(self) -> None:  # noqa: B027 - optional: most publishers hold a connection
