@@ -22,7 +22,7 @@ import time
 import uuid
 from typing import Any
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -92,10 +92,15 @@ class Heartbeat:
         """Insert the row (purging stale ones first); with ``threaded``, beat on a thread
         of its own. Without (a relay inside a caller's transaction), the row is only
         inserted and deleted: other connections would not see it anyway."""
-        purge_stale_heartbeats(self.using)
         self.started_at = timezone.now()
-        self._insert(last_beat_at=self._now())
         self._inserted = True
+        try:
+            purge_stale_heartbeats(self.using)
+            self._insert(last_beat_at=self._now())
+        except DatabaseError:
+            # The relay itself waits for the database to come back; so does the row: the
+            # first beat that finds it missing writes it.
+            logger.exception("Writing the relay's heartbeat failed; it is written again later")
         if threaded:
             self._thread = threading.Thread(
                 target=self._run, name="orders-relay-heartbeat", daemon=True

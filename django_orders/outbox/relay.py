@@ -229,7 +229,10 @@ class Relay:
         self.strategy.close()
         self.keeper.stop()
         self.heartbeat.stop()
-        self.metrics.relay_stopped()
+        try:
+            self.metrics.relay_stopped()
+        except Exception:
+            logger.exception("The relay's metrics hook raised")
         self.wakeup.close()
         try:
             self.publisher.close()
