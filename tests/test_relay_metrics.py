@@ -26,6 +26,8 @@ from django_orders.outbox.batches import BatchReport
 from django_orders.outbox.metrics import Backlog, RelayMetrics, metrics_from_settings
 from django_orders.outbox.prometheus import PrometheusMetrics
 from django_orders.outbox.relay import Relay
+from django_orders.publishers.rabbitmq import RabbitMQPublisher
+from django_orders.publishers.redis_streams import RedisStreamPublisher
 from django_orders.publishers.webhook import WebhookPublisher
 from tests.outbox_rows import bulk_events
 from tests.receiver import Receiver
@@ -85,26 +87,55 @@ def test_the_hook_is_told_what_each_batch_did() -> None:
     assert metrics.of("failed") == []
 
 
+# Nothing listens on port 9 (discard) of loopback: connections are refused.
+CLOSED_PORT = 9
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
-    ("publisher", "reason", "dead"),
+    ("make_publisher", "reason", "dead"),
     [
-        (FailingPublisher(), "transient", 0),
-        (FailingPublisher(permanent=True), "permanent", 2),
-        # Nothing listens on port 9 (discard) of loopback: the connection is refused.
-        (WebhookPublisher(url="http://127.0.0.1:9/", secret="whsec_c2VjcmV0"), "unavailable", 0),
+        (FailingPublisher, "transient", 0),
+        (lambda: FailingPublisher(permanent=True), "permanent", 2),
+        (
+            lambda: WebhookPublisher(
+                url=f"http://127.0.0.1:{CLOSED_PORT}/", secret="whsec_c2VjcmV0"
+            ),
+            "unavailable",
+            0,
+        ),
+        (
+            lambda: RedisStreamPublisher(url=f"redis://127.0.0.1:{CLOSED_PORT}/0", timeout=2),
+            "unavailable",
+            0,
+        ),
+        (
+            lambda: RabbitMQPublisher(url=f"amqp://guest:guest@127.0.0.1:{CLOSED_PORT}/%2F"),
+            "unavailable",
+            0,
+        ),
     ],
-    ids=["transient", "permanent", "unavailable"],
+    ids=["transient", "permanent", "webhook-unavailable", "redis-unavailable", "amqp-unavailable"],
 )
-def test_failures_are_counted_by_reason(publisher: Any, reason: str, dead: int) -> None:
+def test_failures_are_counted_by_reason(make_publisher: Any, reason: str, dead: int) -> None:
     services.create_order("shop-1")
     services.create_order("shop-2")
     metrics = RecordingMetrics()
-    assert not Relay(publisher, listen=False, metrics=metrics).run(once=True)
+    assert not Relay(make_publisher(), listen=False, metrics=metrics).run(once=True)
     assert metrics.of("failed") == [(reason, 2)]
     (report,) = metrics.of("batch")
     assert (report.failed, report.dead, report.published) == (2, dead, 0)
     assert metrics.of("latencies") == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_past_its_timeout_counts_as_timeout(receiver: Receiver) -> None:
+    services.create_order("shop-1")
+    receiver.delay = 2.0
+    metrics = RecordingMetrics()
+    publisher = WebhookPublisher(url=receiver.url, secret="whsec_c2VjcmV0", timeout=0.3)
+    assert not Relay(publisher, listen=False, metrics=metrics).run(once=True)
+    assert metrics.of("failed") == [("timeout", 1)]
 
 
 @pytest.mark.django_db(transaction=True)
