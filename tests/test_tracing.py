@@ -284,6 +284,18 @@ def test_a_batch_is_one_span_linked_to_each_events_trace() -> None:
     services.create_order("shop-1")  # outside any trace: no link
     with tracer().start_as_current_span("b") as second, transaction.atomic():
         services.create_order("shop-2")
+    for number, traceparent in enumerate(
+        ["not a traceparent", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
+    ):
+        # Given by a caller: published as given, never a link (nor a failed batch).
+        record_event(
+            "com.example.x",
+            aggregate_type="x",
+            aggregate_id=number,
+            data={},
+            tenant_id="shop-3",
+            extensions={"traceparent": traceparent},
+        )
     publisher = RecordingPublisher()
     assert Relay(publisher, listen=False).run(once=True)
     (send,) = finished("outbox send")
@@ -292,8 +304,15 @@ def test_a_batch_is_one_span_linked_to_each_events_trace() -> None:
         hex_ids(second.get_span_context()),
     }
     assert send.attributes is not None
-    assert send.attributes["messaging.batch.message_count"] == 3
+    assert send.attributes["messaging.batch.message_count"] == 5
     assert send.attributes["django_orders.outbox.publisher"] == "RecordingPublisher"
+    assert sorted(e.get("traceparent", "")[:3] for e in publisher.events) == [
+        "",
+        "00-",
+        "00-",
+        "ff-",
+        "not",
+    ]
     assert send.status.is_ok
 
 
