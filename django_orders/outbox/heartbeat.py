@@ -76,13 +76,13 @@ class Heartbeat:
         metrics: RelayMetrics,
         *,
         publisher: str,
-        relay_id: uuid.UUID | None = None,
     ) -> None:
         self.using = using
         self.keeper = keeper
         self.metrics = metrics
         self.publisher = publisher
-        self.id = relay_id or uuid.uuid4()
+        #: The relay run's id, its row's primary key.
+        self.id = uuid.uuid4()
         self.started_at = timezone.now()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
