@@ -12,6 +12,9 @@ pre-serialised CloudEvents sent by a bare loop with the same client library and 
 no database. Ratios are taken within a round; medians over rounds are reported.
 
 Parts (``--only``): webhook, rabbitmq, redis, batch, scaling, latency, claim, steady.
+``--observe`` (issue 12): the events carry a ``traceparent``, the relays trace with
+OpenTelemetry's SDK (spans batched, then dropped) and serve Prometheus metrics — what
+observability costs per event, against a run without.
 Results: bench/results/relay-<stamp>.json, -latest.json, -latest.md.
 """
 
@@ -91,6 +94,11 @@ def parse_args() -> argparse.Namespace:
         help="burst size of the steady-state part [10000]",
     )
     p.add_argument("--port", type=int, default=8099)
+    p.add_argument(
+        "--observe",
+        action="store_true",
+        help="traced events, relays with OpenTelemetry's SDK and --metrics-port",
+    )
     return p.parse_args()
 
 
@@ -118,7 +126,13 @@ class Receiver:
 
 
 def start_relays(
-    count: int, publisher: str, options: dict[str, Any], *, batch_size: int, listen: bool = True
+    count: int,
+    publisher: str,
+    options: dict[str, Any],
+    *,
+    batch_size: int,
+    listen: bool = True,
+    observe: bool = False,
 ) -> list[subprocess.Popen]:
     """``count`` relay processes (``manage.py orders_outbox_relay``), ready to claim."""
     procs, logs = [], []
@@ -139,11 +153,13 @@ def start_relays(
         ]
         if not listen:
             cmd.append("--no-listen")
+        if observe:
+            cmd += ["--metrics-port", "0", "--metrics-address", "127.0.0.1"]
         log = open(log_path, "ab")  # noqa: SIM115
         procs.append(
             subprocess.Popen(
                 cmd,
-                env=django_env(BENCH_ORDERS_LOG="INFO"),
+                env=django_env(BENCH_ORDERS_LOG="INFO", **({"BENCH_OTEL": "1"} if observe else {})),
                 cwd=REPO_DIR,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -180,13 +196,16 @@ def truncate_outbox() -> None:
     sql("TRUNCATE django_orders_outbox_event")
 
 
-def insert_events(count: int, *, analyze: bool = True, status: str = "pending") -> float:
+def insert_events(
+    count: int, *, analyze: bool = True, status: str = "pending", traced: bool = False
+) -> float:
     """Insert ``count`` order.created events (one per order) in one transaction with a
     NOTIFY, as the package writes them; returns the wall-clock time of the commit.
 
     ``analyze`` runs ANALYZE in the same transaction (it counts the transaction's own new
     rows), so the relays' claim query is planned with statistics that know the backlog;
-    see ``claim_part`` for what happens without.
+    see ``claim_part`` for what happens without. ``traced`` gives each event a
+    ``traceparent`` of its own, as recording under a request's span does.
     """
     from django.db import transaction
 
@@ -196,7 +215,7 @@ def insert_events(count: int, *, analyze: bool = True, status: str = "pending") 
             INSERT INTO django_orders_outbox_event
                 (id, tenant_id, aggregate_type, aggregate_id, aggregate_version, type,
                  payload, created_at, status, attempts, available_at, lease_token,
-                 leased_until, last_error, published_at)
+                 leased_until, last_error, published_at, extensions)
             SELECT gen_random_uuid(), %s, 'order', oid, 1, 'order.created',
                    jsonb_build_object(
                        'id', oid::text, 'tenantId', %s, 'status', 'draft', 'version', 1,
@@ -208,12 +227,16 @@ def insert_events(count: int, *, analyze: bool = True, status: str = "pending") 
                                             'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
                        'confirmedAt', NULL, 'closedAt', NULL),
                    ts, %s, 0, ts, NULL, NULL, '',
-                   CASE WHEN %s = 'published' THEN ts END
+                   CASE WHEN %s = 'published' THEN ts END,
+                   CASE WHEN %s THEN jsonb_build_object(
+                       'traceparent',
+                       '00-' || md5(oid::text) || '-' || left(md5(ts::text), 16) || '-01')
+                   ELSE '{}'::jsonb END
             FROM (SELECT gen_random_uuid() AS oid,
                          now() + g * interval '1 microsecond' AS ts
                   FROM generate_series(1, %s) AS g) AS s
             """,
-            [TENANT, TENANT, status, status, count],
+            [TENANT, TENANT, status, status, traced, count],
         )
         if analyze:
             sql("ANALYZE django_orders_outbox_event")
@@ -250,9 +273,11 @@ def relay_throughput(
     args: argparse.Namespace, publisher: str, options: dict[str, Any], *, relays: int = 1
 ) -> dict[str, Any]:
     truncate_outbox()
-    procs = start_relays(relays, publisher, options, batch_size=args.batch_size)
+    procs = start_relays(
+        relays, publisher, options, batch_size=args.batch_size, observe=args.observe
+    )
     try:
-        committed = insert_events(args.events)
+        committed = insert_events(args.events, traced=args.observe)
         last = wait_published(args.events, timeout=max(120, args.events / 100))
     finally:
         stop_relays(procs)

@@ -167,6 +167,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(
                 Error(f"{SETTING_NAME}[{key!r}] must be an integer ≥ 1.", id="django_orders.E008")
             )
+    port = value("OUTBOX_METRICS_PORT")
+    if port is not None and (not _is_int(port) or not 0 <= port <= 65535):
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['OUTBOX_METRICS_PORT'] must be None or a TCP port number "
+                "(0 picks a free one).",
+                id="django_orders.E008",
+            )
+        )
     poll = value("OUTBOX_POLL_INTERVAL")
     if not isinstance(poll, int | float) or isinstance(poll, bool) or poll <= 0:
         errors.append(

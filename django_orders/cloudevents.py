@@ -8,6 +8,14 @@ from django_orders.outbox.cloudevents import (
     SPECVERSION,
     serialize,
     to_cloudevent,
+    trace_headers,
 )
 
-__all__ = ["CONTENT_TYPE", "DATA_CONTENT_TYPE", "SPECVERSION", "serialize", "to_cloudevent"]
+__all__ = [
+    "CONTENT_TYPE",
+    "DATA_CONTENT_TYPE",
+    "SPECVERSION",
+    "serialize",
+    "to_cloudevent",
+    "trace_headers",
+]

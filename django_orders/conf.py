@@ -59,6 +59,11 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_LEASE": dt.timedelta(seconds=30),
     "OUTBOX_BACKOFF_MAX": dt.timedelta(minutes=5),
     "OUTBOX_DEAD_BLOCKS_ORDER": True,
+    # Observability of the relay
+    "OUTBOX_METRICS": None,
+    "OUTBOX_METRICS_PORT": None,
+    "OUTBOX_METRICS_ADDRESS": "0.0.0.0",
+    "OUTBOX_METRICS_INTERVAL": dt.timedelta(seconds=15),
     # Host extensions (docs/guide/extending.md)
     "CREATE_SERIALIZER": "django_orders.serializers.OrderCreateSerializer",
     "CONFIRM_SERIALIZER": "django_orders.serializers.OrderConfirmSerializer",
@@ -75,6 +80,7 @@ IMPORT_STRINGS = frozenset(
         "CREATE_SERIALIZER",
         "CONFIRM_SERIALIZER",
         "LIST_FILTER_SERIALIZER",
+        "OUTBOX_METRICS",
     }
 )
 
@@ -82,7 +88,15 @@ IMPORT_STRINGS = frozenset(
 IMPORT_LISTS = frozenset({"EVENT_ENRICHERS", "ORDER_RULES"})
 
 # Settings given as a duration: a timedelta or a number of seconds.
-DURATIONS = frozenset({"IDEMPOTENCY_TTL", "OUTBOX_RETENTION", "OUTBOX_LEASE", "OUTBOX_BACKOFF_MAX"})
+DURATIONS = frozenset(
+    {
+        "IDEMPOTENCY_TTL",
+        "OUTBOX_RETENTION",
+        "OUTBOX_LEASE",
+        "OUTBOX_BACKOFF_MAX",
+        "OUTBOX_METRICS_INTERVAL",
+    }
+)
 
 # Keys that once existed, with what to do instead. Using one is a system check error.
 REMOVED_SETTINGS: dict[str, str] = {}
@@ -144,6 +158,10 @@ class OrdersSettings:
     OUTBOX_LEASE: dt.timedelta
     OUTBOX_BACKOFF_MAX: dt.timedelta
     OUTBOX_DEAD_BLOCKS_ORDER: bool
+    OUTBOX_METRICS: type[Any] | None
+    OUTBOX_METRICS_PORT: int | None
+    OUTBOX_METRICS_ADDRESS: str
+    OUTBOX_METRICS_INTERVAL: dt.timedelta
     CREATE_SERIALIZER: type[Any]
     CONFIRM_SERIALIZER: type[Any]
     LIST_FILTER_SERIALIZER: type[Any]

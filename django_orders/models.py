@@ -324,3 +324,38 @@ class OutboxSequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id}/{self.aggregate_type}/{self.aggregate_id} v{self.last_version}"
+
+
+class RelayHeartbeat(models.Model):
+    """A running relay, as other processes see it: one row per relay run.
+
+    The relay inserts it when it starts, updates ``last_beat_at`` and what it holds every
+    third of ``OUTBOX_LEASE``, and deletes it when it stops cleanly. A relay whose last
+    beat is older than ``OUTBOX_LEASE`` is not alive (killed, frozen, cut off from the
+    database): ``orders_outbox_status`` leaves it out of the live relays. Rows of relays
+    gone for an hour are purged by the next relay to start and by ``orders_purge``.
+    """
+
+    id = models.UUIDField(primary_key=True, editable=False, help_text="The relay's run id.")
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    publisher = models.CharField(max_length=200)
+    started_at = models.DateTimeField()
+    # On PostgreSQL the database's clock (as for leases): hosts whose clocks disagree
+    # still agree on which relays are alive.
+    last_beat_at = models.DateTimeField()
+    leased_batches = models.PositiveIntegerField(
+        default=0, help_text="Batches the relay holds leased."
+    )
+    leased_events = models.PositiveIntegerField(default=0, help_text="Events in those batches.")
+    lease_tokens = models.JSONField(
+        default=list, blank=True, help_text="The lease tokens of those batches."
+    )
+
+    class Meta:
+        db_table = "django_orders_relay_heartbeat"
+        ordering = ("started_at", "id")
+        indexes = (models.Index(fields=("last_beat_at",), name="orders_relay_last_beat"),)
+
+    def __str__(self) -> str:
+        return f"relay {self.host}:{self.pid} ({self.id})"

@@ -109,11 +109,20 @@ def test_e007_bad_duration(value: dict) -> None:
         {"MAX_BODY_BYTES": -5},
         {"OUTBOX_POLL_INTERVAL": 0},
         {"OUTBOX_POLL_INTERVAL": "1"},
+        {"OUTBOX_METRICS_PORT": 65536},
+        {"OUTBOX_METRICS_PORT": "9464"},
+        {"OUTBOX_METRICS_PORT": True},
     ],
 )
 def test_e008_bad_numbers(value: dict) -> None:
     with override_settings(DJANGO_ORDERS=value):
         assert ids(checks.check_settings()) == ["django_orders.E008"]
+
+
+@pytest.mark.parametrize("port", [None, 0, 9464])
+def test_a_metrics_port_is_none_or_a_port_number(port: int | None) -> None:
+    with override_settings(DJANGO_ORDERS={"OUTBOX_METRICS_PORT": port}):
+        assert ids(checks.check_settings()) == []
 
 
 @override_settings(DEBUG=False, DJANGO_ORDERS={})

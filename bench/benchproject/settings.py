@@ -83,3 +83,9 @@ LOGGING = {
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
     },
 }
+
+if os.environ.get("BENCH_OTEL"):
+    # bench/run_relay.py --observe: the relay traces with OpenTelemetry's SDK.
+    from benchproject.otel import setup as setup_tracing
+
+    setup_tracing()

@@ -32,6 +32,8 @@ from django_orders.outbox.backoff import retry_delay
 from django_orders.outbox.claims import Claim, ClaimedEvent, ClaimStore, Failure
 from django_orders.outbox.cloudevents import to_cloudevent
 from django_orders.outbox.lease import LeaseKeeper
+from django_orders.outbox.metrics import RelayMetrics
+from django_orders.outbox.tracing import PublishSpan, start_publish_span
 from django_orders.publishers.base import InFlight, NotSent, Publisher, PublishError
 
 logger = logging.getLogger("django_orders.relay")
@@ -41,6 +43,11 @@ logger = logging.getLogger("django_orders.relay")
 #: The lease keeper renews every third of the lease, so only a relay that was paused
 #: (SIGSTOP, a VM stall) or could not renew gets there.
 RECHECK_LEASE_AFTER = 0.5
+
+#: ``events_failed`` reasons of the failures the relay makes up itself (the publishers'
+#: own are on :class:`~django_orders.publishers.base.PublishError`).
+ABANDONED = "abandoned"  # claimed too often without an outcome: parked
+ERROR = "error"  # the publisher raised instead of answering
 
 Result = PublishError | None
 
@@ -77,6 +84,10 @@ class Batch:
     handle: InFlight | None = None
     #: Events dropped before sending: another relay claimed them after the lease ran out.
     lost: int = 0
+    #: When the publisher's results came in (``timezone.now()``): the events' acknowledgement.
+    acknowledged_at: dt.datetime | None = None
+    #: The batch's publish span (OpenTelemetry installed), ended when its results are in.
+    span: PublishSpan | None = None
 
 
 class Batches:
@@ -90,12 +101,15 @@ class Batches:
         *,
         batch_size: int,
         stopping: Callable[[], bool],
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self.publisher = publisher
+        self.publisher_name = type(publisher).__qualname__
         self.store = store
         self.keeper = keeper
         self.batch_size = batch_size
         self.stopping = stopping
+        self.metrics = metrics or RelayMetrics()
         #: Batches handed to the publisher whose results are not in yet. A stopping relay
         #: waits for them (at most the publisher's timeout); read from a signal handler.
         self.in_flight = 0
@@ -134,7 +148,8 @@ class Batches:
                 # very event. Park it instead of risking that again.
                 batch.results[position] = PublishError(
                     f"claimed {event.attempts} times without an outcome: the relays holding "
-                    "it died or lost their lease while publishing it"
+                    "it died or lost their lease while publishing it",
+                    reason=ABANDONED,
                 )
                 continue
             try:
@@ -149,6 +164,7 @@ class Batches:
                 batch.positions.append(position)
         if not documents:
             return batch
+        batch.span = start_publish_span(self.publisher_name, documents)
         self.in_flight += 1  # from here on a stopping relay waits for it (within the timeout)
         try:
             batch.handle = self.publisher.start_batch(documents)
@@ -208,29 +224,35 @@ class Batches:
         finally:
             batch.handle = None
             self.in_flight -= 1
+            batch.acknowledged_at = timezone.now()
+        failed = 0
         for position, result in zip(batch.positions, published, strict=True):
             if result is not None and not isinstance(result, PublishError):
-                result = PublishError(f"{type(result).__name__}: {result}")
+                result = PublishError(f"{type(result).__name__}: {result}", reason=ERROR)
             results[position] = result
+            failed += result is not None and not isinstance(result, NotSent)
+        if batch.span is not None:
+            batch.span.end(sent=count, failed=failed)
         return results
 
     def _publisher_raised(self, exc: Exception, count: int) -> list[Result]:
         # A publisher bug or an unexpected driver error: the whole batch failed and is
         # retried with backoff like any transient failure.
-        logger.exception("Publisher %s raised", type(self.publisher).__qualname__, exc_info=exc)
-        return [PublishError(f"{type(exc).__name__}: {exc}")] * count
+        logger.exception("Publisher %s raised", self.publisher_name, exc_info=exc)
+        return [PublishError(f"{type(exc).__name__}: {exc}", reason=ERROR)] * count
 
     # -- 4. write back ----------------------------------------------------------------------
 
     def write_back(self, batch: Batch, results: list[Result]) -> BatchReport:
         """Record each event's outcome, stop renewing the lease, log the batch's line."""
         try:
-            report = self._settle(batch.claim, results)
+            report, reasons = self._settle(batch.claim, results)
         finally:
             self.keeper.release(batch.claim)
         report.claimed += batch.lost
         report.lost += batch.lost
-        duration_ms = (time.monotonic() - batch.started) * 1000
+        seconds = time.monotonic() - batch.started
+        duration_ms = seconds * 1000
         logger.info(
             "outbox batch claimed=%d published=%d failed=%d dead=%d lost=%d duration_ms=%.1f",
             report.claimed,
@@ -243,15 +265,45 @@ class Batches:
                 "outbox_batch": {**dataclasses.asdict(report), "duration_ms": round(duration_ms, 1)}
             },
         )
+        self._report(batch, results, report, reasons, seconds)
         return report
 
-    def _settle(self, claim: Claim, results: list[Result]) -> BatchReport:
+    def _report(
+        self,
+        batch: Batch,
+        results: list[Result],
+        report: BatchReport,
+        reasons: dict[str, int],
+        seconds: float,
+    ) -> None:
+        """Tell the metrics hook what the batch did; a failing hook is logged, never fatal
+        (the batch's outcome is written already)."""
+        metrics = self.metrics
+        try:
+            if batch.acknowledged_at is not None and report.published:
+                metrics.events_published(
+                    [
+                        event.created_at
+                        for event, result in zip(batch.claim.events, results, strict=True)
+                        if result is None
+                    ],
+                    batch.acknowledged_at,
+                )
+            for reason, count in reasons.items():
+                metrics.events_failed(reason, count)
+            metrics.batch_finished(report, seconds)
+        except Exception:
+            logger.exception("The relay's metrics hook raised")
+
+    def _settle(self, claim: Claim, results: list[Result]) -> tuple[BatchReport, dict[str, int]]:
+        """Write each event's outcome back; the batch's report, and its failures by reason."""
         now = timezone.now()
         max_attempts = int(orders_settings.OUTBOX_MAX_ATTEMPTS)
         cap = orders_settings.OUTBOX_BACKOFF_MAX.total_seconds()
         published: list[uuid.UUID] = []
         failures: list[Failure] = []
         unsent: list[ClaimedEvent] = []
+        reasons: dict[str, int] = {}
         for event, result in zip(claim.events, results, strict=True):
             if result is None:
                 published.append(event.id)
@@ -261,6 +313,7 @@ class Batches:
                 unsent.append(event)
             else:
                 failures.append(_failure(event, result, now, max_attempts, cap))
+                reasons[result.reason] = reasons.get(result.reason, 0) + 1
         settled = self.store.settle(claim.token, published, failures)
         report = BatchReport(
             claimed=len(claim.events),
@@ -280,7 +333,7 @@ class Batches:
                 "Outbox relay: %d outcomes not written, their lease had passed to another relay",
                 report.lost,
             )
-        return report
+        return report, reasons
 
 
 def _failure(

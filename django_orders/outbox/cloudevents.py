@@ -8,6 +8,10 @@ Attribute names follow the CloudEvents 1.0 core spec; ``tenantid`` is an extensi
 attribute (the spec allows only lowercase ASCII letters and digits in attribute names,
 hence not ``tenantId``). ``id`` is the outbox row's UUID, so a redelivery carries the same
 ``id`` and consumers dedupe on it (the spec: ``source`` + ``id`` identify an event).
+
+An event recorded under a trace carries ``traceparent`` / ``tracestate`` (the Distributed
+Tracing extension); :func:`trace_headers` gives them to the publishers, which also send them
+as their transport's native headers.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from django_orders.conf import orders_settings
+from django_orders.outbox.tracing import TRACE_ATTRIBUTES
 from django_orders.timestamps import rfc3339
 
 if TYPE_CHECKING:
@@ -63,3 +68,10 @@ def serialize(cloudevent: dict[str, Any]) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         return json.dumps(cloudevent, separators=(",", ":")).encode("ascii")
+
+
+def trace_headers(cloudevent: dict[str, Any]) -> dict[str, str]:
+    """The W3C Trace Context of a CloudEvent as headers (``traceparent``, ``tracestate``):
+    what each publisher also sends natively, so a consumer's instrumentation finds it
+    without parsing the body. Empty for an event recorded outside a trace."""
+    return {name: cloudevent[name] for name in TRACE_ATTRIBUTES if name in cloudevent}

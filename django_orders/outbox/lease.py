@@ -42,6 +42,11 @@ class LeaseKeeper:
             self._claims[id(claim)] = claim
             self._cond.notify_all()
 
+    def held(self) -> list[Claim]:
+        """The claims held now (what the relay's heartbeat reports)."""
+        with self._cond:
+            return list(self._claims.values())
+
     def release(self, claim: Claim | None = None) -> None:
         """Stop renewing ``claim`` (every claim when ``None``)."""
         with self._cond:

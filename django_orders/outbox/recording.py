@@ -9,7 +9,9 @@ Two ways in, one row shape:
   transaction holds until it ends, so two transactions recording events for one
   aggregate at once are published in the order they commit.
 
-Every event passes through the ``EVENT_ENRICHERS`` before it is written (to add CloudEvents
+Every event carries the trace context of the span current when it is recorded, when
+OpenTelemetry is installed (:mod:`~django_orders.outbox.tracing`), and passes through the
+``EVENT_ENRICHERS`` before it is written (to add CloudEvents
 extension attributes or data, e.g. a correlation id), and its ``INSERT`` is followed, on
 PostgreSQL, by ``NOTIFY`` on :data:`NOTIFY_CHANNEL` in the same round trip
 (docs/benchmarks.md, Findings 3-4): a listening relay wakes the moment the change commits
@@ -30,6 +32,7 @@ from django.utils import timezone
 from django_orders import sql
 from django_orders.conf import orders_settings
 from django_orders.models import AbstractOrder, OutboxEvent
+from django_orders.outbox.tracing import add_trace_context
 from django_orders.tenancy import get_current_tenant
 
 __all__ = ["NOTIFY_CHANNEL", "record_event"]
@@ -103,7 +106,8 @@ def record_event(
       follow commit order. Pass your own only if your aggregate has a version column
       that your transaction updates under a lock.
     - ``extensions``: CloudEvents extension attributes (lower-case letters and digits,
-      at most 20 characters; strings, integers or booleans).
+      at most 20 characters; strings, integers or booleans). With OpenTelemetry installed
+      the current span's ``traceparent`` / ``tracestate`` are added, unless given here.
 
     Raises ``ValueError`` for an argument the outbox cannot hold; the transaction is the
     caller's to roll back.
@@ -179,8 +183,10 @@ def type_prefix() -> str:
 
 
 def enrich(event: OutboxEvent) -> None:
-    """Run the ``EVENT_ENRICHERS`` on an event about to be written, then check what they
-    added: an enricher may set ``event.extensions[name]`` and keys of ``event.payload``."""
+    """Add the current trace context to an event about to be written, run the
+    ``EVENT_ENRICHERS`` on it, then check what they added: an enricher may set
+    ``event.extensions[name]`` and keys of ``event.payload``."""
+    add_trace_context(event.extensions)
     enrichers = orders_settings.EVENT_ENRICHERS
     if not enrichers:
         return  # nothing to run; what the caller gave was checked already

@@ -10,7 +10,9 @@
 The pieces, each in its module of :mod:`django_orders.outbox`: the claim store
 (``claims``, ``postgres``: leases, fencing, per-aggregate order), the steps of one batch
 (``batches``), how they are run (``strategies``), the lease keeper (``lease``), the
-wake-up (``wakeup``), the one-relay lock for SQLite (``exclusive``).
+wake-up (``wakeup``), the one-relay lock for SQLite (``exclusive``), the heartbeat that
+tells other processes this relay is alive (``heartbeat``) and the metrics hook it reports
+through (``metrics``).
 
 Guarantees (docs/operations.md): at-least-once — an event is marked published only after
 the publisher confirmed it, and a relay killed at any instant leaves at worst a lease that
@@ -36,7 +38,9 @@ from django_orders.models import OutboxEvent
 from django_orders.outbox.batches import Batches, BatchReport
 from django_orders.outbox.claims import ClaimStore
 from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
+from django_orders.outbox.heartbeat import Heartbeat
 from django_orders.outbox.lease import LeaseKeeper
+from django_orders.outbox.metrics import RelayMetrics, metrics_from_settings
 from django_orders.outbox.postgres import claim_store_for
 from django_orders.outbox.recording import NOTIFY_CHANNEL
 from django_orders.outbox.strategies import Pipelined, Serial, Strategy
@@ -58,6 +62,8 @@ class Relay:
     lets the relay overlap its steps (:class:`~django_orders.outbox.strategies.Pipelined`)
     where it can. Signal handling is opt-in (:meth:`install_signal_handlers`, main thread
     only), so a relay can also run in a thread and be stopped with :meth:`stop`.
+    ``metrics`` receives what the relay does (by default as the settings say:
+    :func:`~django_orders.outbox.metrics.metrics_from_settings`).
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class Relay:
         poll_interval: float | None = None,
         using: str | None = None,
         pipeline: bool = True,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         check_publisher(publisher)
         self.publisher = publisher
@@ -82,13 +89,20 @@ class Relay:
         self.wakeup = Wakeup(self.using if self.listen else None)
         self.pipeline = pipeline
         self.keeper = LeaseKeeper(self.store, orders_settings.OUTBOX_LEASE.total_seconds() / 3)
+        self.metrics = metrics if metrics is not None else metrics_from_settings()
         self.batches = Batches(
             publisher,
             self.store,
             self.keeper,
             batch_size=self.batch_size,
             stopping=lambda: self.stopping,
+            metrics=self.metrics,
         )
+        self.heartbeat = Heartbeat(
+            self.using, self.keeper, self.metrics, publisher=type(publisher).__qualname__
+        )
+        #: This run's id: its heartbeat row's (``orders_outbox_status`` lists it).
+        self.id = self.heartbeat.id
         self.strategy: Strategy = self._serial()
         self.totals = BatchReport()
         self.batch_count = 0
@@ -158,7 +172,10 @@ class Relay:
                 logger.info("Released %d events held back by dead events", unparked)
         self.wakeup.start()
         self.keeper.start()
-        if self.pipeline and self._threads_see_our_data():
+        threaded = self._threads_see_our_data()
+        self.metrics.relay_started(self)
+        self.heartbeat.start(threaded=threaded)
+        if self.pipeline and threaded:
             self.strategy = Pipelined(
                 self.batches,
                 account=self._account,
@@ -198,18 +215,24 @@ class Relay:
         exclusive = f", exclusive lock {self._lock.path}" if self._lock else ""
         logger.info(
             "Outbox relay started: mode=%s%s, wake-up=%s, publisher=%s, batch_size=%d, "
-            "claim ahead and write behind=%s",
+            "claim ahead and write behind=%s, id=%s",
             self.store.describe(),
             exclusive,
             wake,
             type(self.publisher).__qualname__,
             self.batch_size,
             "yes" if self.strategy.overlapped else "no",
+            self.id,
         )
 
     def _finish(self) -> None:
         self.strategy.close()
         self.keeper.stop()
+        self.heartbeat.stop()
+        try:
+            self.metrics.relay_stopped()
+        except Exception:
+            logger.exception("The relay's metrics hook raised")
         self.wakeup.close()
         try:
             self.publisher.close()

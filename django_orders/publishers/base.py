@@ -22,16 +22,30 @@ from django.core.exceptions import ImproperlyConfigured
 logger = logging.getLogger("django_orders.publishers")
 
 
+#: Why a publish failed, as the relay's metrics count it (``events_failed{reason}``).
+PERMANENT = "permanent"  # the receiver refuses this event and will again
+TRANSIENT = "transient"  # refused for now (a 5xx, a 429, a nack, an unroutable message)
+TIMEOUT = "timeout"  # no complete answer within the publisher's timeout
+UNAVAILABLE = "unavailable"  # no connection: refused, dropped, the broker down
+
+
 class PublishError(Exception):
     """A publish failed. ``permanent`` errors park the event as dead at once;
-    ``retry_after`` (seconds) is a hint from the receiver for the next attempt."""
+    ``retry_after`` (seconds) is a hint from the receiver for the next attempt;
+    ``reason`` says why, for metrics (default: ``"permanent"`` or ``"transient"``)."""
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.reason = reason or (PERMANENT if permanent else TRANSIENT)
 
 
 class NotSent(PublishError):

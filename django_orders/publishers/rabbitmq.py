@@ -3,8 +3,10 @@
 Each event is published to a durable ``topic`` exchange (declared if missing) with the
 event type as routing key, as a persistent message (``delivery_mode`` 2) whose body is the
 CloudEvent (``content_type`` ``application/cloudevents+json``), ``message_id`` the event
-id and a ``tenantid`` header. ``mandatory`` is set: a message no queue is bound for comes
-back (``basic.return``) and counts as a failed publish, never as a silent drop.
+id, a ``tenantid`` header and, for an event recorded under a trace, ``traceparent`` /
+``tracestate`` headers (W3C Trace Context). ``mandatory`` is set: a message no queue is
+bound for comes back (``basic.return``) and counts as a failed publish, never as a silent
+drop.
 
 An event counts as published only when the broker confirms it (``basic.ack``): for a
 persistent message routed to durable queues RabbitMQ confirms after writing it to disk.
@@ -37,8 +39,15 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_orders.cloudevents import CONTENT_TYPE, serialize
-from django_orders.publishers.base import InFlight, Publisher, PublishError, import_driver
+from django_orders.cloudevents import CONTENT_TYPE, serialize, trace_headers
+from django_orders.publishers.base import (
+    TIMEOUT,
+    UNAVAILABLE,
+    InFlight,
+    Publisher,
+    PublishError,
+    import_driver,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +126,12 @@ class RabbitMQPublisher(Publisher):
                         self._pika, self._parameters, self.exchange, deadline, self.timeout
                     )
                 except _LinkError as exc:
-                    return InFlight([PublishError(f"RabbitMQ unavailable: {exc}") for _ in events])
+                    return InFlight(
+                        [
+                            PublishError(f"RabbitMQ unavailable: {exc}", reason=UNAVAILABLE)
+                            for _ in events
+                        ]
+                    )
                 self._link = link
             return link.start(events, deadline, self.timeout)
 
@@ -173,12 +187,13 @@ class _Batch(InFlight):
             if self.remaining == 0:
                 self.done.set()
 
-    def fail_unsettled(self, message: str) -> None:
-        """Fail every message still without an outcome (and ignore late confirms)."""
+    def fail_unsettled(self, message: str, reason: str = UNAVAILABLE) -> None:
+        """Fail every message still without an outcome (and ignore late confirms): the
+        connection or channel is gone, unless ``reason`` says otherwise."""
         with self._lock:
             for index, result in enumerate(self.results):
                 if result is _UNSET:
-                    self.results[index] = PublishError(message)
+                    self.results[index] = PublishError(message, reason=reason)
             self.remaining = 0
             self.done.set()
 
@@ -256,7 +271,9 @@ class _Link:
         if not finished:
             # The broker may still confirm (and deliver) these later: at-least-once, the
             # relay retries them. This link's state is unknown now; the next batch reconnects.
-            batch.fail_unsettled(f"no publisher confirm from RabbitMQ within {batch.timeout:g}s")
+            batch.fail_unsettled(
+                f"no publisher confirm from RabbitMQ within {batch.timeout:g}s", reason=TIMEOUT
+            )
             self.close(batch.timeout, graceful=False)
         return batch.results
 
@@ -379,7 +396,7 @@ class _Link:
                 message_id=message_id,
                 type=event["type"],
                 app_id="django-orders",
-                headers={"tenantid": event.get("tenantid")},
+                headers={"tenantid": event.get("tenantid"), **trace_headers(event)},
             )
             try:
                 self._channel.basic_publish(

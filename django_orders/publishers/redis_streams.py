@@ -1,7 +1,8 @@
 """Redis Streams publisher: one ``XADD`` per event, a batch in one pipeline.
 
 Each entry has the fields ``id`` (the event id), ``type``, ``tenantid`` and ``event`` (the
-CloudEvent JSON, the same bytes the other publishers send). Consumers read with
+CloudEvent JSON, the same bytes the other publishers send), and ``traceparent`` /
+``tracestate`` for an event recorded under a trace (W3C Trace Context). Consumers read with
 ``XREAD``/``XREADGROUP`` and dedupe on ``id``: a retried batch may add an entry twice.
 
 A batch is one pipeline without ``MULTI`` (one round trip, no transaction: each ``XADD``
@@ -26,8 +27,15 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_orders.cloudevents import serialize
-from django_orders.publishers.base import Publisher, PublishError, import_driver
+from django_orders.cloudevents import serialize, trace_headers
+from django_orders.publishers.base import (
+    TIMEOUT,
+    TRANSIENT,
+    UNAVAILABLE,
+    Publisher,
+    PublishError,
+    import_driver,
+)
 from django_orders.publishers.deadline import Watchdog
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -100,6 +108,7 @@ class RedisStreamPublisher(Publisher):
                     "type": event["type"],
                     "tenantid": event.get("tenantid") or "",
                     "event": serialize(event),
+                    **trace_headers(event),
                 },
                 maxlen=self.maxlen,
                 approximate=True,
@@ -118,13 +127,16 @@ class RedisStreamPublisher(Publisher):
             # the deadline); they are added again on retry (at-least-once).
             if guard.expired:
                 error = f"Redis timed out: no complete answer within {self.timeout:g}s"
+                reason = TIMEOUT
             elif isinstance(failure, self._errors):
                 error = f"Redis unavailable: {type(failure).__name__}: {failure}"
+                reason = UNAVAILABLE
             elif isinstance(failure, self._redis_error):
                 error = f"Redis error: {type(failure).__name__}: {failure}"
+                reason = TRANSIENT
             else:
                 raise failure
-            return [PublishError(error) for _ in events]
+            return [PublishError(error, reason=reason) for _ in events]
         # Every reply was read, in time or just past it: they are the outcome either way.
         return [
             PublishError(f"Redis refused XADD: {type(reply).__name__}: {reply}")

@@ -7,7 +7,8 @@ application/cloudevents+json``). The headers follow the Standard Webhooks spec
 - ``webhook-id``: the event id, the same on every redelivery (consumers dedupe on it);
 - ``webhook-timestamp``: the attempt's time, integer Unix seconds;
 - ``webhook-signature``: ``v1,`` + base64 of HMAC-SHA256(key, ``{id}.{timestamp}.{body}``),
-  one per configured secret, space-separated (zero-downtime key rotation).
+  one per configured secret, space-separated (zero-downtime key rotation);
+- ``traceparent`` / ``tracestate`` (W3C Trace Context) for an event recorded under a trace.
 
 Success is any 2xx answer. A 4xx other than 408, 425 and 429 is permanent (the receiver
 refuses this event and will again: the relay parks it at once); everything else - 3xx
@@ -51,8 +52,14 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 import django_orders
-from django_orders.cloudevents import CONTENT_TYPE, serialize
-from django_orders.publishers.base import NotSent, Publisher, PublishError
+from django_orders.cloudevents import CONTENT_TYPE, serialize, trace_headers
+from django_orders.publishers.base import (
+    TIMEOUT,
+    UNAVAILABLE,
+    NotSent,
+    Publisher,
+    PublishError,
+)
 from django_orders.publishers.deadline import SocketInterrupt, Watchdog, time_left
 
 logger = logging.getLogger(__name__)
@@ -246,14 +253,17 @@ class WebhookPublisher(Publisher):
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self._keys, msg_id, timestamp, body),
+            **trace_headers(event),
         }
         deadline = time.monotonic() + self.timeout
         try:
             status, reason, response_headers, text = self._connections.post(body, headers, deadline)
         except TimeoutError:
-            return _receiver_down(f"webhook timed out after {self.timeout:g}s")
+            return _receiver_down(f"webhook timed out after {self.timeout:g}s", reason=TIMEOUT)
         except (OSError, http.client.HTTPException) as exc:
-            return _receiver_down(f"webhook request failed: {type(exc).__name__}: {exc}")
+            return _receiver_down(
+                f"webhook request failed: {type(exc).__name__}: {exc}", reason=UNAVAILABLE
+            )
         except Exception as exc:  # a bug must not lose the rest of the batch
             logger.exception("Unexpected error while sending webhook %s", msg_id)
             return PublishError(f"webhook request failed: {type(exc).__name__}: {exc}")
@@ -430,6 +440,7 @@ class _Breaker:
         return PublishError(
             f"not sent: an earlier event of the batch failed with: {self.tripped}",
             retry_after=self.tripped.retry_after,
+            reason=self.tripped.reason,
         )
 
 
@@ -441,8 +452,10 @@ class ReceiverDown(PublishError):
     """A retryable failure that speaks for the receiver as a whole (see ``_Breaker``)."""
 
 
-def _receiver_down(message: str, retry_after: float | None = None) -> PublishError:
-    return ReceiverDown(message, retry_after=retry_after)
+def _receiver_down(
+    message: str, retry_after: float | None = None, reason: str | None = None
+) -> PublishError:
+    return ReceiverDown(message, retry_after=retry_after, reason=reason)
 
 
 def classify(status: int, reason: str, headers: Any, text: str) -> PublishError | None:

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
 from django_orders.conf import orders_settings
+from django_orders.outbox.metrics import metrics_from_settings
 from django_orders.outbox.relay import Relay, RelayAlreadyRunning
 from django_orders.publishers.base import Publisher, check_publisher
 
@@ -21,6 +22,14 @@ from django_orders.publishers.base import Publisher, check_publisher
 def positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
+        raise ValueError(value)
+    return number
+
+
+def port_number(value: str) -> int:
+    """An argparse type: a TCP port, 0 for any free one."""
+    number = int(value)
+    if not 0 <= number <= 65535:
         raise ValueError(value)
     return number
 
@@ -62,14 +71,35 @@ class Command(BaseCommand):
             metavar="N",
             help="Events claimed per batch [DJANGO_ORDERS['OUTBOX_BATCH_SIZE']].",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=port_number,
+            metavar="PORT",
+            help="Serve Prometheus metrics on http://ADDRESS:PORT/metrics (0: a free port, "
+            "logged) [DJANGO_ORDERS['OUTBOX_METRICS_PORT']]. Needs django-orders[prometheus].",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            metavar="ADDRESS",
+            help="Where the metrics are served [DJANGO_ORDERS['OUTBOX_METRICS_ADDRESS']].",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         publisher = self.build_publisher(options["publisher"], options["publisher_options"])
-        relay = Relay(publisher, batch_size=options["batch_size"], listen=not options["no_listen"])
+        try:
+            metrics = metrics_from_settings(options["metrics_port"], options["metrics_address"])
+        except ImproperlyConfigured as exc:
+            raise CommandError(str(exc)) from None
+        relay = Relay(
+            publisher,
+            batch_size=options["batch_size"],
+            listen=not options["no_listen"],
+            metrics=metrics,
+        )
         relay.install_signal_handlers()
         try:
             ok = relay.run(once=options["once"])
-        except RelayAlreadyRunning as exc:
+        except (RelayAlreadyRunning, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
         if options["once"]:
             totals = relay.totals

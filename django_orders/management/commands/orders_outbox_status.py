@@ -1,10 +1,12 @@
-"""``manage.py orders_outbox_status``: the outbox backlog per tenant, and an exit status to
-alert on (docs/operations.md, "orders_outbox_status: what to alert on").
+"""``manage.py orders_outbox_status``: the outbox backlog per tenant, the live relays, and
+an exit status to alert on (docs/operations.md, "orders_outbox_status: what to alert on").
 
 Without thresholds it only reports (exit 0). With ``--max-age``, ``--max-pending`` or
 ``--fail-on-dead`` it exits :data:`THRESHOLD_BREACHED` when one is breached, so cron or a
-Kubernetes CronJob can alert on the status alone; :data:`OUTBOX_UNREADABLE` when the
-database cannot be read, so "unhealthy" and "could not look" are told apart.
+Kubernetes CronJob can alert on the status alone; with ``--min-relays``,
+:data:`RELAYS_MISSING` when fewer relays are alive, so "no relay is running" is told from
+"relays are behind"; :data:`OUTBOX_UNREADABLE` when the database cannot be read, so
+"unhealthy" and "could not look" are told apart.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils import timezone
 
+from django_orders.models import RelayHeartbeat
+from django_orders.outbox.heartbeat import database_now, live_relays
 from django_orders.outbox.maintenance import outbox_status
 from django_orders.timestamps import rfc3339
 
@@ -25,13 +29,17 @@ from django_orders.timestamps import rfc3339
 THRESHOLD_BREACHED = 3
 #: Exit status when the outbox cannot be read (database down, table missing, …).
 OUTBOX_UNREADABLE = 4
+#: Exit status when fewer relays are alive than ``--min-relays`` asks (whatever else is
+#: breached: with no relay running, a growing backlog is a consequence, not the cause).
+RELAYS_MISSING = 5
 
 
 class ThresholdBreached(CommandError):
-    """The outbox is unhealthy by the thresholds given; the message says which."""
+    """The outbox is unhealthy by the thresholds given; the message says which.
+    ``returncode`` is :data:`THRESHOLD_BREACHED`, or :data:`RELAYS_MISSING`."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, returncode=THRESHOLD_BREACHED)
+    def __init__(self, message: str, returncode: int = THRESHOLD_BREACHED) -> None:
+        super().__init__(message, returncode=returncode)
 
 
 def seconds(value: str) -> float:
@@ -52,9 +60,10 @@ def count(value: str) -> int:
 
 class Command(BaseCommand):
     help = (
-        "Pending, held-back and dead outbox events per tenant, and the age of the oldest "
-        "pending one. Exit status: 0 healthy, 3 a threshold breached, 4 the database "
-        "could not be read, 2 bad arguments."
+        "Pending, held-back and dead outbox events per tenant, the age of the oldest "
+        "pending one, and the live relays. Exit status: 0 healthy, 3 a threshold breached, "
+        "5 fewer live relays than --min-relays, 4 the database could not be read, 2 bad "
+        "arguments."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -74,24 +83,41 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fail-on-dead", action="store_true", help="Exit 3 if any event is dead."
         )
+        parser.add_argument(
+            "--min-relays",
+            type=count,
+            metavar="N",
+            help="Exit 5 if fewer than N relays are alive (a heartbeat within OUTBOX_LEASE).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         now = timezone.now()
         try:
             rows = outbox_status(now=now)
+            relays_at = database_now(RelayHeartbeat.objects.db)
+            relays = live_relays(now=relays_at)
         except DatabaseError as exc:
             raise CommandError(
                 f"Cannot read the outbox: {exc}".strip(),
                 returncode=OUTBOX_UNREADABLE,
             ) from exc
         summary = report(rows, now)
+        summary["relays"] = relay_report(relays, relays_at)
         if options["json"]:
             self.stdout.write(json.dumps(summary, indent=2))
         else:
             self.stdout.write(table(summary))
+            self.stdout.write(relay_table(summary["relays"]))
         breaches = breached(summary, options)
+        missing = options["min_relays"] is not None and len(relays) < options["min_relays"]
+        if missing:
+            breaches.insert(
+                0, f"{len(relays)} live relay(s) (< --min-relays {options['min_relays']})"
+            )
         if breaches:
-            raise ThresholdBreached("; ".join(breaches))
+            raise ThresholdBreached(
+                "; ".join(breaches), returncode=RELAYS_MISSING if missing else THRESHOLD_BREACHED
+            )
 
 
 def report(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
@@ -123,6 +149,39 @@ def report(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
         "oldest_pending_age_seconds": max(ages) if ages else None,
         "tenants": tenants,
     }
+
+
+def relay_report(relays: list[RelayHeartbeat], now: dt.datetime) -> list[dict[str, Any]]:
+    """The live relays as the JSON document lists them, oldest first."""
+    return [
+        {
+            "id": str(relay.id),
+            "host": relay.host,
+            "pid": relay.pid,
+            "publisher": relay.publisher,
+            "started_at": rfc3339(relay.started_at),
+            "last_beat_at": rfc3339(relay.last_beat_at),
+            "last_beat_age_seconds": round(max(0.0, (now - relay.last_beat_at).total_seconds()), 3),
+            "leased_batches": relay.leased_batches,
+            "leased_events": relay.leased_events,
+            "lease_tokens": relay.lease_tokens,
+        }
+        for relay in relays
+    ]
+
+
+def relay_table(relays: list[dict[str, Any]]) -> str:
+    """The live relays as lines under the table."""
+    if not relays:
+        return "\nNo live relay (none has beaten within OUTBOX_LEASE)."
+    lines = [f"\nLive relays: {len(relays)}"]
+    for relay in relays:
+        lines.append(
+            f"  {relay['host']}:{relay['pid']}  {relay['publisher']}  "
+            f"started {relay['started_at']}  last beat {age(relay['last_beat_age_seconds'])} ago  "
+            f"holds {relay['leased_batches']} batch(es), {relay['leased_events']} event(s)"
+        )
+    return "\n".join(lines)
 
 
 def table(summary: dict[str, Any]) -> str:

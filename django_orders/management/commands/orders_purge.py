@@ -1,6 +1,7 @@
 """``manage.py orders_purge``: delete expired idempotency keys and published events past
-``OUTBOX_RETENTION`` (docs/operations.md), in batches. Never an undelivered (pending or dead)
-event. Run it from cron or a scheduler, e.g. every few minutes."""
+``OUTBOX_RETENTION`` (docs/operations.md), in batches, and the heartbeat rows of relays gone
+for an hour. Never an undelivered (pending or dead) event. Run it from cron or a
+scheduler, e.g. every few minutes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from django_orders.conf import orders_settings
 from django_orders.management.commands.orders_outbox_relay import positive_int
+from django_orders.outbox.heartbeat import purge_stale_heartbeats
 from django_orders.outbox.maintenance import purge_idempotency_keys, purge_published_events
 
 
@@ -32,6 +34,7 @@ class Command(BaseCommand):
         batch_size = options["batch_size"]
         keys = sum(purge_idempotency_keys(batch_size=batch_size))
         events = sum(purge_published_events(batch_size=batch_size))
+        purge_stale_heartbeats()
         self.stdout.write(
             f"Deleted {keys} expired idempotency key(s) and {events} published event(s) "
             f"older than {orders_settings.OUTBOX_RETENTION}."
