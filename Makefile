@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 DB ?= postgres
 PYTEST_ARGS ?=
 SWAPPED_PYTEST_ARGS ?=
+REPLICA_PYTEST_ARGS ?=
 DEMO_DIR := example_project
 DEMO_DB := $(DEMO_DIR)/db.sqlite3
 DEMO_PORT ?= 8000
@@ -64,6 +65,11 @@ ifeq ($(DB)$(PYTEST_ARGS),postgres)
 endif
 	@# The swapped order model (docs/guide/extending.md) is fixed per process: its own run.
 	DB=$(DB) $(BIN)/python -m pytest --ds=tests.swapped.settings tests/swapped $(SWAPPED_PYTEST_ARGS)
+ifneq ($(DB),sqlite)
+	@# Reads on a streaming replica (docs/guide/replicas.md): a primary and its replica of
+	@# their own, on free ports, made for this run and torn down after.
+	bash scripts/pg_replica_pair.sh run -- $(BIN)/python -m pytest --ds=tests.replica.settings tests/replica $(REPLICA_PYTEST_ARGS)
+endif
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

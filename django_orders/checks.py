@@ -26,6 +26,10 @@ looking for what ``manage.py check`` says about django-orders finds all of it he
 - ``django_orders.E014`` ``EVENT_TYPE_PREFIX`` is not a reverse-DNS prefix.
 - ``django_orders.E015`` a setting that is a list of dotted paths (``EVENT_ENRICHERS``,
   ``ORDER_RULES``) is not a list.
+- ``django_orders.E020`` ``READ_REPLICAS`` is not a list of ``DATABASES`` aliases other than
+  ``default``.
+- ``django_orders.E021`` ``READ_REPLICAS`` is set but ``ReplicaRouter`` is not in
+  ``DATABASE_ROUTERS``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from django_orders.conf import (
     DEFAULTS,
@@ -48,6 +53,7 @@ from django_orders.conf import (
     import_from_string,
     to_timedelta,
 )
+from django_orders.routers import ReplicaRouter
 
 MIDDLEWARE_PATH = "django_orders.middleware.TenantMiddleware"
 #: A reverse-DNS name (CloudEvents §3.1.1 ``type``: "SHOULD be prefixed with a reverse-DNS
@@ -298,6 +304,54 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="django_orders.W003",
         )
     ]
+
+
+ROUTER_PATH = "django_orders.routers.ReplicaRouter"
+
+
+@register(Tags.database)
+def check_read_replicas(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``READ_REPLICAS`` names replicas Django knows, and the router that uses them is on.
+
+    Registered under the ``database`` tag for its meaning only: it reads settings, never a
+    connection, so it runs whenever the database checks do.
+    """
+    user = _user_settings() or {}
+    replicas = user.get("READ_REPLICAS", DEFAULTS["READ_REPLICAS"])
+    databases = getattr(settings, "DATABASES", {})
+    if not isinstance(replicas, list | tuple) or any(
+        not isinstance(alias, str) or alias not in databases or alias == "default"
+        for alias in replicas
+    ):
+        return [
+            Error(
+                f"{SETTING_NAME}['READ_REPLICAS'] must be a list of DATABASES aliases of "
+                f"replicas (not 'default'), not {replicas!r}.",
+                id="django_orders.E020",
+            )
+        ]
+    if not replicas:
+        return []
+    if any(_is_replica_router(router) for router in getattr(settings, "DATABASE_ROUTERS", [])):
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}['READ_REPLICAS'] is set but no ReplicaRouter is in "
+            "DATABASE_ROUTERS: every read would still go to the primary.",
+            hint=f"Add {ROUTER_PATH!r} to DATABASE_ROUTERS (docs/guide/replicas.md).",
+            id="django_orders.E021",
+        )
+    ]
+
+
+def _is_replica_router(router: Any) -> bool:
+    if isinstance(router, str):
+        try:
+            router = import_string(router)
+        except ImportError:  # Django's own router loading says so
+            return False
+    cls = router if isinstance(router, type) else type(router)
+    return issubclass(cls, ReplicaRouter)
 
 
 @register(Tags.urls)

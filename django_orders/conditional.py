@@ -157,3 +157,22 @@ def if_none_match_matches(header_value: str | None, current_version: int) -> boo
         return True
     current = str(current_version)
     return any(tag.opaque == current for tag in parse_entity_tags(header_value) or ())
+
+
+def if_none_match_is_newer(header_value: str | None, version: int) -> bool:
+    """Whether ``If-None-Match`` names a version newer than ``version``.
+
+    A client only holds ETags the server gave it, so such a tag means ``version`` was read
+    from a copy that is behind (a replica still replaying; docs/guide/replicas.md). Tags
+    that are not a version number, ``*`` and malformed headers say nothing: ``False``.
+    """
+    if header_value is None:
+        return False
+    return any(
+        # ASCII digits only ("²" is a digit to str.isdigit()); 18 fit in a bigint.
+        tag.opaque.isascii()
+        and tag.opaque.isdigit()
+        and len(tag.opaque) <= 18
+        and int(tag.opaque) > version
+        for tag in parse_entity_tags(header_value) or ()
+    )

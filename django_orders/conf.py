@@ -46,6 +46,10 @@ DEFAULTS: dict[str, Any] = {
     "PAGE_SIZE": 20,
     "MAX_PAGE_SIZE": 100,
     "MAX_BODY_BYTES": 65536,
+    # Reads on streaming replicas (docs/guide/replicas.md)
+    "READ_REPLICAS": [],
+    "READ_YOUR_WRITES_WINDOW": dt.timedelta(seconds=5),
+    "READ_YOUR_WRITES_COOKIE": "django_orders_read_primary",
     # Events and the outbox relay
     "EVENT_SOURCE": "/django-orders",
     "EVENT_TYPE_PREFIX": "",
@@ -95,6 +99,7 @@ DURATIONS = frozenset(
         "OUTBOX_LEASE",
         "OUTBOX_BACKOFF_MAX",
         "OUTBOX_METRICS_INTERVAL",
+        "READ_YOUR_WRITES_WINDOW",
     }
 )
 
@@ -146,6 +151,9 @@ class OrdersSettings:
     PAGE_SIZE: int
     MAX_PAGE_SIZE: int
     MAX_BODY_BYTES: int
+    READ_REPLICAS: Sequence[str]
+    READ_YOUR_WRITES_WINDOW: dt.timedelta
+    READ_YOUR_WRITES_COOKIE: str
     EVENT_SOURCE: str
     EVENT_TYPE_PREFIX: str
     EVENT_ENRICHERS: Sequence[Callable[[Any], None]]

@@ -18,7 +18,12 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from django_orders import problems, services
-from django_orders.conditional import etag, evaluate_if_match, if_none_match_matches
+from django_orders.conditional import (
+    etag,
+    evaluate_if_match,
+    if_none_match_is_newer,
+    if_none_match_matches,
+)
 from django_orders.conf import orders_settings
 from django_orders.idempotency import IdempotencyMixin
 from django_orders.models import AbstractOrder, get_order_model
@@ -26,6 +31,7 @@ from django_orders.pagination import KeysetPagination
 from django_orders.parsers import OrdersJSONParser
 from django_orders.problems import Problem
 from django_orders.renderers import JSONOnlyNegotiation, OrdersJSONRenderer
+from django_orders.routers import choose_replica, remember_write, replica_reads
 from django_orders.serializers import (
     OrderCloseSerializer,
     OrderCreateSerializer,
@@ -37,6 +43,7 @@ from django_orders.serializers import (
 from django_orders.tenancy import TenantScopedMixin
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class _HostDefault:
@@ -135,6 +142,14 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
             # 404 whatever headers come with it, and never text the database cannot hold.
             self.order_pk = parse_order_id(kwargs["order_id"])
 
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if request.method not in SAFE_METHODS and 200 <= response.status_code < 300:
+            # The client reads its own write from the primary for a while
+            # (docs/guide/replicas.md); nothing is set without READ_REPLICAS.
+            remember_write(request._request, response)
+        return response
+
 
 class HostSerializersMixin(APIView):
     """What the handlers hand to the host's serializers and rules.
@@ -206,7 +221,9 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         orders = get_order_model()._default_manager.filter(tenant_id=self.tenant_id, **validated)
         # The filters' values are part of a cursor's scope (docs/api/list-orders.md).
         paginator = KeysetPagination(filter_query_params=names)
-        page = paginator.paginate_queryset(orders, request, view=self)
+        # On a replica when READ_REPLICAS are configured (docs/guide/replicas.md).
+        with replica_reads(choose_replica(request._request)):
+            page = paginator.paginate_queryset(orders, request, view=self)
         return paginator.get_paginated_response([order.to_dict() for order in page])
 
 
@@ -214,15 +231,31 @@ class OrderDetailView(OrdersAPIView):
     """``GET /orders/{id}``: the order with its ``ETag``; 304 on a matching ``If-None-Match``."""
 
     def get(self, request: Request, order_id: str) -> Response:
-        model = get_order_model()
-        try:
-            order = model._default_manager.get(tenant_id=self.tenant_id, pk=self.order_pk)
-        except model.DoesNotExist:
-            raise not_found() from None
-        if if_none_match_matches(request.headers.get("If-None-Match"), order.version):
+        if_none_match = request.headers.get("If-None-Match")
+        replica = choose_replica(request._request)
+        with replica_reads(replica):
+            order = self.get_order()
+        if replica is not None and (
+            order is None or if_none_match_is_newer(if_none_match, order.version)
+        ):
+            # The replica may be behind (docs/guide/replicas.md): an order it does not
+            # have yet, or older than a version the client was given, is read again from
+            # the primary, so a client never sees its order vanish or go back in time.
+            order = self.get_order()
+        if order is None:
+            raise not_found()
+        if if_none_match_matches(if_none_match, order.version):
             # RFC 9110 §15.4.5: no body, but the ETag the 200 would have carried.
             return Response(status=304, headers={"ETag": etag(order.version)})
         return order_response(order)
+
+    def get_order(self) -> AbstractOrder | None:
+        """The tenant's order of the URL, or ``None``; read where the router says."""
+        model = get_order_model()
+        try:
+            return model._default_manager.get(tenant_id=self.tenant_id, pk=self.order_pk)
+        except model.DoesNotExist:
+            return None
 
 
 class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView):

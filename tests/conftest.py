@@ -28,19 +28,30 @@ assert rest_framework.views.APIView.permission_classes
 assert rest_framework.throttling.SimpleRateThrottle.THROTTLE_RATES is not None
 
 SWAPPED_TESTS = Path(__file__).resolve().parent / "swapped"
+REPLICA_TESTS = Path(__file__).resolve().parent / "replica"
+
+
+def _suite_in_force() -> Path | None:
+    """The suite of its own these settings run, or ``None`` for the main suite."""
+    from django.conf import settings
+
+    if hasattr(settings, "DJANGO_ORDERS_ORDER_MODEL"):
+        return SWAPPED_TESTS
+    if getattr(settings, "ORDERS_TEST_SUITE", None) == "replica":
+        return REPLICA_TESTS
+    return None
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """A process runs with the package's order model or with the host's swapped one
-    (tests/swapped/settings.py), never both: the tests of the other kind are left out
-    (``make test`` runs the two suites one after the other)."""
-    from django.conf import settings
-
-    swapped = hasattr(settings, "DJANGO_ORDERS_ORDER_MODEL")
-    if collection_path == SWAPPED_TESTS:
-        return None if swapped else True
+    """A process runs with the package's order model, with the host's swapped one
+    (tests/swapped/settings.py), or against a primary and its replica
+    (tests/replica/settings.py), never two of them: the tests of the others are left out
+    (``make test`` runs the suites one after the other)."""
+    suite = _suite_in_force()
+    if collection_path in (SWAPPED_TESTS, REPLICA_TESTS):
+        return None if collection_path == suite else True
     is_test_module = collection_path.suffix == ".py" and collection_path.name.startswith("test_")
-    if swapped and is_test_module and SWAPPED_TESTS not in collection_path.parents:
+    if suite is not None and is_test_module and suite not in collection_path.parents:
         return True
     return None
 

@@ -10,6 +10,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from django_orders import checks, conf
+from django_orders.routers import ReplicaRouter
 
 
 def ids(messages: list) -> list[str]:
@@ -415,3 +416,36 @@ def test_a_swap_setting_naming_no_model_is_improperly_configured(label: str) -> 
             get_order_model()
         assert checks.check_host_extensions() == []
     assert get_order_model()._meta.label == "django_orders.Order"
+
+
+# The checks read settings.DATABASES only, never a connection: overriding it is safe here.
+_OVERRIDING_DATABASES = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+
+
+@_OVERRIDING_DATABASES
+@pytest.mark.parametrize("replicas", ["replica", ["nowhere"], ["default"], [1], {"replica": 1}])
+def test_e020_read_replicas_not_a_list_of_replica_aliases(replicas: Any) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3"}, "replica": {}}
+    with override_settings(DJANGO_ORDERS={"READ_REPLICAS": replicas}, DATABASES=databases):
+        assert ids(checks.check_read_replicas()) == ["django_orders.E020"]
+
+
+@_OVERRIDING_DATABASES
+@pytest.mark.parametrize(
+    ("routers", "expected"),
+    [
+        ([], ["django_orders.E021"]),
+        (["django_orders.routers.ReplicaRouter"], []),
+        ([ReplicaRouter()], []),
+    ],
+)
+def test_e021_read_replicas_without_the_router(routers: list, expected: list[str]) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3"}, "replica": {}}
+    with override_settings(
+        DJANGO_ORDERS={"READ_REPLICAS": ["replica"]}, DATABASES=databases, DATABASE_ROUTERS=routers
+    ):
+        assert ids(checks.check_read_replicas()) == expected
+
+
+def test_no_replicas_no_router_needed() -> None:
+    assert checks.check_read_replicas() == []

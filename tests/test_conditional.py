@@ -9,6 +9,7 @@ from django_orders.conditional import (
     EntityTag,
     etag,
     evaluate_if_match,
+    if_none_match_is_newer,
     if_none_match_matches,
     parse_entity_tags,
 )
@@ -157,3 +158,18 @@ class TestIfNoneMatch:
     def test_malformed_is_ignored(self, value: str) -> None:
         # A server may ignore a header it cannot parse and answer normally (200).
         assert if_none_match_matches(value, 3) is False
+
+
+class TestIfNoneMatchIsNewer:
+    """Whether the client holds a version newer than the one read (docs/guide/replicas.md)."""
+
+    @pytest.mark.parametrize("value", ['"4"', 'W/"4"', "4", '"1", "9"', '"x", W/"12"'])
+    def test_a_newer_version_is_named(self, value: str) -> None:
+        assert if_none_match_is_newer(value, 3) is True
+
+    @pytest.mark.parametrize(
+        "value",
+        [None, '"3"', '"2"', "*", '"abc"', "", '"4', '"\u00b2"', '"' + "9" * 19 + '"'],
+    )
+    def test_nothing_newer(self, value: str | None) -> None:
+        assert if_none_match_is_newer(value, 3) is False
