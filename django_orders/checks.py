@@ -30,6 +30,7 @@ looking for what ``manage.py check`` says about django-orders finds all of it he
   ``default``.
 - ``django_orders.E021`` ``READ_REPLICAS`` is set but ``ReplicaRouter`` is not in
   ``DATABASE_ROUTERS``.
+- ``django_orders.E022`` ``ROW_LEVEL_SECURITY`` is on but the database is not PostgreSQL.
 """
 
 from __future__ import annotations
@@ -340,6 +341,25 @@ def check_read_replicas(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             "DATABASE_ROUTERS: every read would still go to the primary.",
             hint=f"Add {ROUTER_PATH!r} to DATABASE_ROUTERS (docs/guide/replicas.md).",
             id="django_orders.E021",
+        )
+    ]
+
+
+@register(Tags.database)
+def check_row_level_security(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``ROW_LEVEL_SECURITY`` needs PostgreSQL (settings only, no connection)."""
+    user = _user_settings() or {}
+    if not user.get("ROW_LEVEL_SECURITY"):
+        return []
+    engine = getattr(settings, "DATABASES", {}).get("default", {}).get("ENGINE", "")
+    if "postgresql" in engine or "postgis" in engine:
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}['ROW_LEVEL_SECURITY'] is on, but the database is {engine!r}: "
+            "row-level security needs PostgreSQL.",
+            hint="Turn it off, or see docs/guide/row-level-security.md.",
+            id="django_orders.E022",
         )
     ]
 

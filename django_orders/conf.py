@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "TENANT_EXEMPT_PATHS": ["/schema/", "/docs/", "/admin/"],
     "TENANT_RESOLVER": "django_orders.tenancy.header_tenant_resolver",
     "TENANT_ACCESS_CHECK": None,
+    "ROW_LEVEL_SECURITY": False,
     # Idempotency and conditional requests
     "IDEMPOTENCY_KEY_REQUIRED": True,
     "IDEMPOTENCY_TTL": dt.timedelta(hours=1),
@@ -144,6 +145,7 @@ class OrdersSettings:
     TENANT_EXEMPT_PATHS: Sequence[str]
     TENANT_RESOLVER: Callable[[Any], str | None]
     TENANT_ACCESS_CHECK: Callable[[Any, str], bool] | None
+    ROW_LEVEL_SECURITY: bool
     IDEMPOTENCY_KEY_REQUIRED: bool
     IDEMPOTENCY_TTL: dt.timedelta
     REQUIRE_IF_MATCH: bool

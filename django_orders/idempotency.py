@@ -200,7 +200,10 @@ class IdempotencyMixin:
         data = request.data  # parse now: 400 / 413 / 415 before the key is looked at
         using = router.db_for_write(IdempotencyKey)
         try:
-            self._idempotency_stack.enter_context(transaction.atomic(using=using))
+            if getattr(self, "tenant_transaction_using", None) != using:
+                self._idempotency_stack.enter_context(transaction.atomic(using=using))
+            # else: the tenant's transaction of row-level security (tenancy.py) is open on
+            # this database for the whole request: it is the request's one transaction.
         except OperationalError as exc:
             # SQLite takes its write lock at BEGIN IMMEDIATE: a busy timeout there is the
             # same "still being processed" as PostgreSQL's lock_timeout on the claim.

@@ -29,6 +29,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.cache import patch_vary_headers
 from rest_framework.exceptions import APIException
 
+from django_orders import rls
 from django_orders.conf import orders_settings
 from django_orders.permissions import TenantAccessPermission, check_tenant_access
 from django_orders.problems import Problem, as_problem, exception_handler
@@ -174,6 +175,19 @@ class TenantScopedMixin:
     def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         self._tenant_scope.enter_context(tenant_context(self.tenant_id))
+        self.tenant_transaction_using: str | None = None
+        if self.tenant_id is not None and rls.enabled() and self.needs_tenant_transaction():
+            # Row-level security (docs/guide/row-level-security.md): the whole request
+            # runs in one transaction in which the database shows this tenant's rows only.
+            self.tenant_transaction_using = self._tenant_scope.enter_context(
+                rls.tenant_transaction(self.tenant_id)
+            )
+
+    def needs_tenant_transaction(self) -> bool:
+        """Whether, under row-level security, the request runs in a transaction of its
+        tenant on the order model's database (the primary). ``True``; the package's read
+        views answer ``False`` when they read from a replica, and open their own there."""
+        return True
 
     def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(  # type: ignore[misc]
@@ -216,7 +230,11 @@ def tenant_scoped(view: ViewT) -> ViewT:
         except APIException as exc:
             response: HttpResponse = as_problem(exc).as_response()
         else:
-            with tenant_context(request.tenant_id):  # type: ignore[attr-defined]
+            tenant = request.tenant_id  # type: ignore[attr-defined]
+            with contextlib.ExitStack() as scope:
+                scope.enter_context(tenant_context(tenant))
+                if tenant is not None and rls.enabled():
+                    scope.enter_context(rls.tenant_transaction(tenant))
                 response = view(request, *args, **kwargs)
         _vary_on_tenant(response)
         return response

@@ -6,8 +6,10 @@ The rules live in :mod:`django_orders.services`; idempotency in
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import router, transaction
@@ -17,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from django_orders import problems, services
+from django_orders import problems, rls, services
 from django_orders.conditional import (
     etag,
     evaluate_if_match,
@@ -142,6 +144,33 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
             # 404 whatever headers come with it, and never text the database cannot hold.
             self.order_pk = parse_order_id(kwargs["order_id"])
 
+    def get_replica(self) -> str | None:
+        """The replica a safe request reads from, or ``None`` for the primary
+        (docs/guide/replicas.md); chosen once per request."""
+        if not hasattr(self, "_replica"):
+            safe = self.request.method in SAFE_METHODS
+            self._replica = choose_replica(self.request._request) if safe else None
+        return self._replica
+
+    def needs_tenant_transaction(self) -> bool:
+        # A read served by a replica runs in a tenant transaction there (reading()), and
+        # must not cost the primary one of its own.
+        return self.get_replica() is None
+
+    @contextlib.contextmanager
+    def reading(self, replica: str | None) -> Iterator[None]:
+        """The block's reads go to ``replica`` (``None``: the primary).
+
+        Under row-level security they run in a transaction of the tenant on that
+        database, unless the request's own transaction on the primary is open already.
+        """
+        with replica_reads(replica):
+            if not rls.enabled() or (replica is None and self.tenant_transaction_using):
+                yield
+                return
+            with rls.tenant_transaction(self.tenant_id or "", using=replica):
+                yield
+
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().finalize_response(request, response, *args, **kwargs)
         if request.method not in SAFE_METHODS and 200 <= response.status_code < 300:
@@ -222,7 +251,7 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         # The filters' values are part of a cursor's scope (docs/api/list-orders.md).
         paginator = KeysetPagination(filter_query_params=names)
         # On a replica when READ_REPLICAS are configured (docs/guide/replicas.md).
-        with replica_reads(choose_replica(request._request)):
+        with self.reading(self.get_replica()):
             page = paginator.paginate_queryset(orders, request, view=self)
         return paginator.get_paginated_response([order.to_dict() for order in page])
 
@@ -232,8 +261,8 @@ class OrderDetailView(OrdersAPIView):
 
     def get(self, request: Request, order_id: str) -> Response:
         if_none_match = request.headers.get("If-None-Match")
-        replica = choose_replica(request._request)
-        with replica_reads(replica):
+        replica = self.get_replica()
+        with self.reading(replica):
             order = self.get_order()
         if replica is not None and (
             order is None or if_none_match_is_newer(if_none_match, order.version)
@@ -241,7 +270,8 @@ class OrderDetailView(OrdersAPIView):
             # The replica may be behind (docs/guide/replicas.md): an order it does not
             # have yet, or older than a version the client was given, is read again from
             # the primary, so a client never sees its order vanish or go back in time.
-            order = self.get_order()
+            with self.reading(None):
+                order = self.get_order()
         if order is None:
             raise not_found()
         if if_none_match_matches(if_none_match, order.version):

@@ -449,3 +449,23 @@ def test_e021_read_replicas_without_the_router(routers: list, expected: list[str
 
 def test_no_replicas_no_router_needed() -> None:
     assert checks.check_read_replicas() == []
+
+
+@_OVERRIDING_DATABASES
+@pytest.mark.parametrize(
+    ("engine", "expected"),
+    [
+        ("django.db.backends.sqlite3", ["django_orders.E022"]),
+        ("django.db.backends.postgresql", []),
+        ("django.contrib.gis.db.backends.postgis", []),
+    ],
+)
+def test_e022_row_level_security_needs_postgresql(engine: str, expected: list[str]) -> None:
+    with override_settings(
+        DJANGO_ORDERS={"ROW_LEVEL_SECURITY": True}, DATABASES={"default": {"ENGINE": engine}}
+    ):
+        assert ids(checks.check_row_level_security()) == expected
+
+
+def test_no_row_level_security_no_check() -> None:
+    assert checks.check_row_level_security() == []

@@ -12,6 +12,8 @@ urlpatterns = [
     path("host/notes/<str:ref>/pin", views.PinNoteView.as_view()),
     path("host/scoped-django-view", views.ScopedDjangoView.as_view()),
     path("host/browsable-api", views.BrowsableScopedAPIView.as_view()),
+    path("host/orders-seen", views.OrdersSeenView.as_view()),
+    path("host/orders-seen-function", views.orders_seen_function),
     path("docs/scoped-api", views.ScopedAPIView.as_view()),
     path("", include("django_orders.urls")),
 ]

@@ -46,6 +46,13 @@ DATABASES = {
     )
 }
 
+if os.environ.get("BENCH_DB_ROLE"):
+    # bench/run_rls.py: act as a role that row-level security policies bind (the superuser
+    # the benchmark connects as is never bound), set at connection start.
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+        f"-c role={os.environ['BENCH_DB_ROLE']}"
+    )
+
 REST_FRAMEWORK = {
     # Nothing authenticates in the benchmark; the same empty lists apply to the package's
     # views (they honour the host's DRF settings) and to the reference views.
@@ -62,6 +69,8 @@ DJANGO_ORDERS = {
         "BENCH_OUTBOX_PUBLISHER", "django_orders.publishers.LoggingPublisher"
     ),
     "OUTBOX_PUBLISHER_OPTIONS": {},
+    # bench/run_rls.py: the same server with row-level security on and off.
+    "ROW_LEVEL_SECURITY": bool(os.environ.get("BENCH_RLS")),
 }
 
 LOGGING = {

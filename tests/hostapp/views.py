@@ -61,3 +61,21 @@ class BrowsableScopedAPIView(TenantScopedMixin, APIView):
 
     def post(self, request):  # type: ignore[no-untyped-def]
         return Response({"tenant": self.tenant_id})
+
+
+class OrdersSeenView(TenantScopedMixin, APIView):
+    """A host view that forgets to filter by tenant: ``Order.objects.all()``, raw
+    (docs/guide/row-level-security.md)."""
+
+    def get(self, request):  # type: ignore[no-untyped-def]
+        from django_orders.models import Order
+
+        return Response(sorted(Order.objects.values_list("tenant_id", flat=True)))
+
+
+@tenant_scoped
+def orders_seen_function(request: HttpRequest) -> JsonResponse:
+    """The same, as a function view."""
+    from django_orders.models import Order
+
+    return JsonResponse(sorted(Order.objects.values_list("tenant_id", flat=True)), safe=False)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
-from django.db import connections
+from django.db import connections, transaction
 
 from tests.waiting import wait_until
 
@@ -55,7 +55,9 @@ class Replay:
     """Pause and resume the replica's replay of the primary's WAL."""
 
     def _call(self, function: str) -> None:
-        with connections["replica"].cursor() as cursor:
+        # As the session's superuser, even while the test acts as an app role (SET ROLE).
+        with transaction.atomic(using="replica"), connections["replica"].cursor() as cursor:
+            cursor.execute("SET LOCAL ROLE NONE")
             cursor.execute(f"SELECT {function}()")
 
     def _state(self) -> str:

@@ -8,14 +8,20 @@ paused where a test needs it to lag: what it then answers proves where a read we
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterator
+
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import DatabaseError, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_orders import services
+from django_orders import rls, services
 from django_orders.models import Order
+from django_orders.routers import replica_reads
+from tests.app_role import acting_as_app_role
 from tests.orders_api import OrdersClient
 from tests.replica.conftest import Replay, wait_replicated
 from tests.waiting import wait_until
@@ -199,3 +205,58 @@ def test_a_forged_cookie_opens_no_window(replay: Replay) -> None:
     forger.cookies[COOKIE] = "1"
 
     assert forger.call("GET", f"/orders/{order.id}").json()["version"] == 1
+
+
+# -- with row-level security (docs/guide/row-level-security.md) ------------------------------
+
+
+@pytest.fixture
+def row_level_security() -> Iterator[None]:
+    """Policies on, the setting on, every connection (the replica's too) as an app role."""
+    call_command("orders_rls", "install", stdout=io.StringIO())
+    try:
+        # wait_replicated: the role, its grants and the policies on the replica first.
+        with (
+            acting_as_app_role(created=wait_replicated),
+            override_settings(DJANGO_ORDERS={**settings.DJANGO_ORDERS, "ROW_LEVEL_SECURITY": True}),
+        ):
+            yield
+    finally:
+        call_command("orders_rls", "remove", stdout=io.StringIO())
+
+
+def test_the_replica_enforces_the_policies_too(row_level_security: None) -> None:
+    with rls.tenant_transaction("shop-1"):
+        mine = services.create_order("shop-1", total_cents=1)
+    with rls.tenant_transaction("shop-2"):
+        theirs = services.create_order("shop-2", total_cents=1)
+    wait_replicated()
+    api = fresh_client()
+
+    with Queries() as queries:
+        got = api.call("GET", f"/orders/{mine.id}")
+        listed = api.call("GET", "/orders")
+    assert got.status_code == 200
+    assert [item["id"] for item in listed.json()["items"]] == [str(mine.id)]
+    assert queries.on("default") == []  # both read on the replica, in a tenant transaction
+    assert sum("set_config" in sql for sql in queries.on("replica")) == 2
+
+    assert api.call("GET", f"/orders/{theirs.id}").status_code == 404
+    # A raw query on the replica, as the views run it: the database filters.
+    with replica_reads("replica"), rls.tenant_transaction("shop-1", using="replica"):
+        assert list(Order.objects.values_list("tenant_id", flat=True)) == ["shop-1"]
+    with replica_reads("replica"):  # no tenant: nothing at all
+        assert Order.objects.count() == 0
+
+
+def test_under_the_policies_a_miss_is_read_from_the_primary(
+    row_level_security: None, replay: Replay
+) -> None:
+    replay.pause()
+    created = fresh_client().create({"totalCents": 5})
+    with Queries() as queries:
+        got = fresh_client().get(created["Location"], headers={"X-Tenant-Id": "shop-1"})
+    assert got.status_code == 200
+    # A tenant transaction on each: the replica's (a miss), then the primary's.
+    assert sum("set_config" in sql for sql in queries.on("replica")) == 1
+    assert sum("set_config" in sql for sql in queries.on("default")) == 1

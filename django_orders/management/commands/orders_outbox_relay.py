@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.module_loading import import_string
 
+from django_orders import rls
 from django_orders.conf import orders_settings
 from django_orders.outbox.metrics import metrics_from_settings
 from django_orders.outbox.relay import Relay, RelayAlreadyRunning
@@ -85,6 +86,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if rls.enabled():
+            rls.allow_cross_tenant()  # the outbox of every tenant (row-level security)
         publisher = self.build_publisher(options["publisher"], options["publisher_options"])
         try:
             metrics = metrics_from_settings(options["metrics_port"], options["metrics_address"])

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from django_orders import rls
 from django_orders.conf import orders_settings
 from django_orders.management.commands.orders_outbox_relay import positive_int
 from django_orders.outbox.heartbeat import purge_stale_heartbeats
@@ -31,6 +32,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if rls.enabled():
+            rls.allow_cross_tenant()  # every tenant's keys and events (row-level security)
         batch_size = options["batch_size"]
         keys = sum(purge_idempotency_keys(batch_size=batch_size))
         events = sum(purge_published_events(batch_size=batch_size))
