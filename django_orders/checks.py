@@ -310,12 +310,12 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 ROUTER_PATH = "django_orders.routers.ReplicaRouter"
 
 
-@register(Tags.database)
+@register(Tags.compatibility)
 def check_read_replicas(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """``READ_REPLICAS`` names replicas Django knows, and the router that uses them is on.
 
-    Registered under the ``database`` tag for its meaning only: it reads settings, never a
-    connection, so it runs whenever the database checks do.
+    Reads settings only, never a connection: not a ``database`` check, which Django runs
+    only when asked for a database, so it runs with every ``manage.py check``.
     """
     user = _user_settings() or {}
     replicas = user.get("READ_REPLICAS", DEFAULTS["READ_REPLICAS"])
@@ -345,7 +345,7 @@ def check_read_replicas(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     ]
 
 
-@register(Tags.database)
+@register(Tags.compatibility)
 def check_row_level_security(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """``ROW_LEVEL_SECURITY`` needs PostgreSQL (settings only, no connection)."""
     user = _user_settings() or {}

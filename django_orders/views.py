@@ -157,15 +157,20 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
         # must not cost the primary one of its own.
         return self.get_replica() is None
 
-    @contextlib.contextmanager
-    def reading(self, replica: str | None) -> Iterator[None]:
+    def reading(self, replica: str | None) -> contextlib.AbstractContextManager[Any]:
         """The block's reads go to ``replica`` (``None``: the primary).
 
         Under row-level security they run in a transaction of the tenant on that
         database, unless the request's own transaction on the primary is open already.
         """
+        if replica is None and (not rls.enabled() or self.tenant_transaction_using):
+            return contextlib.nullcontext()  # the common case: nothing to enter
+        return self._reading(replica)
+
+    @contextlib.contextmanager
+    def _reading(self, replica: str | None) -> Iterator[None]:
         with replica_reads(replica):
-            if not rls.enabled() or (replica is None and self.tenant_transaction_using):
+            if not rls.enabled():
                 yield
                 return
             with rls.tenant_transaction(self.tenant_id or "", using=replica):

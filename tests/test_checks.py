@@ -469,3 +469,15 @@ def test_e022_row_level_security_needs_postgresql(engine: str, expected: list[st
 
 def test_no_row_level_security_no_check() -> None:
     assert checks.check_row_level_security() == []
+
+
+@_OVERRIDING_DATABASES
+def test_the_replica_and_security_checks_run_with_a_plain_manage_py_check() -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3"}}
+    with override_settings(
+        DJANGO_ORDERS={"READ_REPLICAS": ["nowhere"], "ROW_LEVEL_SECURITY": True},
+        DATABASES=databases,
+    ):
+        found = ids(run_checks())
+    assert "django_orders.E020" in found
+    assert "django_orders.E022" in found
