@@ -4,10 +4,11 @@ retention, in batches, and never an undelivered event."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
@@ -101,3 +102,21 @@ def test_nothing_to_purge() -> None:
         "Deleted 0 expired idempotency key(s) and 0 published event(s) older than "
         "7 days, 0:00:00.\n"
     )
+
+
+def test_a_pause_between_batches_still_purges_everything() -> None:
+    events = bulk_events(5, versions=1)
+    OutboxEvent.objects.filter(id__in=[e.id for e in events]).update(
+        status="published", published_at=timezone.now() - dt.timedelta(days=8)
+    )
+    started = time.monotonic()
+    output = purge("--batch-size", "2", "--pause", "0.05")
+    assert "and 5 published event(s)" in output
+    assert not OutboxEvent.objects.exists()
+    assert time.monotonic() - started >= 0.1  # slept after the first two batches at least
+
+
+@pytest.mark.parametrize("pause", ["-1", "nan", "soon"])
+def test_a_pause_is_a_non_negative_number(pause: str) -> None:
+    with pytest.raises(CommandError):
+        purge("--pause", pause)

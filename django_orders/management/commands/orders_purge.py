@@ -5,6 +5,8 @@ scheduler, e.g. every few minutes."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -14,6 +16,22 @@ from django_orders.conf import orders_settings
 from django_orders.management.commands.orders_outbox_relay import positive_int
 from django_orders.outbox.heartbeat import purge_stale_heartbeats
 from django_orders.outbox.maintenance import purge_idempotency_keys, purge_published_events
+
+
+def non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:  # NaN too
+        raise ValueError(value)
+    return number
+
+
+def paced(batches: Iterator[int], pause: float) -> Iterator[int]:
+    """The batches' counts, sleeping ``pause`` seconds after each (the generator holds no
+    transaction or lock between batches: each one is its own statement)."""
+    for count in batches:
+        yield count
+        if pause:
+            time.sleep(pause)
 
 
 class Command(BaseCommand):
@@ -31,12 +49,20 @@ class Command(BaseCommand):
             help="Rows deleted per statement [1000].",
         )
 
+        parser.add_argument(
+            "--pause",
+            type=non_negative_float,
+            default=0.0,
+            metavar="SECONDS",
+            help="Sleep between batches, to leave a busy database room for the API [0].",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         if rls.enabled():
             rls.allow_cross_tenant()  # every tenant's keys and events (row-level security)
-        batch_size = options["batch_size"]
-        keys = sum(purge_idempotency_keys(batch_size=batch_size))
-        events = sum(purge_published_events(batch_size=batch_size))
+        batch_size, pause = options["batch_size"], options["pause"]
+        keys = sum(paced(purge_idempotency_keys(batch_size=batch_size), pause))
+        events = sum(paced(purge_published_events(batch_size=batch_size), pause))
         purge_stale_heartbeats()
         self.stdout.write(
             f"Deleted {keys} expired idempotency key(s) and {events} published event(s) "
