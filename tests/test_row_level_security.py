@@ -253,3 +253,42 @@ def test_policies_without_the_setting_leave_the_relay_nothing(
     out = io.StringIO()
     call_command("orders_outbox_relay", "--once", "--no-listen", stdout=out)
     assert "published 0" in out.getvalue()
+
+
+# -- real concurrency, under the policies ----------------------------------------------------
+
+
+@pytest.mark.slow
+@override_settings(DJANGO_ORDERS=RLS_ON)
+def test_concurrent_requests_keep_their_guarantees_under_the_policies(
+    two_tenants: dict[str, Order], policies: None, app_role: str, live_port: int
+) -> None:
+    import httpx
+
+    from tests.test_concurrency import run_together
+
+    seen = httpx.get(
+        f"http://127.0.0.1:{live_port}/host/orders-seen", headers={"X-Tenant-Id": "shop-2"}
+    )
+    assert seen.json() == ["shop-2"]  # the server's threads are bound by the policies too
+
+    url = f"http://127.0.0.1:{live_port}/orders"
+    headers = {"X-Tenant-Id": "shop-1", "Idempotency-Key": "rls-one-key"}
+    created = run_together(
+        20, lambda client: client.post(url, json={"totalCents": 1}, headers=headers)
+    )
+    assert {response.status_code for response in created} == {201}
+    assert len({response.json()["id"] for response in created}) == 1
+
+    order_id = created[0].json()["id"]
+    confirm = {"X-Tenant-Id": "shop-1", "If-Match": '"1"'}
+    confirmed = run_together(
+        20,
+        lambda client: client.patch(
+            f"{url}/{order_id}/confirm", json={"totalCents": 5}, headers=confirm
+        ),
+    )
+    assert sorted(response.status_code for response in confirmed) == [200] + [412] * 19
+    with as_superuser():
+        assert Order.objects.filter(tenant_id="shop-1").count() == 2  # the fixture's + one
+        assert OutboxEvent.objects.filter(aggregate_id=order_id).count() == 2
