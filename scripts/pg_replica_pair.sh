@@ -21,9 +21,9 @@ find_bindir() {
   if [[ -n "${PG_BINDIR:-}" ]]; then echo "$PG_BINDIR"; return; fi
   local dir
   # Debian and Ubuntu keep the server binaries out of PATH, one directory per version.
-  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+  while IFS= read -r dir; do
     if [[ -x "$dir/initdb" ]]; then echo "$dir"; return; fi
-  done
+  done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r)
   if command -v initdb >/dev/null; then dirname "$(command -v initdb)"; return; fi
   echo ""
 }
@@ -140,8 +140,9 @@ case "${1:-}" in
       cat "$dir"/*.log >&2 2>/dev/null || true
       exit 1
     fi
+    mapfile -t variables <<<"$assignments"  # NAME=value lines, no spaces in them
     status=0
-    env $assignments "$@" || status=$?
+    env "${variables[@]}" "$@" || status=$?
     exit $status ;;
   *)
     echo "usage: $0 run -- CMD ... | up DIR | down DIR" >&2
