@@ -82,3 +82,10 @@ def test_the_package_views_start_the_window_on_2xx_writes_only() -> None:
     read = OrdersClient().call("GET", "/orders")
     assert read.status_code == 200
     assert COOKIE not in read.cookies
+
+
+@override_settings(DJANGO_ORDERS={"READ_REPLICAS": ["replica-a", "replica-b"]})
+def test_several_replicas_share_the_reads() -> None:
+    factory = RequestFactory()
+    chosen = {choose_replica(factory.get("/orders")) for _ in range(200)}
+    assert chosen == {"replica-a", "replica-b"}  # at random: 2**-199 to miss one
