@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from io import StringIO
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
@@ -131,3 +133,21 @@ def test_outbox_batch_size_sets_the_claim_and_the_option_overrides_it(
         OutboxEvent.objects.update(status="pending", published_at=None)
         relay_command("--batch-size", "3")
         assert batch_sizes(caplog) == [3, 2]
+
+
+# -- orders_rls (docs/guide/row-level-security.md; PostgreSQL: tests/test_row_level_security.py)
+
+
+def test_orders_rls_prints_its_sql_on_any_database() -> None:
+    out = StringIO()
+    call_command("orders_rls", "sql", stdout=out)
+    assert "CREATE POLICY django_orders_tenant_isolation" in out.getvalue()
+
+
+@pytest.mark.skipif(
+    "postgresql" in settings.DATABASES["default"]["ENGINE"], reason="SQLite's answer"
+)
+@pytest.mark.django_db
+def test_orders_rls_refuses_to_install_without_postgresql() -> None:
+    with pytest.raises(CommandError, match="needs PostgreSQL"):
+        call_command("orders_rls", "install")
