@@ -13,35 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "example_project"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{url} did not answer within {timeout:.0f} s") from None
-            time.sleep(0.2)
+from example_server import ROOT, serve
 
 
 def chromium() -> str:
@@ -76,36 +50,17 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "img" / "swagger-ui.png"))
     args = parser.parse_args()
     browser = chromium()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "SQLITE_PATH": str(Path(scratch) / "db.sqlite3"), "DEBUG": "1"}
-        env.pop("DATABASE_URL", None)
-        manage = [sys.executable, "manage.py"]
-        subprocess.run(
-            [*manage, "migrate", "--noinput"], cwd=EXAMPLE, env=env, check=True, capture_output=True
-        )
-        server = subprocess.Popen(
-            [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=EXAMPLE,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            # Deep-linked to the create operation, shown expanded with its example.
-            url = f"http://127.0.0.1:{port}/docs/#/orders/orders_create"
-            wait_for(f"http://127.0.0.1:{port}/schema/")
-            dom = headless(browser, "--dump-dom", url).stdout
-            if "opblock-summary-path" not in dom:
-                raise SystemExit("Swagger UI did not render its operations.")
-            if 'class="btn authorize' in dom:
-                raise SystemExit("Swagger UI shows an Authorize button.")
-            if 'data-path="/schema/"' in dom:
-                raise SystemExit("Swagger UI lists /schema/ as an operation.")
-            headless(browser, f"--screenshot={args.out}", url)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with serve() as base:
+        # Deep-linked to the create operation, shown expanded with its example.
+        url = f"{base}/docs/#/orders/orders_create"
+        dom = headless(browser, "--dump-dom", url).stdout
+        if "opblock-summary-path" not in dom:
+            raise SystemExit("Swagger UI did not render its operations.")
+        if 'class="btn authorize' in dom:
+            raise SystemExit("Swagger UI shows an Authorize button.")
+        if 'data-path="/schema/"' in dom:
+            raise SystemExit("Swagger UI lists /schema/ as an operation.")
+        headless(browser, f"--screenshot={args.out}", url)
     print(f"Saved {args.out}")
     return 0
 
