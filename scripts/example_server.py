@@ -44,11 +44,19 @@ def wait_for(url: str, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def serve(python: str = sys.executable) -> Iterator[str]:
-    """Migrate a new SQLite database, serve the example project, yield its base URL."""
+def serve(python: str = sys.executable, *, debug: bool = True) -> Iterator[str]:
+    """Migrate a new SQLite database, serve the example project, yield its base URL.
+
+    ``debug=False`` serves it as in production: Django's own error pages are the
+    project's handlers (problem+json), and no static files (Swagger UI's assets).
+    """
     port = free_port()
     with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "SQLITE_PATH": str(Path(scratch) / "db.sqlite3"), "DEBUG": "1"}
+        env = {
+            **os.environ,
+            "SQLITE_PATH": str(Path(scratch) / "db.sqlite3"),
+            "DEBUG": "1" if debug else "0",
+        }
         # The example project's settings on its own database, not a test run's.
         for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "DB"):
             env.pop(name, None)

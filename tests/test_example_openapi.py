@@ -133,7 +133,8 @@ def test_the_examples_succeed_when_sent(real: dict[str, Any]) -> None:
 
 def load(path: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -154,15 +155,18 @@ def test_datamodel_code_generator_models_validate_real_responses(
     )  # fmt: skip
     models = load(models_file, "orders_models")
     page = models.OrderPage.model_validate(real["page"].json())
-    assert page.nextCursor is not None and len(page.items) == 1
+    assert page.nextCursor is not None
+    assert len(page.items) == 1
     last = models.OrderPage.model_validate(real["last"].json())
     assert last.nextCursor is None
     assert {item.status.value for item in [*page.items, *last.items]} == {"draft", "closed"}
     draft = models.Order.model_validate(real["draft"].json())
-    assert draft.totalCents is None and draft.customerId is None
+    assert draft.totalCents is None
+    assert draft.customerId is None
     assert models.Order.model_validate(real["closed"].json()).closedAt is not None
     problem = models.Problem.model_validate(real["problem"].json())
-    assert problem.code == "invalid_transition" and problem.currentStatus.value == "closed"
+    assert problem.code == "invalid_transition"
+    assert problem.currentStatus.value == "closed"
 
 
 def test_openapi_python_client_parses_real_responses(
@@ -193,33 +197,38 @@ def test_openapi_python_client_parses_real_responses(
         ShopOrderCreate,
     )
 
-    client = Client(base_url=example, raise_on_unexpected_status=True)
-    created = orders_create.sync_detailed(
-        client=client,
-        body=ShopOrderCreate.from_dict({"totalCents": 100, "currency": "EUR"}),
-        x_tenant_id="shop-2",
-        idempotency_key=str(uuid.uuid4()),
-    )
-    assert created.status_code == 201 and isinstance(created.parsed, Order)
-    order = created.parsed
-    assert order.total_cents == 100 and order.currency == "EUR"
-    confirmed = orders_confirm.sync(
-        order.id,
-        client=client,
-        body=ShopOrderConfirm.from_dict({"totalCents": 150}),
-        x_tenant_id="shop-2",
-        if_match=created.headers["ETag"],
-    )
-    assert isinstance(confirmed, Order) and confirmed.version == 2
-    stale = orders_confirm.sync(
-        order.id,
-        client=client,
-        body=ShopOrderConfirm.from_dict({"totalCents": 150}),
-        x_tenant_id="shop-2",
-        if_match='"1"',
-    )
-    assert isinstance(stale, Problem) and stale.code == "version_mismatch"
-    assert stale.current_version == 2
-    page = orders_list.sync(client=client, x_tenant_id="shop-2")
-    assert isinstance(page, OrderPage) and [item.id for item in page.items] == [order.id]
-    assert orders_retrieve.sync(order.id, client=client, x_tenant_id="shop-2").version == 2
+    with Client(base_url=example, raise_on_unexpected_status=True) as client:
+        created = orders_create.sync_detailed(
+            client=client,
+            body=ShopOrderCreate.from_dict({"totalCents": 100, "currency": "EUR"}),
+            x_tenant_id="shop-2",
+            idempotency_key=str(uuid.uuid4()),
+        )
+        assert created.status_code == 201
+        assert isinstance(created.parsed, Order)
+        order = created.parsed
+        assert order.total_cents == 100
+        assert order.currency == "EUR"
+        confirmed = orders_confirm.sync(
+            order.id,
+            client=client,
+            body=ShopOrderConfirm.from_dict({"totalCents": 150}),
+            x_tenant_id="shop-2",
+            if_match=created.headers["ETag"],
+        )
+        assert isinstance(confirmed, Order)
+        assert confirmed.version == 2
+        stale = orders_confirm.sync(
+            order.id,
+            client=client,
+            body=ShopOrderConfirm.from_dict({"totalCents": 150}),
+            x_tenant_id="shop-2",
+            if_match='"1"',
+        )
+        assert isinstance(stale, Problem)
+        assert stale.code == "version_mismatch"
+        assert stale.current_version == 2
+        page = orders_list.sync(client=client, x_tenant_id="shop-2")
+        assert isinstance(page, OrderPage)
+        assert [item.id for item in page.items] == [order.id]
+        assert orders_retrieve.sync(order.id, client=client, x_tenant_id="shop-2").version == 2

@@ -123,8 +123,13 @@ def test_bodies_are_the_serializers_with_their_limits() -> None:
     assert create["properties"]["currency"]["pattern"] == "^[A-Z]{3}$"
     metadata = create["properties"]["metadata"]
     assert metadata["maxProperties"] == 50
-    assert metadata["propertyNames"] == {"minLength": 1, "maxLength": 40}
-    assert metadata["additionalProperties"] == {"type": "string", "maxLength": 500}
+    no_nul = "^[^\\u0000]*$"
+    assert metadata["propertyNames"] == {"minLength": 1, "maxLength": 40, "pattern": no_nul}
+    assert metadata["additionalProperties"] == {
+        "type": "string",
+        "maxLength": 500,
+        "pattern": no_nul,
+    }
 
     confirm = body_schema(schema, "orders_confirm")
     assert confirm["required"] == ["totalCents"]

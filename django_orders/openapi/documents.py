@@ -48,6 +48,10 @@ ORDER_EXAMPLE: dict[str, Any] = {
 }
 
 
+#: No NUL character (PostgreSQL can store none; the parser refuses it anywhere).
+NO_NUL = "^[^\\u0000]*$"
+
+
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` or null, as the OpenAPI version in force writes it (3.0 ``nullable``,
     3.1 a type list)."""
@@ -67,13 +71,21 @@ def metadata_schema() -> dict[str, Any]:
     schema: dict[str, Any] = {
         "type": "object",
         "maxProperties": MAX_METADATA_KEYS,
-        "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE_LENGTH},
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": MAX_METADATA_VALUE_LENGTH,
+            "pattern": NO_NUL,
+        },
         "description": f"String to string; at most {MAX_METADATA_KEYS} keys of 1 to "
         f"{MAX_METADATA_KEY_LENGTH} characters, values of at most "
         f"{MAX_METADATA_VALUE_LENGTH}; no NUL character.",
     }
     if is_jsonschema_compliant():  # OpenAPI 3.1: JSON Schema 2020-12 has propertyNames
-        schema["propertyNames"] = {"minLength": 1, "maxLength": MAX_METADATA_KEY_LENGTH}
+        schema["propertyNames"] = {
+            "minLength": 1,
+            "maxLength": MAX_METADATA_KEY_LENGTH,
+            "pattern": NO_NUL,
+        }
     return schema
 
 
