@@ -3,9 +3,8 @@
 The order is what :meth:`AbstractOrder.to_dict` renders, so its members are read from a
 ``to_dict()`` of the order model in force (the host's, when it swapped the model): the
 package's members have their documented types and limits, and each member the host adds
-is described by the model field it renders (``customerId`` from ``customer_id``), else by
-the field of the same name on the host's create or confirm serializer, else as any JSON
-value.
+is described by the model field it renders (``customerId`` from ``customer_id``), else as
+any JSON value.
 """
 
 from __future__ import annotations
@@ -144,36 +143,34 @@ def _model_field(model: type[models.Model], member: str) -> models.Field | None:
     return None
 
 
-def host_member_fields(input_serializers: tuple[type, ...]) -> dict[str, serializers.Field]:
-    """The members a swapped order model adds to ``to_dict()``, as serializer fields."""
+def host_members() -> tuple[dict[str, serializers.Field], dict[str, Any]]:
+    """The members a swapped order model adds to ``to_dict()``: as serializer fields, and
+    with the values a new order has (for the example)."""
     model = get_order_model()
     package = set(AbstractOrder.to_dict(model()))
     try:
-        members = [name for name in model().to_dict() if name not in package]
-    except Exception:
-        members = []
-    declared: dict[str, serializers.Field] = {}
-    for serializer_class in input_serializers:
-        for name, field in getattr(serializer_class, "_declared_fields", {}).items():
-            declared.setdefault(name, field)
+        document = model().to_dict()
+    except Exception:  # a to_dict() that needs a saved row: no host member is known
+        document = {}
     fields: dict[str, serializers.Field] = {}
-    for member in members:
+    for member in document:
+        if member in package:
+            continue
         model_field = _model_field(model, member)
         if model_field is not None:
             meta = type("Meta", (), {"model": model, "fields": [model_field.name]})
             host = type("HostFields", (serializers.ModelSerializer,), {"Meta": meta})()
             fields[member] = host.fields[model_field.name]
-        elif member in declared:
-            fields[member] = declared[member]
         else:
             fields[member] = serializers.JSONField(help_text="A member of the host's to_dict().")
-    return fields
+    return fields, {name: document[name] for name in fields}
 
 
-def order_component(auto_schema: Any, input_serializers: tuple[type, ...]) -> dict[str, Any]:
+def order_component(auto_schema: Any) -> dict[str, Any]:
     """Register the ``Order`` schema; return a reference to it."""
     properties = package_members(auto_schema)
-    for name, field in host_member_fields(input_serializers).items():
+    fields, example = host_members()
+    for name, field in fields.items():
         schema = auto_schema._map_serializer_field(field, "response")
         schema.pop("readOnly", None)
         properties[name] = schema
@@ -182,7 +179,7 @@ def order_component(auto_schema: Any, input_serializers: tuple[type, ...]) -> di
         "description": "An order (docs/api/README.md). Clients ignore members they do not know.",
         "properties": properties,
         "required": list(properties),
-        "example": ORDER_EXAMPLE,
+        "example": {**ORDER_EXAMPLE, **example},
     }
     return _register(auto_schema, ORDER, schema)
 

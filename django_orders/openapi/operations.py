@@ -272,13 +272,7 @@ class OrdersAutoSchema(AutoSchema):
         return operation
 
     def order_ref(self) -> dict[str, Any]:
-        from django_orders.views import OrderCollectionView, OrderConfirmView
-
-        inputs = (
-            OrderCollectionView().get_create_serializer_class(),
-            OrderConfirmView().get_serializer_class(),
-        )
-        return documents.order_component(self, inputs)
+        return documents.order_component(self)
 
     def reads_tenant_header(self) -> bool:
         return orders_settings.TENANT_RESOLVER is header_tenant_resolver

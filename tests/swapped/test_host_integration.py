@@ -105,6 +105,8 @@ def schema() -> dict[str, Any]:
 def test_the_openapi_description_has_the_host_fields(schema: dict[str, Any]) -> None:
     """docs/guide/openapi.md: the host's serializers are the bodies and the filters, and
     the members its ``to_dict()`` adds are described by the model fields they render."""
+    from tests.openapi_conformance import validate
+
     components = schema["components"]["schemas"]
 
     def body_of(path: str, method: str) -> dict[str, Any]:
@@ -122,6 +124,8 @@ def test_the_openapi_description_has_the_host_fields(schema: dict[str, Any]) -> 
     document = components["Order"]
     assert {"customerId", "channel"} <= set(document["required"])
     assert document["properties"]["customerId"]["type"] == ["integer", "null"]
+    assert document["example"]["channel"] == "web"  # a new order's
+    validate(document, document["example"], schema)
     channel = document["properties"]["channel"]
     assert components[channel["$ref"].rsplit("/", 1)[-1]]["enum"] == ["web", "phone", "store"]
 
