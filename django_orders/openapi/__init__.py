@@ -5,6 +5,8 @@ is derived from what the views run, when the schema is generated (docs/guide/ope
 
 - :mod:`~django_orders.openapi.operations` — each operation from its view: the
   serializers it validates with, the parameters and statuses the settings in force give;
+- :mod:`~django_orders.openapi.parameters` — the tenant header (or none), the
+  ``Idempotency-Key``, ``If-Match`` and ``If-None-Match`` headers, the order id;
 - :mod:`~django_orders.openapi.documents` — the order (from the order model's
   ``to_dict()``, host members included), the page, the problem;
 - :mod:`~django_orders.openapi.problems` — every problem code, grouped into

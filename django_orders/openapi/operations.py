@@ -19,23 +19,12 @@ from rest_framework.permissions import SAFE_METHODS, AllowAny
 
 from django_orders.conf import orders_settings
 from django_orders.openapi import documents
+from django_orders.openapi import parameters as params
 from django_orders.openapi import problems as p
 from django_orders.pagination import KeysetPagination
-from django_orders.tenancy import TENANT_ID_MAX_LENGTH, _source, header_tenant_resolver
+from django_orders.tenancy import _source
 
 JSON = "application/json"
-# One example key per operation: a key sent with another request is a 422.
-IDEMPOTENCY_KEY_EXAMPLES = {
-    "orders_create": "8e03978e-40d5-43e8-bc93-6894a57f9324",
-    "orders_confirm": "0b1e6f3a-5c2d-4e8f-9a7b-3d4c5e6f7a8b",
-    "orders_close": "6f1d2c3b-4a5e-4f60-8b7a-9c8d7e6f5a4b",
-}
-# The key as parse_key() accepts it: printable ASCII, not starting with a quote (an RFC
-# 8941 string is accepted too, but a generated one is easily malformed) or a space.
-IDEMPOTENCY_KEY_PATTERN = "^[!#-~][ -~]{0,254}$"
-_ETAG = '(?:W/)?"[!#-~]*"|[0-9]+'
-# RFC 9110 §13.1.1: "*" or a list of entity-tags (bare digits too, as older clients send).
-IF_MATCH_PATTERN = f"^(?:\\*|(?:{_ETAG})(?:[ \\t]*,[ \\t]*(?:{_ETAG}))*)$"
 
 #: What a body of each operation is, as an example the API accepts.
 BODY_EXAMPLES: dict[str, dict[str, Any]] = {
@@ -94,7 +83,10 @@ class OrdersAutoSchema(AutoSchema):
             "orders_create",
             "Create a draft order (idempotent)",
             "docs/api/create-order.md",
-            parameters=[*self.tenant(), self.idempotency_key("orders_create")],
+            parameters=[
+                *params.tenant(),
+                params.idempotency_key("orders_create", required=self.key_required()),
+            ],
             body=self.body(serializer, "orders_create", required=False),
             success=success,
             cases=[
@@ -107,10 +99,10 @@ class OrdersAutoSchema(AutoSchema):
         paginator = KeysetPagination()
         page = documents.order_page_component(self, self.order_ref())
         filters = cast(Any, self.view).get_filter_serializer_class()()
-        parameters = [*self.tenant(), *self.page_parameters(paginator)]
+        declared = [*params.tenant(), *self.page_parameters(paginator)]
         for name, field in filters.fields.items():
             schema = self._map_serializer_field(field, "request")
-            parameters.append(
+            declared.append(
                 {
                     "name": name,
                     "in": "query",
@@ -134,7 +126,7 @@ class OrdersAutoSchema(AutoSchema):
             "orders_list",
             "List the tenant's orders, newest first (keyset-paginated)",
             "docs/api/list-orders.md",
-            parameters=parameters,
+            parameters=declared,
             body=None,
             success=success,
             cases=cases,
@@ -153,24 +145,16 @@ class OrdersAutoSchema(AutoSchema):
                 "headers": self.headers("ETag"),
             },
         }
-        parameters = [
-            *self.tenant(),
-            self.order_id(),
-            {
-                "name": "If-None-Match",
-                "in": "header",
-                "required": False,
-                "description": "ETags you hold (weak comparison); a match answers 304. A "
-                "malformed value never matches.",
-                "schema": {"type": "string"},
-                "example": '"1"',
-            },
+        declared = [
+            *params.tenant(),
+            params.order_id(),
+            params.if_none_match(),
         ]
         return self.operation(
             "orders_retrieve",
             "One order, with its ETag",
             "docs/api/get-order.md",
-            parameters=parameters,
+            parameters=declared,
             body=None,
             success=success,
             cases=[p.NOT_FOUND],
@@ -227,10 +211,10 @@ class OrdersAutoSchema(AutoSchema):
             summary,
             page,
             parameters=[
-                *self.tenant(),
-                self.order_id(),
-                self.if_match(operation_id),
-                self.idempotency_key(operation_id),
+                *params.tenant(),
+                params.order_id(),
+                params.if_match(operation_id),
+                params.idempotency_key(operation_id, required=False),
             ],
             body=self.body(
                 cast(Any, self.view).get_serializer_class(), operation_id, body_required
@@ -253,7 +237,7 @@ class OrdersAutoSchema(AutoSchema):
         cases: list[p.Case],
     ) -> dict[str, Any]:
         description = f"See {page} of the django-orders documentation."
-        if not self.reads_tenant_header():
+        if not params.reads_tenant_header():
             description += f" The tenant is {_source(orders_settings.TENANT_RESOLVER)}."
         operation: dict[str, Any] = {
             "operationId": operation_id,
@@ -274,63 +258,9 @@ class OrdersAutoSchema(AutoSchema):
     def order_ref(self) -> dict[str, Any]:
         return documents.order_component(self)
 
-    def reads_tenant_header(self) -> bool:
-        return orders_settings.TENANT_RESOLVER is header_tenant_resolver
-
-    def tenant(self) -> list[dict[str, Any]]:
-        """The tenant header, when the tenant is read from one."""
-        if not self.reads_tenant_header():
-            return []
-        pattern = orders_settings.TENANT_ID_PATTERN
-        pattern = getattr(pattern, "pattern", pattern)
-        return [
-            {
-                "name": orders_settings.TENANT_HEADER,
-                "in": "header",
-                "required": True,
-                "description": "The tenant the request acts for.",
-                "schema": {"type": "string", "maxLength": TENANT_ID_MAX_LENGTH, "pattern": pattern},
-                "example": "shop-1",
-            }
-        ]
-
     def key_required(self) -> bool:
         required = getattr(self.view, "idempotency_key_required", None)
         return bool(orders_settings.IDEMPOTENCY_KEY_REQUIRED if required is None else required)
-
-    def idempotency_key(self, operation_id: str) -> dict[str, Any]:
-        required = self.key_required() if operation_id == "orders_create" else False
-        return {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": required,
-            "description": "1–255 printable ASCII characters (a bare token, or an RFC 8941 "
-            "string). A retry with the same key and request answers the stored response; "
-            "the same key with another request is 422.",
-            "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
-            "example": IDEMPOTENCY_KEY_EXAMPLES[operation_id],
-        }
-
-    def if_match(self, operation_id: str) -> dict[str, Any]:
-        return {
-            "name": "If-Match",
-            "in": "header",
-            "required": bool(orders_settings.REQUIRE_IF_MATCH),
-            "description": 'The ETag of the version you read, e.g. `"1"` (also bare digits, '
-            'a list, or `*`). Strong comparison: `W/"1"` never matches.',
-            "schema": {"type": "string", "pattern": IF_MATCH_PATTERN},
-            # The version a new draft has, and the one a confirmed order has.
-            "example": '"1"' if operation_id == "orders_confirm" else '"2"',
-        }
-
-    def order_id(self) -> dict[str, Any]:
-        return {
-            "name": "order_id",
-            "in": "path",
-            "required": True,
-            "description": "The order's id; anything but a UUID is a 404 like a missing order.",
-            "schema": {"type": "string", "format": "uuid"},
-        }
 
     def page_parameters(self, paginator: KeysetPagination) -> list[dict[str, Any]]:
         return [
@@ -369,7 +299,7 @@ class OrdersAutoSchema(AutoSchema):
         result: dict[str, Any] = {}
         for operation_id in operation_ids:
             parameters = {"path.order_id": "$response.body#/id"}
-            if self.reads_tenant_header():
+            if params.reads_tenant_header():
                 name = orders_settings.TENANT_HEADER
                 parameters[f"header.{name}"] = f"$request.header.{name}"
             if operation_id in ("orders_confirm", "orders_close"):
