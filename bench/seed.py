@@ -16,6 +16,7 @@ TABLES = ("django_orders_order", "django_orders_idempotency_key", "django_orders
 LIST_TENANT = "bench-list"
 GET_TENANT = "bench-get"
 CONFIRM_TENANT = "bench-confirm"
+CLOSE_TENANT = "bench-close"
 CREATE_TENANT = "bench-create"
 REF_CREATE_TENANT = "bench-refcreate"
 
@@ -35,17 +36,19 @@ def insert_orders(
     *,
     step_us: int,
     statuses: bool,
+    status: str = "draft",
     base: str = "now() - interval '1 day'",
 ) -> None:
     """Insert ``count`` orders; ``tenant_sql`` is an SQL expression of ``g`` (1…count).
 
     Row ``g`` is ``(g / 2) * step_us`` microseconds older than ``base`` (pairs tie).
-    With ``statuses`` the rows cycle through draft, confirmed and closed.
+    With ``statuses`` the rows cycle through draft, confirmed and closed; without, they
+    are all ``status``.
     """
     status = (
         "CASE g % 3 WHEN 0 THEN 'draft' WHEN 1 THEN 'confirmed' ELSE 'closed' END"
         if statuses
-        else "'draft'"
+        else f"'{status}'"
     )
     psql(f"""
         INSERT INTO {ORDER_TABLE} (id, tenant_id, status, version, total_cents, currency,
@@ -66,15 +69,24 @@ def insert_orders(
 
 
 def seed_api(
-    *, list_orders: int, confirm_drafts: int, get_orders: int = 1000, noise_orders: int = 100_000
+    *,
+    list_orders: int,
+    confirm_drafts: int,
+    close_confirmed: int = 0,
+    get_orders: int = 1000,
+    noise_orders: int = 100_000,
 ) -> None:
     """The API benchmark's data: one big list tenant, noise tenants around it, drafts to
-    confirm, a thousand orders to read."""
+    confirm, confirmed orders to close, a thousand orders to read."""
     truncate()
     insert_orders(f"'{LIST_TENANT}'", list_orders, step_us=1000, statuses=True)
     insert_orders("'bench-noise-' || (g % 50)", noise_orders, step_us=1700, statuses=True)
     insert_orders(f"'{GET_TENANT}'", get_orders, step_us=1000, statuses=True)
     insert_orders(f"'{CONFIRM_TENANT}'", confirm_drafts, step_us=1000, statuses=False)
+    if close_confirmed:
+        insert_orders(
+            f"'{CLOSE_TENANT}'", close_confirmed, step_us=1000, statuses=False, status="confirmed"
+        )
     psql("VACUUM ANALYZE")
 
 

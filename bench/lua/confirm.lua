@@ -1,15 +1,21 @@
--- PATCH /orders/{id}/confirm with If-Match "1" on fresh drafts: each id of
--- BENCH_IDS_FILE is used once (threads take every n-th id). Once the ids run out the
--- script wraps around and the answers become 409s, which run_api.py reports as errors.
+-- A transition on fresh orders, each id of BENCH_IDS_FILE used once (threads take every
+-- n-th id): PATCH /orders/{id}/confirm with If-Match "1" on drafts (the default), or with
+-- BENCH_ACTION=close, POST /orders/{id}/close with If-Match "2" on confirmed orders.
+-- Once the ids run out the script wraps around and the answers become 409s, which the
+-- benchmark reports as errors.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local common = dofile(dir .. "common.lua")
 
+local action = common.env("BENCH_ACTION", "confirm")
+local method, body, tag = "PATCH", '{"totalCents": 1000}', '"1"'
+if action == "close" then
+  method, body, tag = "POST", nil, '"2"'
+end
 local headers = {
-  ["Content-Type"] = "application/json",
   ["X-Tenant-Id"] = common.env("BENCH_TENANT", "bench-confirm"),
-  ["If-Match"] = '"1"',
+  ["If-Match"] = tag,
 }
-local body = '{"totalCents": 1000}'
+if body then headers["Content-Type"] = "application/json" end
 local ids
 local i, step
 
@@ -25,5 +31,5 @@ end
 function request()
   local id = ids[(i - 1) % #ids + 1]
   i = i + step
-  return wrk.format("PATCH", "/orders/" .. id .. "/confirm", headers, body)
+  return wrk.format(method, "/orders/" .. id .. "/" .. action, headers, body)
 end
