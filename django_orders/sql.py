@@ -31,9 +31,9 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Model
+from django.db.models import Field, Manager, Model
 from django.db.models.signals import post_save, pre_save
 
 from django_orders.models import IdempotencyKey, OutboxEvent, OutboxSequence
@@ -165,6 +165,128 @@ def insert_objects(using: str, objs: Sequence[Model], *, then: str | None = None
                 cursor.execute(then)
     for obj in objs:
         mark_saved(obj, using)
+
+
+# -- one order: read, lock, change --------------------------------------------------------
+
+
+def plain_manager(model: type[Model]) -> bool:
+    """Whether ``model``'s default manager is Django's own ``Manager`` (a host manager may
+    filter or annotate in ``get_queryset()``: then the ORM reads the row, not this module)."""
+    return type(model._default_manager) is Manager
+
+
+def _select_statement(
+    connection: BaseDatabaseWrapper, model: type[Model], for_update: bool
+) -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
+    """``SELECT <every concrete column> … WHERE tenant_id = %s AND <pk> = %s [FOR UPDATE]``,
+    its fields, and each field's converters (the ORM's: backend's, then field's)."""
+
+    def build() -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
+        meta = model._meta
+        qn = connection.ops.quote_name
+        fields = tuple(meta.concrete_fields)
+        lock = " FOR UPDATE" if for_update and connection.features.has_select_for_update else ""
+        sql = (
+            f"SELECT {', '.join(qn(str(f.column)) for f in fields)} FROM {qn(meta.db_table)} "
+            f"WHERE {qn(str(meta.get_field('tenant_id').column))} = %s "
+            f"AND {qn(str(meta.pk.column))} = %s{lock}"  # type: ignore[union-attr]
+        )
+        converters = tuple(
+            connection.ops.get_db_converters(f.cached_col) + f.get_db_converters(connection)
+            for f in fields
+        )
+        return sql, fields, converters
+
+    return cached(connection, f"select:{model._meta.label_lower}:{for_update}", build)
+
+
+def fetch_one(
+    using: str, model: type[Model], tenant_id: str, pk: Any, *, for_update: bool = False
+) -> Any:
+    """The tenant's row ``pk`` of ``model`` as an instance (``Model.from_db``, as the ORM
+    builds it), or ``None``; locked until the transaction ends with ``for_update``.
+
+    What ``model._default_manager[.select_for_update()].get(tenant_id=…, pk=…)`` does,
+    without compiling a query per call. Only for :func:`plain_manager` models.
+    """
+    connection = connections[using]
+    sql, fields, converters = _select_statement(connection, model, for_update)
+    pk_field = model._meta.pk
+    assert pk_field is not None
+    params = [tenant_id, pk_field.get_db_prep_value(pk, connection)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        values = cursor.fetchone()
+    if values is None:
+        return None
+    row = []
+    for field, value, field_converters in zip(fields, values, converters, strict=True):
+        for converter in field_converters:
+            value = converter(value, field.cached_col, connection)
+        row.append(value)
+    return model.from_db(using, [f.attname for f in fields], row)
+
+
+def _update_statement(
+    connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
+) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """``UPDATE <table> SET <column> = %s, … WHERE <pk> = %s`` for the fields ``names``."""
+
+    def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
+        meta = model._meta
+        qn = connection.ops.quote_name
+        fields = tuple(meta.get_field(name) for name in names)
+        assignments = ", ".join(f"{qn(str(f.column))} = %s" for f in fields)  # type: ignore[union-attr]
+        sql = (
+            f"UPDATE {qn(meta.db_table)} SET {assignments} "
+            f"WHERE {qn(str(meta.pk.column))} = %s"  # type: ignore[union-attr]
+        )
+        return sql, fields  # type: ignore[return-value]
+
+    return cached(connection, f"update:{model._meta.label_lower}:{','.join(names)}", build)
+
+
+def update_with_insert(
+    using: str, obj: Model, update_fields: Sequence[str], new: Model, *, notify: str
+) -> None:
+    """``UPDATE`` the fields ``update_fields`` of ``obj``'s row and ``INSERT`` the new
+    instance ``new`` (an event), then ``pg_notify(notify, '')``.
+
+    On PostgreSQL one statement, one round trip: ``WITH changed AS (UPDATE … RETURNING 1),
+    inserted AS (INSERT …) SELECT count(*), pg_notify(…) FROM changed``. Elsewhere (no
+    notification) an ``UPDATE`` and an ``INSERT``. Either way, an update that finds no row
+    raises ``DatabaseError``, as ``obj.save(update_fields=…)`` does; the caller's
+    transaction is then to be rolled back (the insert with it). Call only after
+    :func:`can_insert_raw` said yes for both models.
+    """
+    connection = connections[using]
+    names = tuple(update_fields)
+    update_sql, fields = _update_statement(connection, type(obj), names)
+    pk = obj._meta.pk
+    assert pk is not None
+    update_params = [
+        *(f.get_db_prep_save(f.pre_save(obj, False), connection) for f in fields),
+        pk.get_db_prep_save(obj.pk, connection),
+    ]
+    insert_sql, insert_fields = insert_statement(connection, type(new))
+    params = [*update_params, *insert_params(connection, new, insert_fields)]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH changed AS ({update_sql} RETURNING 1), inserted AS ({insert_sql}) "
+                "SELECT count(*), pg_notify(%s, '') FROM changed",
+                [*params, notify],
+            )
+            (updated, _) = cursor.fetchone()
+        else:
+            cursor.execute(update_sql, update_params)
+            updated = cursor.rowcount
+            if updated == 1:
+                cursor.execute(insert_sql, params[len(update_params) :])
+    if updated != 1:
+        raise DatabaseError("The update of the row found no row (it was deleted).")
+    mark_saved(new, using)
 
 
 # -- the outbox relay (PostgreSQL) --------------------------------------------------------

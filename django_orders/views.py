@@ -33,6 +33,7 @@ from django_orders.serializers import (
     StrictSerializer,
     plainly_valid_create,
     plainly_valid_filters,
+    plainly_valid_transition,
 )
 from django_orders.tenancy import TenantScopedMixin
 
@@ -263,10 +264,14 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
                 required=orders_settings.REQUIRE_IF_MATCH,
             )
             context = self.get_serializer_context()
-            serializer = self.get_serializer_class()(data=request.data, context=context)
-            serializer.is_valid(raise_exception=True)
+            serializer_class = self.get_serializer_class()
+            data = plainly_valid_transition(serializer_class, request.data)
+            if data is None:  # the serializer says what is wrong (or accepts it after all)
+                serializer = serializer_class(data=request.data, context=context)
+                serializer.is_valid(raise_exception=True)
+                data = dict(serializer.validated_data)
             try:
-                self.apply(order, dict(serializer.validated_data), context)
+                self.apply(order, data, context)
             except services.InvalidTransition as exc:
                 raise Problem(
                     409, "invalid_transition", str(exc), currentStatus=str(exc.order.status)
