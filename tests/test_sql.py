@@ -118,10 +118,15 @@ def test_a_transition_writes_the_order_and_its_event_as_the_orm_would() -> None:
 
 def test_a_transition_of_a_row_gone_raises_and_writes_no_event() -> None:
     order = services.create_order("shop-1")
-    with pytest.raises(DatabaseError), transaction.atomic():
-        locked = services.get_order_for_update("shop-1", order.id)
-        Order.objects.filter(pk=order.id).delete()
-        services.close_order(services.confirm_order(locked, total_cents=1))
+
+    def confirm_a_deleted_order() -> None:
+        with transaction.atomic():
+            locked = services.get_order_for_update("shop-1", order.id)
+            Order.objects.filter(pk=order.id).delete()
+            services.confirm_order(locked, total_cents=1)
+
+    with pytest.raises(DatabaseError):
+        confirm_a_deleted_order()
     assert not OutboxEvent.objects.filter(type="order.confirmed").exists()
 
 
