@@ -152,9 +152,7 @@ def get_order_for_update(tenant_id: str, order_id: uuid.UUID | str) -> AbstractO
     if not sql.plain_manager(model):  # a host manager's get_queryset() has its say
         return model._default_manager.select_for_update().get(tenant_id=tenant_id, pk=order_id)
     # The same SELECT … FOR UPDATE as the ORM's, built once (docs/benchmarks.md, Finding 10).
-    order = sql.fetch_one(
-        router.db_for_write(model), model, tenant_id, order_id, for_update=True
-    )
+    order = sql.fetch_one(router.db_for_write(model), model, tenant_id, order_id, for_update=True)
     if order is None:
         raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
     return order

@@ -176,6 +176,32 @@ def plain_manager(model: type[Model]) -> bool:
     return type(model._default_manager) is Manager
 
 
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):  # a reverse relation has no column
+        raise TypeError(f"{model.__name__}.{name} is not a column.")
+    return field
+
+
+def _pk_name(model: type[Model]) -> str:
+    pk = model._meta.pk
+    assert pk is not None
+    return pk.name
+
+
+def _select_parts(
+    connection: BaseDatabaseWrapper, model: type[Model]
+) -> tuple[tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
+    """The concrete fields of ``model`` and each one's converters, the ORM's: the
+    backend's, then the field's (``SQLCompiler.get_converters()``)."""
+    fields = tuple(model._meta.concrete_fields)
+    converters = tuple(
+        connection.ops.get_db_converters(f.cached_col) + f.get_db_converters(connection)
+        for f in fields
+    )
+    return fields, converters
+
+
 def _select_statement(
     connection: BaseDatabaseWrapper, model: type[Model], for_update: bool
 ) -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
@@ -183,18 +209,12 @@ def _select_statement(
     its fields, and each field's converters (the ORM's: backend's, then field's)."""
 
     def build() -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
-        meta = model._meta
-        qn = connection.ops.quote_name
-        fields = tuple(meta.concrete_fields)
+        c = Columns(model, connection)
+        fields, converters = _select_parts(connection, model)
         lock = " FOR UPDATE" if for_update and connection.features.has_select_for_update else ""
         sql = (
-            f"SELECT {', '.join(qn(str(f.column)) for f in fields)} FROM {qn(meta.db_table)} "
-            f"WHERE {qn(str(meta.get_field('tenant_id').column))} = %s "
-            f"AND {qn(str(meta.pk.column))} = %s{lock}"  # type: ignore[union-attr]
-        )
-        converters = tuple(
-            connection.ops.get_db_converters(f.cached_col) + f.get_db_converters(connection)
-            for f in fields
+            f"SELECT {c.listed(f.name for f in fields)} FROM {c['table']} "
+            f"WHERE {c['tenant_id']} = %s AND {c[_pk_name(model)]} = %s{lock}"
         )
         return sql, fields, converters
 
@@ -220,6 +240,18 @@ def fetch_one(
         values = cursor.fetchone()
     if values is None:
         return None
+    return _instance(connection, using, model, fields, converters, values)
+
+
+def _instance(
+    connection: BaseDatabaseWrapper,
+    using: str,
+    model: type[Model],
+    fields: Sequence[Field[Any, Any]],
+    converters: Sequence[list[Any]],
+    values: Sequence[Any],
+) -> Any:
+    """``model``'s instance from a row of ``fields``' columns, as a queryset builds it."""
     row = []
     for field, value, field_converters in zip(fields, values, converters, strict=True):
         for converter in field_converters:
@@ -228,21 +260,81 @@ def fetch_one(
     return model.from_db(using, [f.attname for f in fields], row)
 
 
+def _page_statement(
+    connection: BaseDatabaseWrapper,
+    model: type[Model],
+    filters: tuple[str, ...],
+    ordering: tuple[str, ...],
+    after: bool,
+) -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
+    """``SELECT <every concrete column> … WHERE <filter> = %s AND … [AND (<ordering
+    columns>) < (%s, …)] ORDER BY … LIMIT %s`` (``>`` when ascending), its fields and
+    their converters: the keyset page of ``pagination.KeysetPagination``."""
+
+    def build() -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
+        c = Columns(model, connection)
+        fields, converters = _select_parts(connection, model)
+        where = [f"{c[name]} = %s" for name in filters]
+        descending = ordering[0].startswith("-")
+        columns = [c[name.lstrip("-")] for name in ordering]
+        if after:
+            operator = "<" if descending else ">"
+            where.append(f"({', '.join(columns)}) {operator} ({', '.join(['%s'] * len(columns))})")
+        direction = " DESC" if descending else " ASC"
+        sql = (
+            f"SELECT {c.listed(f.name for f in fields)} FROM {c['table']} "
+            f"WHERE {' AND '.join(where)} "
+            f"ORDER BY {', '.join(c + direction for c in columns)} LIMIT %s"
+        )
+        return sql, fields, converters
+
+    key = f"page:{model._meta.label_lower}:{','.join(filters)}:{','.join(ordering)}:{after}"
+    return cached(connection, key, build)
+
+
+def fetch_page(
+    using: str,
+    model: type[Model],
+    filters: Mapping[str, Any],
+    ordering: Sequence[str],
+    position: Sequence[Any] | None,
+    limit: int,
+) -> list[Any]:
+    """Up to ``limit + 1`` instances of ``model`` whose fields equal ``filters`` (none of
+    them ``None``), in ``ordering`` (field names, all ``-`` or none), after
+    ``position`` — what ``KeysetPagination.get_page_queryset()`` reads, without
+    compiling a query per page (docs/benchmarks.md, Finding 11). The row-value
+    comparison needs PostgreSQL or SQLite; only for :func:`plain_manager` models.
+    """
+    connection = connections[using]
+    names = tuple(filters)
+    sql, fields, converters = _page_statement(
+        connection, model, names, tuple(ordering), position is not None
+    )
+    params = [_field(model, name).get_db_prep_value(v, connection) for name, v in filters.items()]
+    if position is not None:
+        params += [
+            _field(model, name.lstrip("-")).get_db_prep_value(value, connection)
+            for name, value in zip(ordering, position, strict=True)
+        ]
+    params.append(limit + 1)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [_instance(connection, using, model, fields, converters, row) for row in rows]
+
+
 def _update_statement(
     connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
 ) -> tuple[str, tuple[Field[Any, Any], ...]]:
     """``UPDATE <table> SET <column> = %s, … WHERE <pk> = %s`` for the fields ``names``."""
 
     def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
-        meta = model._meta
-        qn = connection.ops.quote_name
-        fields = tuple(meta.get_field(name) for name in names)
-        assignments = ", ".join(f"{qn(str(f.column))} = %s" for f in fields)  # type: ignore[union-attr]
-        sql = (
-            f"UPDATE {qn(meta.db_table)} SET {assignments} "
-            f"WHERE {qn(str(meta.pk.column))} = %s"  # type: ignore[union-attr]
-        )
-        return sql, fields  # type: ignore[return-value]
+        c = Columns(model, connection)
+        fields = tuple(_field(model, name) for name in names)
+        assignments = ", ".join(f"{c[name]} = %s" for name in names)
+        sql = f"UPDATE {c['table']} SET {assignments} WHERE {c[_pk_name(model)]} = %s"
+        return sql, fields
 
     return cached(connection, f"update:{model._meta.label_lower}:{','.join(names)}", build)
 
