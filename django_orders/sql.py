@@ -189,34 +189,45 @@ def _pk_name(model: type[Model]) -> str:
     return pk.name
 
 
-def _select_parts(
-    connection: BaseDatabaseWrapper, model: type[Model]
-) -> tuple[tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
-    """The concrete fields of ``model`` and each one's converters, the ORM's: the
-    backend's, then the field's (``SQLCompiler.get_converters()``)."""
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+    """What reading ``model``'s rows needs: its concrete fields in column order, their
+    attribute names, and the ORM's converters — the backend's, then the field's
+    (``SQLCompiler.get_converters()``) — as ``(position, converter, column)`` for the
+    fields that have any (on PostgreSQL, ``metadata``'s JSON alone)."""
+
+    fields: tuple[Field[Any, Any], ...]
+    attnames: tuple[str, ...]
+    conversions: tuple[tuple[int, Any, Any], ...]
+
+
+def _select_parts(connection: BaseDatabaseWrapper, model: type[Model]) -> _Columns:
     fields = tuple(model._meta.concrete_fields)
-    converters = tuple(
-        connection.ops.get_db_converters(f.cached_col) + f.get_db_converters(connection)
-        for f in fields
+    conversions = tuple(
+        (position, converter, field.cached_col)
+        for position, field in enumerate(fields)
+        for converter in (
+            connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection)
+        )
     )
-    return fields, converters
+    return _Columns(fields, tuple(f.attname for f in fields), conversions)
 
 
 def _select_statement(
     connection: BaseDatabaseWrapper, model: type[Model], for_update: bool
-) -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
-    """``SELECT <every concrete column> … WHERE tenant_id = %s AND <pk> = %s [FOR UPDATE]``,
-    its fields, and each field's converters (the ORM's: backend's, then field's)."""
+) -> tuple[str, _Columns]:
+    """``SELECT <every concrete column> … WHERE tenant_id = %s AND <pk> = %s [FOR UPDATE]``
+    and what reading its row needs."""
 
-    def build() -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
+    def build() -> tuple[str, _Columns]:
         c = Columns(model, connection)
-        fields, converters = _select_parts(connection, model)
+        read = _select_parts(connection, model)
         lock = " FOR UPDATE" if for_update and connection.features.has_select_for_update else ""
         sql = (
-            f"SELECT {c.listed(f.name for f in fields)} FROM {c['table']} "
+            f"SELECT {c.listed(f.name for f in read.fields)} FROM {c['table']} "
             f"WHERE {c['tenant_id']} = %s AND {c[_pk_name(model)]} = %s{lock}"
         )
-        return sql, fields, converters
+        return sql, read
 
     return cached(connection, f"select:{model._meta.label_lower}:{for_update}", build)
 
@@ -231,7 +242,7 @@ def fetch_one(
     without compiling a query per call. Only for :func:`plain_manager` models.
     """
     connection = connections[using]
-    sql, fields, converters = _select_statement(connection, model, for_update)
+    sql, read = _select_statement(connection, model, for_update)
     pk_field = model._meta.pk
     assert pk_field is not None
     params = [tenant_id, pk_field.get_db_prep_value(pk, connection)]
@@ -240,24 +251,22 @@ def fetch_one(
         values = cursor.fetchone()
     if values is None:
         return None
-    return _instance(connection, using, model, fields, converters, values)
+    return _instance(connection, using, model, read, values)
 
 
 def _instance(
     connection: BaseDatabaseWrapper,
     using: str,
     model: type[Model],
-    fields: Sequence[Field[Any, Any]],
-    converters: Sequence[list[Any]],
+    columns: _Columns,
     values: Sequence[Any],
 ) -> Any:
-    """``model``'s instance from a row of ``fields``' columns, as a queryset builds it."""
-    row = []
-    for field, value, field_converters in zip(fields, values, converters, strict=True):
-        for converter in field_converters:
-            value = converter(value, field.cached_col, connection)
-        row.append(value)
-    return model.from_db(using, [f.attname for f in fields], row)
+    """``model``'s instance from a row of ``columns``, as a queryset builds it."""
+    if columns.conversions:
+        values = list(values)
+        for position, converter, column in columns.conversions:
+            values[position] = converter(values[position], column, connection)
+    return model.from_db(using, columns.attnames, values)
 
 
 def _page_statement(
@@ -266,14 +275,14 @@ def _page_statement(
     filters: tuple[str, ...],
     ordering: tuple[str, ...],
     after: bool,
-) -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
+) -> tuple[str, _Columns]:
     """``SELECT <every concrete column> … WHERE <filter> = %s AND … [AND (<ordering
-    columns>) < (%s, …)] ORDER BY … LIMIT %s`` (``>`` when ascending), its fields and
-    their converters: the keyset page of ``pagination.KeysetPagination``."""
+    columns>) < (%s, …)] ORDER BY … LIMIT %s`` (``>`` when ascending) and what reading its
+    rows needs: the keyset page of ``pagination.KeysetPagination``."""
 
-    def build() -> tuple[str, tuple[Field[Any, Any], ...], tuple[list[Any], ...]]:
+    def build() -> tuple[str, _Columns]:
         c = Columns(model, connection)
-        fields, converters = _select_parts(connection, model)
+        read = _select_parts(connection, model)
         where = [f"{c[name]} = %s" for name in filters]
         descending = ordering[0].startswith("-")
         columns = [c[name.lstrip("-")] for name in ordering]
@@ -282,11 +291,11 @@ def _page_statement(
             where.append(f"({', '.join(columns)}) {operator} ({', '.join(['%s'] * len(columns))})")
         direction = " DESC" if descending else " ASC"
         sql = (
-            f"SELECT {c.listed(f.name for f in fields)} FROM {c['table']} "
+            f"SELECT {c.listed(f.name for f in read.fields)} FROM {c['table']} "
             f"WHERE {' AND '.join(where)} "
-            f"ORDER BY {', '.join(c + direction for c in columns)} LIMIT %s"
+            f"ORDER BY {', '.join(column + direction for column in columns)} LIMIT %s"
         )
-        return sql, fields, converters
+        return sql, read
 
     key = f"page:{model._meta.label_lower}:{','.join(filters)}:{','.join(ordering)}:{after}"
     return cached(connection, key, build)
@@ -308,9 +317,7 @@ def fetch_page(
     """
     connection = connections[using]
     names = tuple(filters)
-    sql, fields, converters = _page_statement(
-        connection, model, names, tuple(ordering), position is not None
-    )
+    sql, read = _page_statement(connection, model, names, tuple(ordering), position is not None)
     params = [_field(model, name).get_db_prep_value(v, connection) for name, v in filters.items()]
     if position is not None:
         params += [
@@ -321,7 +328,7 @@ def fetch_page(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return [_instance(connection, using, model, fields, converters, row) for row in rows]
+    return [_instance(connection, using, model, read, row) for row in rows]
 
 
 def _update_statement(
