@@ -155,3 +155,41 @@ def test_a_committed_transition_notifies_the_listeners() -> None:
     finally:
         listener.close()
     assert [n.channel for n in notices] == [NOTIFY_CHANNEL]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_with_server_side_binding_the_transitions_and_the_page_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db.backends.postgresql.base import ServerBindingCursor, is_psycopg3
+
+    if not is_psycopg3:
+        pytest.skip("server_side_binding is psycopg 3's")
+    options = {**connection.settings_dict.get("OPTIONS", {}), "server_side_binding": True}
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)
+    connection.close()  # the cursor class is chosen when the connection opens
+    try:
+        with connection.cursor() as cursor:
+            assert isinstance(cursor.cursor, ServerBindingCursor)
+        transitions_and_a_page()
+    finally:
+        connection.close()
+
+
+def transitions_and_a_page() -> None:
+    order = services.create_order("shop-1", metadata={"k": "v"})
+    with transaction.atomic():
+        services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=4)
+    with transaction.atomic():
+        closed = services.close_order(services.get_order_for_update("shop-1", order.id))
+    page = sql.fetch_page(
+        "default", Order, {"tenant_id": "shop-1"}, ("-created_at", "-id"), None, 5
+    )
+    assert [o.to_dict() for o in page] == [closed.to_dict()]
+    types = list(
+        OutboxEvent.objects.filter(aggregate_id=order.id)
+        .order_by("aggregate_version")
+        .values_list("type", flat=True)
+    )
+    assert types == ["order.created", "order.confirmed", "order.closed"]
