@@ -1,13 +1,18 @@
 """Every hand-written SQL statement of the package, built once per database vendor from the
 models' metadata, each with a name.
 
-Why hand-written (docs/benchmarks.md, Findings 2-4 and 6): the ORM compiles every query
-anew, about 0.3-0.5 ms of Python each, on the hottest paths — the idempotent create (key
-claim, order, event, stored response) and the relay (claim, write-back). These builders
-make the same statements once:
+Why hand-written (docs/benchmarks.md, Findings 2-4, 6 and 10-11): the ORM compiles every
+query anew, about 0.3-0.5 ms of Python each, on the hottest paths — the idempotent create
+(key claim, order, event, stored response), the transitions (lock, update, event), the
+list's page, and the relay (claim, write-back). These builders make the same statements
+once:
 
 - :func:`insert_objects` — ``INSERT`` of new model instances, several in one round trip on
   PostgreSQL, values adapted by each field (``get_db_prep_save``) as the ORM adapts them;
+- :func:`fetch_one`, :func:`fetch_page` — an order by tenant and id (locked for a
+  transition) and the list's keyset page, rows made into instances as a queryset makes
+  them; :func:`update_with_insert` — a transition's ``UPDATE``, its event's ``INSERT`` and
+  the relays' wake-up in one statement on PostgreSQL (Findings 10-11);
 - :func:`outbox_statements` — the PostgreSQL relay's claim, write-backs and lease renewals;
 - :func:`idempotency_statements` — the ``Idempotency-Key`` claim, lookup, takeover and
   stored response.
