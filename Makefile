@@ -10,7 +10,7 @@ DEMO_DIR := example_project
 DEMO_DB := $(DEMO_DIR)/db.sqlite3
 DEMO_PORT ?= 8000
 
-.PHONY: help demo test lint lint-workflows format docs docs-serve tox tox-newest pkg migrations-check clean services
+.PHONY: help demo test lint lint-workflows format docs docs-serve tox tox-newest pkg migrations-check clean services contract swagger-screenshot
 
 help:
 	@echo "make demo   - run the example project on SQLite at http://127.0.0.1:8000 (relay included);"
@@ -20,6 +20,7 @@ help:
 	@echo "make tox    - the Django x Python matrix"
 	@echo "make docs   - build the documentation site (mkdocs build --strict) into site/"
 	@echo "make pkg    - build sdist + wheel, twine check --strict, check their contents"
+	@echo "make contract - schemathesis (all checks, stateful links) against the example project's schema"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +85,16 @@ docs-serve: $(VENV)/.installed-docs
 # actionlint on .github/workflows; shellcheck (same venv, on PATH) checks the run: scripts.
 lint-workflows: $(VENV)/.installed-workflows
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/actionlint
+
+# schemathesis, every check plus the stateful links, against the example project's served
+# schema on a free port (SQLite), for at most CONTRACT_TIME seconds (docs/guide/openapi.md).
+CONTRACT_TIME ?= 150
+contract: $(VENV)/.installed-dev
+	$(BIN)/python scripts/contract.py --max-time $(CONTRACT_TIME)
+
+# docs/img/swagger-ui.png, with a headless Chromium (apt-get install chromium).
+swagger-screenshot: $(VENV)/.installed-dev
+	$(BIN)/python scripts/swagger_screenshot.py
 
 migrations-check: $(VENV)/.installed-dev
 	DB=sqlite DJANGO_SETTINGS_MODULE=tests.settings $(BIN)/python -m django makemigrations --check --dry-run django_orders

@@ -376,7 +376,15 @@ class KeysetPagination(BasePagination):
                 "required": False,
                 "in": "query",
                 "description": force_str(self.page_size_query_description),
-                "schema": {"type": "integer", "minimum": 1},
+                "schema": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": self.max_page_size or orders_settings.MAX_PAGE_SIZE,
+                    "default": min(
+                        self.page_size or orders_settings.PAGE_SIZE,
+                        self.max_page_size or orders_settings.MAX_PAGE_SIZE,
+                    ),
+                },
             },
         ]
 

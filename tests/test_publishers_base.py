@@ -70,6 +70,38 @@ def test_the_default_publish_batch_calls_publish_per_event_in_order() -> None:
     assert [r is None for r in results] == [True, False, True, False]
 
 
+class BatchOnly(Publisher):
+    """A publisher that sends whole batches and writes no ``publish``."""
+
+    def __init__(self, refuse: bool) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.batches: list[list[str]] = []
+
+    def publish_batch(self, events: Any) -> list[PublishError | None]:
+        self.batches.append([e["id"] for e in events])
+        return [PublishError("refused") if self.refuse else None for _ in events]
+
+
+def test_publish_of_one_event_is_a_batch_of_one_for_a_batch_publisher() -> None:
+    event = sample_cloudevent()
+    accepting, refusing = BatchOnly(refuse=False), BatchOnly(refuse=True)
+
+    accepting.publish(event)
+    with pytest.raises(PublishError, match="refused"):
+        refusing.publish(event)
+
+    assert accepting.batches == refusing.batches == [[event["id"]]]
+
+
+def test_publish_of_a_publisher_with_no_way_of_sending_says_so() -> None:
+    class Mute(Publisher):
+        pass
+
+    with pytest.raises(NotImplementedError, match="no way of sending"):
+        Mute().publish(sample_cloudevent())
+
+
 def test_a_publisher_without_options_refuses_options() -> None:
     with pytest.raises(TypeError, match="takes no options"):
         LoggingPublisher(url="x")

@@ -148,8 +148,17 @@ class Publisher(abc.ABC):  # noqa: B024
         return InFlight(self.publish_batch(events))
 
     def publish(self, event: dict[str, Any]) -> None:
-        """Publish one event; return once the broker accepted it, raise ``PublishError``."""
-        raise NotImplementedError
+        """Publish one event; return once the broker accepted it, raise ``PublishError``.
+
+        A subclass that sends batches (:meth:`publish_batch` or :meth:`start_batch`) gets
+        this for free: a batch of one.
+        """
+        cls = type(self)
+        if all(getattr(cls, name) is getattr(Publisher, name) for name in SENDING_METHODS):
+            raise NotImplementedError(f"{cls.__qualname__} implements no way of sending")
+        (error,) = self.start_batch([event]).wait()
+        if error is not None:
+            raise error
 
     def close(self) -> None:  # noqa: B027 - optional: most publishers hold a connection
         """Release connections; called when the relay stops."""

@@ -23,6 +23,12 @@ touches the connection; :meth:`RabbitMQPublisher.publish_batch` hands it the bat
 
 A lost connection fails the unconfirmed messages with a retryable error; the next batch
 opens a new connection. Needs the ``rabbitmq`` extra (pika).
+
+One module, past 400 lines, and ``_Link`` with more methods than a class here usually
+has, on purpose: pika's asynchronous API is a chain of callbacks (connection open →
+channel open → confirm mode → exchange declared → confirms, returns, closes), one method
+each, and they only make sense read together, in the order they fire, beside the state
+they share (delivery tags, pending batches).
 """
 
 from __future__ import annotations
@@ -134,11 +140,6 @@ class RabbitMQPublisher(Publisher):
                     )
                 self._link = link
             return link.start(events, deadline, self.timeout)
-
-    def publish(self, event: dict[str, Any]) -> None:
-        (error,) = self.publish_batch([event])
-        if error is not None:
-            raise error
 
     def close(self) -> None:
         with self._lock:
@@ -350,10 +351,7 @@ class _Link:
         connection.ioloop.stop()
 
     def _on_connection_closed(self, connection: Any, reason: Exception) -> None:
-        self.usable = False
-        self._set_error(f"connection closed: {reason!r}")
-        self._fail_pending(f"RabbitMQ {self._error}")
-        self._ready.set()
+        self._lost(f"connection closed: {reason!r}")
         connection.ioloop.stop()
 
     def _on_channel_open(self, channel: Any) -> None:
@@ -376,10 +374,7 @@ class _Link:
 
     def _on_channel_closed(self, channel: Any, reason: Exception) -> None:
         # E.g. 406 PRECONDITION_FAILED: the exchange exists with another type.
-        self.usable = False
-        self._set_error(f"channel closed: {reason!r}")
-        self._fail_pending(f"RabbitMQ {self._error}")
-        self._ready.set()
+        self._lost(f"channel closed: {reason!r}")
         if self._connection.is_open:
             self._connection.close()
 
@@ -458,6 +453,13 @@ class _Link:
     def _set_error(self, text: str) -> None:
         if self._error_text is None:
             self._error_text = text
+
+    def _lost(self, text: str) -> None:
+        """The channel or the connection is gone: fail what waits for a confirm."""
+        self.usable = False
+        self._set_error(text)
+        self._fail_pending(f"RabbitMQ {self._error}")
+        self._ready.set()
 
     def _fail_pending(self, message: str) -> None:
         batches = {id(batch): batch for batch, _ in self._pending.values()}

@@ -149,11 +149,6 @@ class RedisStreamPublisher(Publisher):
         """At the deadline (watchdog thread): cut the connection the batch is using."""
         self._client.connection_pool.disconnect(inuse_connections=True)
 
-    def publish(self, event: dict[str, Any]) -> None:
-        (error,) = self.publish_batch([event])
-        if error is not None:
-            raise error
-
     def close(self) -> None:
         self._client.close()
         self._watchdog.close()

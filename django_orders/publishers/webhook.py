@@ -28,6 +28,11 @@ the CPU per request of the feature-rich clients (measured here: about twice the 
 per second of httpx on one core), and a relay is CPU-bound on exactly that. A batch is
 sent concurrently on a small thread pool: the relay puts at most one event per order in a
 batch, so this never reorders the events of an order. Needs no extra.
+
+One module, past 400 lines, on purpose: the signing, the classification of answers, the
+connection pool and the deadline are one publisher's policy, small pieces that each
+exist for the others; a reader checking what an answer or a timeout leads to finds the
+whole path here.
 """
 
 from __future__ import annotations
