@@ -25,7 +25,7 @@ import datetime as dt
 import re
 import uuid
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -202,6 +202,31 @@ class KeysetPagination(BasePagination):
             self.next_cursor = self.encode_cursor(request, queryset, rows[-1])
         return rows
 
+    def paginate_rows(
+        self,
+        model: type[models.Model],
+        fetch: Callable[[Sequence[Any] | None, int], list[Any]],
+        request: Request,
+    ) -> list[Any]:
+        """One page of ``model``'s rows read by ``fetch(position, limit)`` instead of a
+        queryset: up to ``limit + 1`` rows, in ``ordering``, after ``position`` (the
+        values of the ordering fields, or ``None`` for the first page).
+
+        For a view that reads its rows with a statement of its own (the package's list:
+        docs/benchmarks.md, Finding 11). Limits, cursors and the response are
+        :meth:`paginate_queryset`'s.
+        """
+        self.request = request
+        self.base_url = request.build_absolute_uri()
+        limit = self.get_limit(request)
+        position = self._decode_cursor(request, model)
+        rows = fetch(position, limit)
+        self.next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            self.next_cursor = self._encode_cursor(request, model, rows[-1])
+        return rows
+
     def get_page_queryset(
         self, queryset: models.QuerySet[Any], position: Sequence[Any] | None, limit: int
     ) -> models.QuerySet[Any]:
@@ -261,19 +286,25 @@ class KeysetPagination(BasePagination):
 
     def encode_cursor(self, request: Request, queryset: models.QuerySet[Any], row: Any) -> str:
         """The signed cursor pointing just after ``row``."""
-        fields, _descending = self._ordering_fields(queryset.model)
-        key = [_encode_key(field, getattr(row, field.attname)) for field in fields]
-        payload = [self.get_cursor_scope(request), key]
-        return self.get_signer(queryset.model).sign_object(payload, compress=True)
+        return self._encode_cursor(request, queryset.model, row)
 
     def decode_cursor(self, request: Request, queryset: models.QuerySet[Any]) -> list[Any] | None:
         """The position the request's cursor points at (``None`` for the first page)."""
+        return self._decode_cursor(request, queryset.model)
+
+    def _encode_cursor(self, request: Request, model: type[models.Model], row: Any) -> str:
+        fields, _descending = self._ordering_fields(model)
+        key = [_encode_key(field, getattr(row, field.attname)) for field in fields]
+        payload = [self.get_cursor_scope(request), key]
+        return self.get_signer(model).sign_object(payload, compress=True)
+
+    def _decode_cursor(self, request: Request, model: type[models.Model]) -> list[Any] | None:
         raw = request.query_params.get(self.cursor_query_param)
         if not raw:  # absent or "cursor=": the first page
             return None
-        fields, _descending = self._ordering_fields(queryset.model)
+        fields, _descending = self._ordering_fields(model)
         try:
-            payload = self.get_signer(queryset.model).unsign_object(raw)
+            payload = self.get_signer(model).unsign_object(raw)
         except (signing.BadSignature, ValueError, TypeError, UnicodeError, zlib.error):
             raise self._invalid_cursor(self.invalid_cursor_message) from None
         if not (

@@ -183,6 +183,26 @@ def plainly_valid_create(data: Any) -> dict[str, Any] | None:
     return validated
 
 
+def plainly_valid_transition(serializer_class: type, data: Any) -> dict[str, Any] | None:
+    """The validated data of a confirm or close body that is plainly valid for the
+    package's own :class:`OrderConfirmSerializer` / :class:`OrderCloseSerializer`, else
+    ``None`` (then the serializer validates it, and its errors are DRF's own).
+
+    The transitions' counterpart of :func:`plainly_valid_create` (docs/benchmarks.md,
+    Finding 10): ``{"totalCents": <integer in range>}`` for confirm, ``{}`` (or no body)
+    for close. A host's serializer class always sees the body.
+    """
+    if type(data) is not dict:
+        return None
+    if serializer_class is OrderCloseSerializer:
+        return {} if not data else None
+    if serializer_class is OrderConfirmSerializer and len(data) == 1:
+        value = data.get("totalCents")
+        if type(value) is int and 0 <= value <= MAX_TOTAL_CENTS:
+            return {"total_cents": value}
+    return None
+
+
 def plainly_valid_filters(params: Mapping[str, str]) -> dict[str, Any] | None:
     """The validated filters of ``GET /orders`` parameters that are plainly valid for
     :class:`OrderListFilterSerializer`, else ``None``.

@@ -27,7 +27,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import router, transaction
 from django.utils import timezone
 
-from django_orders import signals
+from django_orders import signals, sql
 from django_orders.conf import orders_settings
 from django_orders.models import AbstractOrder, OutboxEvent, get_order_model
 from django_orders.outbox import recording as events
@@ -148,9 +148,14 @@ def get_order_for_update(tenant_id: str, order_id: uuid.UUID | str) -> AbstractO
     Raises the order model's ``DoesNotExist`` for a missing order and for another tenant's
     order alike: the two are indistinguishable by design.
     """
-    return (
-        get_order_model()._default_manager.select_for_update().get(tenant_id=tenant_id, pk=order_id)
-    )
+    model = get_order_model()
+    if not sql.plain_manager(model):  # a host manager's get_queryset() has its say
+        return model._default_manager.select_for_update().get(tenant_id=tenant_id, pk=order_id)
+    # The same SELECT … FOR UPDATE as the ORM's, built once (docs/benchmarks.md, Finding 10).
+    order = sql.fetch_one(router.db_for_write(model), model, tenant_id, order_id, for_update=True)
+    if order is None:
+        raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
+    return order
 
 
 def confirm_order(
@@ -262,8 +267,8 @@ def _transition(
         setattr(order, stamp, now)
         order.version += 1
         order.updated_at = now
-        order.save(using=db, update_fields=("status", "version", "updated_at", stamp, *changes))
-        events.record_order_event(order, event_type)
+        fields = ("status", "version", "updated_at", stamp, *changes)
+        events.save_with_event(db, order, fields, events.build_order_event(order, event_type))
         _send_on_commit(signal, order, db)
     return order
 

@@ -1,13 +1,18 @@
 """Every hand-written SQL statement of the package, built once per database vendor from the
 models' metadata, each with a name.
 
-Why hand-written (docs/benchmarks.md, Findings 2-4 and 6): the ORM compiles every query
-anew, about 0.3-0.5 ms of Python each, on the hottest paths — the idempotent create (key
-claim, order, event, stored response) and the relay (claim, write-back). These builders
-make the same statements once:
+Why hand-written (docs/benchmarks.md, Findings 2-4, 6 and 10-11): the ORM compiles every
+query anew, about 0.3-0.5 ms of Python each, on the hottest paths — the idempotent create
+(key claim, order, event, stored response), the transitions (lock, update, event), the
+list's page, and the relay (claim, write-back). These builders make the same statements
+once:
 
 - :func:`insert_objects` — ``INSERT`` of new model instances, several in one round trip on
   PostgreSQL, values adapted by each field (``get_db_prep_save``) as the ORM adapts them;
+- :func:`fetch_one`, :func:`fetch_page` — an order by tenant and id (locked for a
+  transition) and the list's keyset page, rows made into instances as a queryset makes
+  them; :func:`update_with_insert` — a transition's ``UPDATE``, its event's ``INSERT`` and
+  the relays' wake-up in one statement on PostgreSQL (Findings 10-11);
 - :func:`outbox_statements` — the PostgreSQL relay's claim, write-backs and lease renewals;
 - :func:`idempotency_statements` — the ``Idempotency-Key`` claim, lookup, takeover and
   stored response.
@@ -31,9 +36,9 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Model
+from django.db.models import Field, Manager, Model
 from django.db.models.signals import post_save, pre_save
 
 from django_orders.models import IdempotencyKey, OutboxEvent, OutboxSequence
@@ -165,6 +170,227 @@ def insert_objects(using: str, objs: Sequence[Model], *, then: str | None = None
                 cursor.execute(then)
     for obj in objs:
         mark_saved(obj, using)
+
+
+# -- one order: read, lock, change --------------------------------------------------------
+
+
+def plain_manager(model: type[Model]) -> bool:
+    """Whether ``model``'s default manager is Django's own ``Manager`` (a host manager may
+    filter or annotate in ``get_queryset()``: then the ORM reads the row, not this module)."""
+    return type(model._default_manager) is Manager
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):  # a reverse relation has no column
+        raise TypeError(f"{model.__name__}.{name} is not a column.")
+    return field
+
+
+def _pk_name(model: type[Model]) -> str:
+    pk = model._meta.pk
+    assert pk is not None
+    return pk.name
+
+
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+    """What reading ``model``'s rows needs: its concrete fields in column order, their
+    attribute names, and the ORM's converters — the backend's, then the field's
+    (``SQLCompiler.get_converters()``) — as ``(position, converter, column)`` for the
+    fields that have any (on PostgreSQL, ``metadata``'s JSON alone)."""
+
+    fields: tuple[Field[Any, Any], ...]
+    attnames: tuple[str, ...]
+    conversions: tuple[tuple[int, Any, Any], ...]
+
+
+def _select_parts(connection: BaseDatabaseWrapper, model: type[Model]) -> _Columns:
+    fields = tuple(model._meta.concrete_fields)
+    conversions = tuple(
+        (position, converter, field.cached_col)
+        for position, field in enumerate(fields)
+        for converter in (
+            connection.ops.get_db_converters(field.cached_col) + field.get_db_converters(connection)
+        )
+    )
+    return _Columns(fields, tuple(f.attname for f in fields), conversions)
+
+
+def _select_statement(
+    connection: BaseDatabaseWrapper, model: type[Model], for_update: bool
+) -> tuple[str, _Columns]:
+    """``SELECT <every concrete column> … WHERE tenant_id = %s AND <pk> = %s [FOR UPDATE]``
+    and what reading its row needs."""
+
+    def build() -> tuple[str, _Columns]:
+        c = Columns(model, connection)
+        read = _select_parts(connection, model)
+        lock = " FOR UPDATE" if for_update and connection.features.has_select_for_update else ""
+        sql = (
+            f"SELECT {c.listed(f.name for f in read.fields)} FROM {c['table']} "
+            f"WHERE {c['tenant_id']} = %s AND {c[_pk_name(model)]} = %s{lock}"
+        )
+        return sql, read
+
+    return cached(connection, f"select:{model._meta.label_lower}:{for_update}", build)
+
+
+def fetch_one(
+    using: str, model: type[Model], tenant_id: str, pk: Any, *, for_update: bool = False
+) -> Any:
+    """The tenant's row ``pk`` of ``model`` as an instance (``Model.from_db``, as the ORM
+    builds it), or ``None``; locked until the transaction ends with ``for_update``.
+
+    What ``model._default_manager[.select_for_update()].get(tenant_id=…, pk=…)`` does,
+    without compiling a query per call. Only for :func:`plain_manager` models.
+    """
+    connection = connections[using]
+    sql, read = _select_statement(connection, model, for_update)
+    pk_field = model._meta.pk
+    assert pk_field is not None
+    params = [tenant_id, pk_field.get_db_prep_value(pk, connection)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        values = cursor.fetchone()
+    if values is None:
+        return None
+    return _instance(connection, using, model, read, values)
+
+
+def _instance(
+    connection: BaseDatabaseWrapper,
+    using: str,
+    model: type[Model],
+    columns: _Columns,
+    values: Sequence[Any],
+) -> Any:
+    """``model``'s instance from a row of ``columns``, as a queryset builds it."""
+    if columns.conversions:
+        values = list(values)
+        for position, converter, column in columns.conversions:
+            values[position] = converter(values[position], column, connection)
+    return model.from_db(using, columns.attnames, values)
+
+
+def _page_statement(
+    connection: BaseDatabaseWrapper,
+    model: type[Model],
+    filters: tuple[str, ...],
+    ordering: tuple[str, ...],
+    after: bool,
+) -> tuple[str, _Columns]:
+    """``SELECT <every concrete column> … WHERE <filter> = %s AND … [AND (<ordering
+    columns>) < (%s, …)] ORDER BY … LIMIT %s`` (``>`` when ascending) and what reading its
+    rows needs: the keyset page of ``pagination.KeysetPagination``."""
+
+    def build() -> tuple[str, _Columns]:
+        c = Columns(model, connection)
+        read = _select_parts(connection, model)
+        where = [f"{c[name]} = %s" for name in filters]
+        descending = ordering[0].startswith("-")
+        columns = [c[name.lstrip("-")] for name in ordering]
+        if after:
+            operator = "<" if descending else ">"
+            where.append(f"({', '.join(columns)}) {operator} ({', '.join(['%s'] * len(columns))})")
+        direction = " DESC" if descending else " ASC"
+        sql = (
+            f"SELECT {c.listed(f.name for f in read.fields)} FROM {c['table']} "
+            f"WHERE {' AND '.join(where)} "
+            f"ORDER BY {', '.join(column + direction for column in columns)} LIMIT %s"
+        )
+        return sql, read
+
+    key = f"page:{model._meta.label_lower}:{','.join(filters)}:{','.join(ordering)}:{after}"
+    return cached(connection, key, build)
+
+
+def fetch_page(
+    using: str,
+    model: type[Model],
+    filters: Mapping[str, Any],
+    ordering: Sequence[str],
+    position: Sequence[Any] | None,
+    limit: int,
+) -> list[Any]:
+    """Up to ``limit + 1`` instances of ``model`` whose fields equal ``filters`` (none of
+    them ``None``), in ``ordering`` (field names, all ``-`` or none), after
+    ``position`` — what ``KeysetPagination.get_page_queryset()`` reads, without
+    compiling a query per page (docs/benchmarks.md, Finding 11). The row-value
+    comparison needs PostgreSQL or SQLite; only for :func:`plain_manager` models.
+    """
+    connection = connections[using]
+    names = tuple(filters)
+    sql, read = _page_statement(connection, model, names, tuple(ordering), position is not None)
+    params = [_field(model, name).get_db_prep_value(v, connection) for name, v in filters.items()]
+    if position is not None:
+        params += [
+            _field(model, name.lstrip("-")).get_db_prep_value(value, connection)
+            for name, value in zip(ordering, position, strict=True)
+        ]
+    params.append(limit + 1)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [_instance(connection, using, model, read, row) for row in rows]
+
+
+def _update_statement(
+    connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
+) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """``UPDATE <table> SET <column> = %s, … WHERE <pk> = %s`` for the fields ``names``."""
+
+    def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
+        c = Columns(model, connection)
+        fields = tuple(_field(model, name) for name in names)
+        assignments = ", ".join(f"{c[name]} = %s" for name in names)
+        sql = f"UPDATE {c['table']} SET {assignments} WHERE {c[_pk_name(model)]} = %s"
+        return sql, fields
+
+    return cached(connection, f"update:{model._meta.label_lower}:{','.join(names)}", build)
+
+
+def update_with_insert(
+    using: str, obj: Model, update_fields: Sequence[str], new: Model, *, notify: str
+) -> None:
+    """``UPDATE`` the fields ``update_fields`` of ``obj``'s row and ``INSERT`` the new
+    instance ``new`` (an event), then ``pg_notify(notify, '')``.
+
+    On PostgreSQL one statement, one round trip: ``WITH changed AS (UPDATE … RETURNING 1),
+    inserted AS (INSERT …) SELECT count(*), pg_notify(…) FROM changed``. Elsewhere (no
+    notification) an ``UPDATE`` and an ``INSERT``. Either way, an update that finds no row
+    raises ``DatabaseError``, as ``obj.save(update_fields=…)`` does; the caller's
+    transaction is then to be rolled back (the insert with it). Call only after
+    :func:`can_insert_raw` said yes for both models.
+    """
+    connection = connections[using]
+    names = tuple(update_fields)
+    update_sql, fields = _update_statement(connection, type(obj), names)
+    pk = obj._meta.pk
+    assert pk is not None
+    update_params = [
+        *(f.get_db_prep_save(f.pre_save(obj, False), connection) for f in fields),
+        pk.get_db_prep_save(obj.pk, connection),
+    ]
+    insert_sql, insert_fields = insert_statement(connection, type(new))
+    params = [*update_params, *insert_params(connection, new, insert_fields)]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH changed AS ({update_sql} RETURNING 1), inserted AS ({insert_sql}) "
+                "SELECT count(*), pg_notify(%s, '') FROM changed",
+                [*params, notify],
+            )
+            (updated, _) = cursor.fetchone()
+        else:
+            cursor.execute(update_sql, update_params)
+            updated = cursor.rowcount
+            if updated == 1:
+                cursor.execute(insert_sql, params[len(update_params) :])
+    if updated != 1:
+        raise DatabaseError("The update of the row found no row (it was deleted).")
+    mark_saved(new, using)
 
 
 # -- the outbox relay (PostgreSQL) --------------------------------------------------------

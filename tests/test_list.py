@@ -374,7 +374,8 @@ def test_a_deep_page_uses_the_keyset_predicate_not_offset(tenant_api: APIClient)
         tenant_api.get("/orders", {"cursor": cursor, "limit": 1})
     (query,) = captured.captured_queries
     sql = query["sql"]
-    assert re.search(r'\("django_orders_order"\."created_at", "django_orders_order"\."id"\) <', sql)
+    table = r'(?:"django_orders_order"\.)?'
+    assert re.search(rf'\({table}"created_at", {table}"id"\) <', sql)
     assert "OFFSET" not in sql.upper()
     assert sql.rstrip().endswith("LIMIT 2")
 

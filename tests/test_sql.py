@@ -1,21 +1,25 @@
-"""``django_orders.sql``: the cached raw INSERTs of the create path (benchmarks Findings 3-4).
+"""``django_orders.sql``: the cached raw INSERTs of the create path (benchmarks Findings 3-4)
+and the transitions' locked read and one-statement write (Finding 10).
 
-The rows they write are the ORM's, field for field; hosts listening to ``post_save`` still
-hear it; and without client-side binding (psycopg 3's ``server_side_binding``) or off
-PostgreSQL, the statements go one per ``execute``.
+The rows they write are the ORM's, field for field, and the instances they read are the
+ORM's; hosts listening to ``post_save`` still hear it; and without client-side binding
+(psycopg 3's ``server_side_binding``) or off PostgreSQL, the statements go one per
+``execute``.
 """
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 
-from django_orders import services
+from django_orders import services, sql
 from django_orders.models import Order, OutboxEvent
+from django_orders.outbox.recording import NOTIFY_CHANNEL
 
 pytestmark = pytest.mark.django_db
 
@@ -72,3 +76,120 @@ def test_a_post_save_receiver_still_hears_the_order_and_its_event() -> None:
         post_save.disconnect(receiver, sender=Order)
         post_save.disconnect(receiver, sender=OutboxEvent)
     assert heard == [(Order, True), (OutboxEvent, True)]
+
+
+def test_the_locked_read_gives_the_orms_instance() -> None:
+    created = services.create_order("shop-1", total_cents=5, metadata={"z": "1", "a": "é"})
+    with transaction.atomic():
+        locked = sql.fetch_one("default", Order, "shop-1", created.id, for_update=True)
+    orm = Order.objects.get(pk=created.id)
+    assert locked is not None
+    assert {f.attname: getattr(locked, f.attname) for f in Order._meta.concrete_fields} == {
+        f.attname: getattr(orm, f.attname) for f in Order._meta.concrete_fields
+    }
+    assert (locked._state.adding, locked._state.db) == (False, "default")
+    assert sql.fetch_one("default", Order, "shop-2", created.id) is None
+
+
+def test_a_transition_writes_the_order_and_its_event_as_the_orm_would() -> None:
+    order = services.create_order("shop-1")
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        confirmed = services.confirm_order(
+            services.get_order_for_update("shop-1", order.id), total_cents=9
+        )
+    assert Order.objects.get(pk=order.id).to_dict() == confirmed.to_dict()
+    event = OutboxEvent.objects.get(aggregate_id=order.id, type="order.confirmed")
+    assert (event.aggregate_version, event.payload) == (2, confirmed.to_dict())
+    assert event._state.adding is False
+    statements = [
+        q["sql"]
+        for q in captured.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
+    ]
+    if connection.vendor == "postgresql":
+        assert "FOR UPDATE" in statements[0]
+        (write,) = statements[1:]
+        assert write.startswith("WITH changed AS (UPDATE")
+        assert "INSERT INTO" in write
+        assert "pg_notify" in write
+    else:
+        assert [s.split()[0] for s in statements[1:]] == ["UPDATE", "INSERT"]
+
+
+def test_a_transition_of_a_row_gone_raises_and_writes_no_event() -> None:
+    order = services.create_order("shop-1")
+
+    def confirm_a_deleted_order() -> None:
+        with transaction.atomic():
+            locked = services.get_order_for_update("shop-1", order.id)
+            Order.objects.filter(pk=order.id).delete()
+            services.confirm_order(locked, total_cents=1)
+
+    with pytest.raises(DatabaseError):
+        confirm_a_deleted_order()
+    assert not OutboxEvent.objects.filter(type="order.confirmed").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_transition_notifies_the_listeners() -> None:
+    import psycopg
+
+    order = services.create_order("shop-1")
+    settings = connection.settings_dict
+    listener = psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"] or 5432,
+        user=settings["USER"],
+        dbname=settings["NAME"],
+        autocommit=True,
+    )
+    try:
+        listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        with transaction.atomic():
+            services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=3)
+        # Delivered on commit: wait for the socket to have it (bounded), then read it.
+        ready, _, _ = select.select([listener.fileno()], [], [], 5)
+        assert ready, "no notification within 5 s"
+        notices = list(listener.notifies(timeout=1, stop_after=1))
+    finally:
+        listener.close()
+    assert [n.channel for n in notices] == [NOTIFY_CHANNEL]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_with_server_side_binding_the_transitions_and_the_page_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db.backends.postgresql.base import ServerBindingCursor, is_psycopg3
+
+    if not is_psycopg3:
+        pytest.skip("server_side_binding is psycopg 3's")
+    options = {**connection.settings_dict.get("OPTIONS", {}), "server_side_binding": True}
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)
+    connection.close()  # the cursor class is chosen when the connection opens
+    try:
+        with connection.cursor() as cursor:
+            assert isinstance(cursor.cursor, ServerBindingCursor)
+        transitions_and_a_page()
+    finally:
+        connection.close()
+
+
+def transitions_and_a_page() -> None:
+    order = services.create_order("shop-1", metadata={"k": "v"})
+    with transaction.atomic():
+        services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=4)
+    with transaction.atomic():
+        closed = services.close_order(services.get_order_for_update("shop-1", order.id))
+    page = sql.fetch_page(
+        "default", Order, {"tenant_id": "shop-1"}, ("-created_at", "-id"), None, 5
+    )
+    assert [o.to_dict() for o in page] == [closed.to_dict()]
+    types = list(
+        OutboxEvent.objects.filter(aggregate_id=order.id)
+        .order_by("aggregate_version")
+        .values_list("type", flat=True)
+    )
+    assert types == ["order.created", "order.confirmed", "order.closed"]
