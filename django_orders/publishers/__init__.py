@@ -12,6 +12,7 @@ from django_orders.publishers.log import LoggingPublisher
 
 __all__ = [
     "InFlight",
+    "KafkaPublisher",
     "LoggingPublisher",
     "NotSent",
     "PublishError",
@@ -25,6 +26,7 @@ _LAZY = {
     "WebhookPublisher": "django_orders.publishers.webhook",
     "RabbitMQPublisher": "django_orders.publishers.rabbitmq",
     "RedisStreamPublisher": "django_orders.publishers.redis_streams",
+    "KafkaPublisher": "django_orders.publishers.kafka",
 }
 
 
