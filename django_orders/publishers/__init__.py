@@ -14,6 +14,7 @@ __all__ = [
     "InFlight",
     "KafkaPublisher",
     "LoggingPublisher",
+    "NatsJetStreamPublisher",
     "NotSent",
     "PublishError",
     "Publisher",
@@ -27,6 +28,7 @@ _LAZY = {
     "RabbitMQPublisher": "django_orders.publishers.rabbitmq",
     "RedisStreamPublisher": "django_orders.publishers.redis_streams",
     "KafkaPublisher": "django_orders.publishers.kafka",
+    "NatsJetStreamPublisher": "django_orders.publishers.nats_jetstream",
 }
 
 
