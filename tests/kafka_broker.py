@@ -169,3 +169,23 @@ def _read_some(consumer: Any, records: list[Any], timeout: float = 0.2) -> int:
         if message.error() is None:
             records.append(message)
     return len(records)
+
+
+class GroupProgress:
+    """How many records of ``topic`` consumer group ``group`` has committed, asked of the
+    broker (its committed offsets; tansu 0.6's high watermarks are not record counts)."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        partitions = self._consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        self.partitions = [TopicPartition(topic, p) for p in partitions]
+
+    def committed(self) -> int:
+        """Records committed, all partitions together."""
+        offsets = self._consumer.committed(self.partitions, timeout=10)
+        return sum(max(tp.offset, 0) for tp in offsets)
+
+    def close(self) -> None:
+        self._consumer.close()

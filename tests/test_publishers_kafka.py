@@ -23,8 +23,16 @@ from django.core.exceptions import ImproperlyConfigured
 from django_orders.cloudevents import CONTENT_TYPE, serialize
 from django_orders.models import OutboxEvent
 from django_orders.publishers.base import TIMEOUT, UNAVAILABLE, PublishError
+from tests import docs_snippets
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
-from tests.kafka_broker import Tansu, free_port, new_topic_name, read_topic, running_tansu
+from tests.kafka_broker import (
+    GroupProgress,
+    Tansu,
+    free_port,
+    new_topic_name,
+    read_topic,
+    running_tansu,
+)
 from tests.misbehaving_peers import SilentPeer
 from tests.outbox_rows import bulk_events
 from tests.receiver import versions_by_order
@@ -171,6 +179,38 @@ def test_batches_in_flight_together_keep_each_orders_events_in_order(
     for record in records:
         by_key.setdefault(record.key(), set()).add(record.partition())
     assert all(len(partitions) == 1 for partitions in by_key.values())
+
+
+# --- the guide's consumer ------------------------------------------------------------------
+
+
+def test_the_guides_consumer_group_handles_each_event_once_in_order(
+    make_publisher: Any, broker: Tansu, topic: str
+) -> None:
+    consume = docs_snippets.run("guide/publishers.md", "kafka-consumer")["consume"]
+    batches = versioned(orders=20, versions=3)
+    publisher = make_publisher()
+    for batch in batches:
+        assert publisher.publish_batch(batch) == [None] * 20
+    assert publisher.publish_batch(batches[1]) == [None] * 20  # a relay's retry: again
+    handled: list[dict[str, Any]] = []
+    progress = GroupProgress(broker.bootstrap, topic, group := f"billing-{uuid.uuid4().hex}")
+    deadline = time.monotonic() + 60
+    try:
+        consume(
+            broker.bootstrap,
+            topic,
+            group,
+            handled.append,
+            stop=lambda: (
+                time.monotonic() > deadline or (len(handled) >= 60 and progress.committed() == 80)
+            ),
+        )
+        assert progress.committed() == 80  # every record, the redelivered ones included
+    finally:
+        progress.close()
+    assert sorted(e["id"] for e in handled) == sorted(e["id"] for b in batches for e in b)
+    assert all(seen == [1, 2, 3] for seen in versions_by_order(handled).values())
 
 
 # --- failures -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ its own ``nats-server -js``. The relay tests run ``orders_outbox_relay`` subproc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
@@ -23,6 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django_orders.cloudevents import CONTENT_TYPE, serialize
 from django_orders.models import OutboxEvent
 from django_orders.publishers.base import TIMEOUT, UNAVAILABLE, PublishError
+from tests import docs_snippets
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 from tests.kafka_broker import free_port
 from tests.misbehaving_peers import SilentPeer
@@ -144,6 +146,32 @@ def test_an_event_sent_again_is_stored_once(
     assert publisher.publish_batch(events) == [None] * 3  # acknowledged as duplicates
 
     assert len(stream_messages(nats_url, stream)) == 3
+
+
+# --- the guide's consumer ------------------------------------------------------------------
+
+
+def test_the_guides_durable_consumer_handles_each_event_once_and_remembers(
+    make_publisher: Any, nats_url: str, stream: str, prefix: str
+) -> None:
+    consume = docs_snippets.run("guide/publishers.md", "nats-consumer")["consume"]
+    events = sample_batch(30)
+    publisher = make_publisher()
+    assert publisher.publish_batch(events[:20]) == [None] * 20
+    handled: list[dict[str, Any]] = []
+    durable = f"billing{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + 30
+
+    def until(count: int) -> Callable[[], bool]:
+        return lambda: len(handled) >= count or time.monotonic() > deadline
+
+    asyncio.run(consume(nats_url, stream, f"{prefix}.>", durable, handled.append, until(20)))
+    assert [e["id"] for e in handled] == [e["id"] for e in events[:20]]
+
+    # Stopped and started again: the durable consumer goes on after what was acknowledged.
+    assert publisher.publish_batch(events[10:]) == [None] * 20  # 10 again: stored once
+    asyncio.run(consume(nats_url, stream, f"{prefix}.>", durable, handled.append, until(30)))
+    assert [e["id"] for e in handled] == [e["id"] for e in events]
 
 
 # --- failures -----------------------------------------------------------------------------
