@@ -48,6 +48,7 @@ from django_orders.publishers.base import (
     TIMEOUT,
     TRANSIENT,
     UNAVAILABLE,
+    InFlight,
     Publisher,
     PublishError,
     import_driver,
@@ -61,6 +62,30 @@ CONNECTION_NAME = "django-orders outbox relay"
 SUBJECT_FIELDS = ("type", "tenantid", "subject")
 #: Seconds past a batch's deadline the relay's thread waits for the loop to answer.
 LOOP_GRACE = 1.0
+
+
+class _Batch(InFlight):
+    """A batch handed to the event loop: its results once the loop has them."""
+
+    def __init__(
+        self,
+        future: concurrent.futures.Future[list[PublishError | None]],
+        size: int,
+        timeout: float,
+    ) -> None:
+        super().__init__([])
+        self._future = future
+        self._size = size
+        self._timeout = timeout
+
+    def wait(self) -> list[PublishError | None]:
+        try:
+            # The loop keeps the deadline; this only guards against a loop that is stuck.
+            return self._future.result(self._timeout + LOOP_GRACE)
+        except concurrent.futures.TimeoutError:  # pragma: no cover - the loop is stuck
+            self._future.cancel()
+            error = f"NATS timed out: the batch did not end within {self._timeout:g}s"
+            return [PublishError(error, reason=TIMEOUT) for _ in range(self._size)]
 
 
 class NatsJetStreamPublisher(Publisher):
@@ -80,7 +105,13 @@ class NatsJetStreamPublisher(Publisher):
     - ``connect_options``: keyword arguments passed to ``nats.connect()`` as they are, e.g.
       ``user_credentials`` (a ``.creds`` file), ``nkeys_seed``, ``token``, ``user`` and
       ``password``, ``tls_hostname`` [none].
+
+    Two batches may be in flight at once (:attr:`max_batches_in_flight`): the relay
+    claims and hands over the next batch while the acknowledgements of the one before are
+    still coming.
     """
+
+    max_batches_in_flight = 2
 
     def __init__(
         self,
@@ -105,6 +136,7 @@ class NatsJetStreamPublisher(Publisher):
         self.timeout = float(timeout)
         self._connect_options = dict(connect_options or {})
         self._connection: Any = None
+        self._connecting = asyncio.Lock()  # bound to the loop on first use
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="django-orders-nats", daemon=True
@@ -114,16 +146,16 @@ class NatsJetStreamPublisher(Publisher):
     # --- the relay's thread ----------------------------------------------------------------
 
     def publish_batch(self, events: Sequence[dict[str, Any]]) -> list[PublishError | None]:
+        return self.start_batch(events).wait()
+
+    def start_batch(self, events: Sequence[dict[str, Any]]) -> InFlight:
+        """Hand the batch to the event loop, which writes it at once; ``wait()`` waits
+        for its acknowledgements (at most ``timeout`` after this call)."""
         if not events:
-            return []
+            return InFlight([])
         deadline = time.monotonic() + self.timeout
         future = asyncio.run_coroutine_threadsafe(self._publish(events, deadline), self._loop)
-        try:
-            return future.result(self.timeout + LOOP_GRACE)
-        except concurrent.futures.TimeoutError:  # pragma: no cover - the loop is stuck
-            future.cancel()
-            error = f"NATS timed out: the batch did not end within {self.timeout:g}s"
-            return [PublishError(error, reason=TIMEOUT) for _ in events]
+        return _Batch(future, len(events), self.timeout)
 
     def publish(self, event: dict[str, Any]) -> None:
         (error,) = self.publish_batch([event])
@@ -246,6 +278,13 @@ class NatsJetStreamPublisher(Publisher):
         connection = self._connection
         if connection is not None and connection.is_connected:
             return connection
+        async with self._connecting:  # two batches in flight: one connection
+            connection = self._connection
+            if connection is not None and connection.is_connected:
+                return connection
+            return await self._connect(deadline)
+
+    async def _connect(self, deadline: float) -> Any:
         await self._disconnect()
         left = deadline - time.monotonic()
         if left <= 0:
