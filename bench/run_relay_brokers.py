@@ -84,6 +84,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=100, help="relay batch size [100]")
     p.add_argument("--only", action="append", choices=["kafka", "nats", "latency"])
     p.add_argument("--partitions", type=int, default=3, help="of the Kafka topic [3]")
+    p.add_argument(
+        "--kafka-config",
+        action="append",
+        default=[],
+        help="librdkafka properties for the relay's KafkaPublisher, as JSON; repeat to "
+        "compare configurations round by round (each round measures every one)",
+    )
     p.add_argument("--latency-events", type=int, default=600)
     p.add_argument("--latency-rate", type=float, default=50.0, help="commits per second")
     args = p.parse_args()
@@ -301,6 +308,11 @@ def kafka_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dic
                 if what == "relay":
                     options = {"bootstrap_servers": broker.bootstrap, "topic": topic}
                     row["relay"] = relay_throughput(args, KAFKA, options)
+                    for n, config in enumerate(args.kafka_config, 1):
+                        options["topic"] = broker.new_topic(args.partitions)
+                        options["config"] = json.loads(config)
+                        row[f"relay_config{n}"] = relay_throughput(args, KAFKA, options)
+                        print(f"    relay with {config}: {row[f'relay_config{n}']['rate']:.0f}/s")
                 elif what == "bare":
                     row["bare"] = bare_kafka(broker.bootstrap, topic, sample_events(args.events))
                 elif what == "batched":
