@@ -324,8 +324,16 @@ def all_published(running: list[RelayProcess], timeout: float) -> None:
     try:
         wait_until(done, timeout, "every event published")
     except AssertionError as exc:
-        logs = "\n".join(relay.output()[-3000:] for relay in running)
-        raise AssertionError(f"{exc}\n{logs}") from None
+        rest = list(
+            OutboxEvent.objects.exclude(status="published").values_list(
+                "status", "attempts", "available_at", "leased_until", "last_error"
+            )[:5]
+        )
+        logs = "\n".join(
+            "\n".join(line for line in relay.output().splitlines() if " DEBUG " not in line)[-3000:]
+            for relay in running
+        )
+        raise AssertionError(f"{exc}\nnot published: {rest}\n{logs}") from None
 
 
 def assert_in_version_order(events: list[dict[str, Any]]) -> None:

@@ -181,11 +181,12 @@ class KafkaPublisher(Publisher):
     def _retire(self) -> None:
         """Replace the producer (under the lock, before a batch).
 
-        Done after a batch with a record that timed out or found no broker, and after a
-        fatal error: librdkafka's idempotent producer keeps per-partition sequence state
-        that a broker which lost it (restored from scratch, or a memory-only broker
-        restarted) rejects again and again (``UNKNOWN_PRODUCER_ID``); a new producer
-        starts from a new producer id. Its records still queued are purged first, so none
+        Done after a batch with a record that failed for any reason but a permanent one,
+        and after a fatal error: librdkafka's idempotent producer keeps per-partition
+        sequence state that a broker which lost it (restored from scratch, or a
+        memory-only broker restarted) rejects again and again (``UNKNOWN_PRODUCER_ID``),
+        and a producer that failed fatally refuses every record; a new producer starts
+        from a new producer id. Its records still queued are purged first, so none
         is delivered after the records the new producer sends (those in flight cannot be
         recalled: at-least-once).
         """
@@ -261,6 +262,9 @@ class KafkaPublisher(Publisher):
     def _error(self, error: Any) -> PublishError:
         """The :class:`PublishError` for a delivery report's ``KafkaError``."""
         name = error.name()
+        if error.fatal():  # also raised by produce() itself, before any poll() serves
+            self._replace = True  # error_cb
+            return PublishError(f"Kafka producer failed fatally: {name}: {error.str()}")
         text = f"Kafka refused the record: {name}: {error.str()}"
         if name in PERMANENT_ERRORS and not error.retriable():
             return PublishError(text, permanent=True)
@@ -341,6 +345,6 @@ class _Batch(InFlight):
                     reason=TIMEOUT,
                 ),
             )
-        if any(r is not None and r.reason in (TIMEOUT, UNAVAILABLE) for r in self._results):
+        if any(r is not None and not r.permanent for r in self._results):
             self._publisher._replace = True
         return self._results
