@@ -186,15 +186,26 @@ class KafkaPublisher(Publisher):
         sequence state that a broker which lost it (restored from scratch, or a
         memory-only broker restarted) rejects again and again (``UNKNOWN_PRODUCER_ID``),
         and a producer that failed fatally refuses every record; a new producer starts
-        from a new producer id. Its records still queued are purged first, so none
-        is delivered after the records the new producer sends (those in flight cannot be
-        recalled: at-least-once).
+        from a new producer id.
+
+        The old producer is not purged: a failed record has been reported, so librdkafka
+        holds none of the failed batch's records any more; what it still holds belongs to
+        the other batch in flight (other orders), which finishes on it. (Purging it would
+        fail that batch, which would replace the new producer in turn, and so on.)
         """
         old, self._producer = self._producer, self._new_producer()
         self._replace = False
-        old.purge(in_queue=True, in_flight=False)
         self._retired.append(old)
-        self._retired = [p for p in self._retired if p.poll(0) >= 0 and len(p) > 0]
+        for producer in self._retired:
+            producer.poll(0)  # serve what it has reported meanwhile
+        self._retired = [producer for producer in self._retired if len(producer) > 0]
+
+    def _failed_on(self, producer: Any) -> None:
+        """A batch sent with ``producer`` had a record fail: replace it before the next
+        batch, unless it has been replaced already."""
+        with self._lock:
+            if producer is self._producer:
+                self._replace = True
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -346,5 +357,5 @@ class _Batch(InFlight):
                 ),
             )
         if any(r is not None and not r.permanent for r in self._results):
-            self._publisher._replace = True
+            self._publisher._failed_on(self._producer)
         return self._results
