@@ -59,7 +59,7 @@ PSYCOPG2_TESTS := tests/test_malformed.py tests/test_idempotency.py tests/test_a
 	tests/test_api_get.py tests/test_api_transitions.py tests/test_list.py
 
 test: $(VENV)/.installed-dev
-	@bash scripts/ensure-services.sh $(if $(filter sqlite,$(DB)),,postgres) rabbitmq redis
+	@bash scripts/ensure-services.sh $(if $(filter sqlite,$(DB)),,postgres) rabbitmq redis nats
 	DB=$(DB) $(BIN)/python -m pytest $(PYTEST_ARGS)
 ifeq ($(DB)$(PYTEST_ARGS),postgres)
 	DB=postgres ORDERS_PG_DRIVER=psycopg2 $(BIN)/python -m pytest -q $(PSYCOPG2_TESTS)

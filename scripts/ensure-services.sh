@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the services the tests need answer on loopback, starting local ones that are
-# installed but down. Usage: ensure-services.sh [postgres] [rabbitmq] [redis]
+# installed but down. Usage: ensure-services.sh [postgres] [rabbitmq] [redis] [nats]
 set -u
 
 wait_for() {  # wait_for NAME SECONDS CMD...
@@ -26,6 +26,15 @@ s = socket.socket(); s.settimeout(1)
 sys.exit(s.connect_ex(("127.0.0.1", 5672)))
 PY
 }
+
+nats_up() { python3 - <<'PY'
+import socket, sys
+s = socket.socket(); s.settimeout(1)
+sys.exit(s.connect_ex(("127.0.0.1", 4222)))
+PY
+}
+# JetStream's store for a NATS server started here (kept across runs of the suite).
+NATS_STORE=${NATS_STORE:-${TMPDIR:-/tmp}/django-orders-nats}
 
 status=0
 for service in "$@"; do
@@ -63,6 +72,20 @@ for service in "$@"; do
           wait_for RabbitMQ 90 rabbit_up || status=1
         else
           echo "warning: no RabbitMQ on 127.0.0.1:5672; the RabbitMQ publisher tests will be skipped" >&2
+        fi
+      fi ;;
+    nats)
+      if ! nats_up; then
+        if command -v nats-server >/dev/null; then
+          echo "NATS is down: starting it with JetStream (store: $NATS_STORE)"
+          mkdir -p "$NATS_STORE"
+          # nats-server has no daemon flag: detach it, its log next to its store.
+          nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$NATS_STORE" \
+            >"$NATS_STORE/server.log" 2>&1 </dev/null &
+          disown
+          wait_for NATS 20 nats_up || status=1
+        else
+          echo "warning: no NATS on 127.0.0.1:4222; the NATS publisher tests will be skipped" >&2
         fi
       fi ;;
   esac

@@ -366,3 +366,47 @@ def test_host_events_go_out_through_the_redis_publisher(redis_client: Any) -> No
         redis_client.delete(stream)
     assert {e["id"] for e in events} == expected
     assert_in_order(events)
+
+
+@pytest.mark.kafka
+def test_host_events_go_out_through_the_kafka_publisher() -> None:
+    pytest.importorskip("confluent_kafka")
+    from tests.kafka_broker import new_topic_name, read_topic, running_tansu
+
+    expected = lifecycle_and_invoices()
+    with running_tansu() as broker:
+        topic = new_topic_name()
+        broker.create_topic(topic)
+        options = {"bootstrap_servers": broker.bootstrap, "topic": topic}
+        assert relay_once("django_orders.publishers.KafkaPublisher", **options) == 0
+        records = read_topic(broker.bootstrap, topic, len(expected))
+    events = [json.loads(record.value()) for record in records]
+    assert {e["id"] for e in events} == expected
+    # Kafka keeps order per key (the aggregate), not across partitions.
+    types = [e["type"] for e in events]
+    assert [t for t in types if t.startswith("order.")] == [
+        "order.created",
+        "order.confirmed",
+        "order.closed",
+    ]
+    invoice = [t for t in types if t.startswith("com.example.invoice.")]
+    assert invoice.index("com.example.invoice.issued") < invoice.index("com.example.invoice.paid")
+
+
+@pytest.mark.nats
+def test_host_events_go_out_through_the_nats_publisher() -> None:
+    pytest.importorskip("nats")
+    from tests.nats_server import create_stream, delete_stream, machine_nats, stream_messages
+
+    url = machine_nats()
+    expected = lifecycle_and_invoices()
+    prefix = f"testhost{uuid.uuid4().hex[:12]}"
+    name = create_stream(url, [f"{prefix}.>"])
+    try:
+        options = {"servers": url, "subject": f"{prefix}.{{type}}"}
+        assert relay_once("django_orders.publishers.NatsJetStreamPublisher", **options) == 0
+        events = [json.loads(message.data) for message in stream_messages(url, name)]
+    finally:
+        delete_stream(url, name)
+    assert {e["id"] for e in events} == expected
+    assert_in_order(events)

@@ -21,10 +21,10 @@ from tests.cloudevent_samples import sample_batch, sample_cloudevent
 def test_importing_the_publishers_needs_no_driver_and_no_app_registry() -> None:
     code = (
         "import sys\n"
-        "for name in ('pika', 'redis', 'httpx'):\n"
+        "for name in ('pika', 'redis', 'httpx', 'confluent_kafka', 'nats'):\n"
         "    sys.modules[name] = None\n"
-        "from django_orders.publishers import (LoggingPublisher, RabbitMQPublisher,\n"
-        "    RedisStreamPublisher, WebhookPublisher)\n"
+        "from django_orders.publishers import (KafkaPublisher, LoggingPublisher,\n"
+        "    NatsJetStreamPublisher, RabbitMQPublisher, RedisStreamPublisher, WebhookPublisher)\n"
         "print('ok')\n"
     )
     result = subprocess.run(
@@ -38,7 +38,7 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     import django_orders.publishers as publishers
 
     with pytest.raises(AttributeError):
-        publishers.KafkaPublisher  # noqa: B018
+        publishers.PulsarPublisher  # noqa: B018
 
 
 def test_publish_error_carries_the_relay_hints() -> None:
@@ -204,6 +204,25 @@ def test_the_broker_publishers_default_to_orders_events() -> None:
     finally:
         rabbitmq.close()
         redis_streams.close()
+
+
+def test_kafka_and_nats_default_to_orders_events() -> None:
+    """Creating either connects to nothing: librdkafka connects in the background, the
+    NATS publisher on the first batch."""
+    pytest.importorskip("confluent_kafka")
+    pytest.importorskip("nats")
+    from django_orders.publishers import KafkaPublisher, NatsJetStreamPublisher
+
+    kafka, nats = KafkaPublisher(), NatsJetStreamPublisher()
+    try:
+        assert (kafka.topic, kafka.mode, kafka.timeout) == ("orders.events", "structured", 10.0)
+        assert kafka.max_batches_in_flight == 2
+        assert (nats.subject, nats.stream, nats.timeout) == ("orders.{type}", None, 10.0)
+        check_publisher(kafka)
+        check_publisher(nats)
+    finally:
+        kafka.close()
+        nats.close()
 
 
 # -- what the relay checks when it starts (check_publisher) ------------------------------

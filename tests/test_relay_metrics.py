@@ -91,6 +91,20 @@ def test_the_hook_is_told_what_each_batch_did() -> None:
 CLOSED_PORT = 9
 
 
+def _kafka(**options: Any) -> Any:
+    pytest.importorskip("confluent_kafka")
+    from django_orders.publishers.kafka import KafkaPublisher
+
+    return KafkaPublisher(**options)
+
+
+def _nats(**options: Any) -> Any:
+    pytest.importorskip("nats")
+    from django_orders.publishers.nats_jetstream import NatsJetStreamPublisher
+
+    return NatsJetStreamPublisher(**options)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("make_publisher", "reason", "dead"),
@@ -114,8 +128,26 @@ CLOSED_PORT = 9
             "unavailable",
             0,
         ),
+        (
+            lambda: _kafka(bootstrap_servers=f"127.0.0.1:{CLOSED_PORT}", timeout=1),
+            "unavailable",
+            0,
+        ),
+        (
+            lambda: _nats(servers=f"nats://127.0.0.1:{CLOSED_PORT}", timeout=2),
+            "unavailable",
+            0,
+        ),
     ],
-    ids=["transient", "permanent", "webhook-unavailable", "redis-unavailable", "amqp-unavailable"],
+    ids=[
+        "transient",
+        "permanent",
+        "webhook-unavailable",
+        "redis-unavailable",
+        "amqp-unavailable",
+        "kafka-unavailable",
+        "nats-unavailable",
+    ],
 )
 def test_failures_are_counted_by_reason(make_publisher: Any, reason: str, dead: int) -> None:
     services.create_order("shop-1")

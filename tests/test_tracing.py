@@ -277,6 +277,62 @@ def test_redis_carries_the_request_trace(
     assert_linked(request)
 
 
+@pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("mode", ["structured", "binary"])
+def test_kafka_carries_the_request_trace(traced_server: None, live_port: int, mode: str) -> None:
+    pytest.importorskip("confluent_kafka")
+    from django_orders.publishers.kafka import KafkaPublisher
+    from tests.kafka_broker import new_topic_name, read_topic, running_tansu
+
+    with running_tansu() as broker:
+        topic = new_topic_name()
+        broker.create_topic(topic)
+        request = create_order_in_a_trace(live_port)
+        publisher = KafkaPublisher(bootstrap_servers=broker.bootstrap, topic=topic, mode=mode)
+        try:
+            assert Relay(publisher, listen=False).run(once=True)
+        finally:
+            publisher.close()
+        (record,) = read_topic(broker.bootstrap, topic, 1)
+    headers = dict(record.headers())
+    native = {k: v for k, v in headers.items() if k in ("traceparent", "tracestate")}
+    if mode == "binary":  # the CloudEvent is in the headers; the value is its data
+        assert headers["ce_traceparent"] == headers["traceparent"]
+        body = json.dumps({"traceparent": headers["ce_traceparent"].decode()}).encode()
+    else:
+        body = record.value()
+    assert_continues(native, body, request)
+    assert_linked(request)
+
+
+@pytest.mark.slow
+@pytest.mark.nats
+@pytest.mark.django_db(transaction=True)
+def test_nats_carries_the_request_trace(traced_server: None, live_port: int) -> None:
+    pytest.importorskip("nats")
+    from django_orders.publishers.nats_jetstream import NatsJetStreamPublisher
+    from tests.nats_server import create_stream, delete_stream, machine_nats, stream_messages
+
+    url = machine_nats()
+    prefix = f"trace{uuid.uuid4().hex[:12]}"
+    name = create_stream(url, [f"{prefix}.>"])
+    try:
+        request = create_order_in_a_trace(live_port)
+        publisher = NatsJetStreamPublisher(servers=url, subject=f"{prefix}.{{type}}")
+        try:
+            assert Relay(publisher, listen=False).run(once=True)
+        finally:
+            publisher.close()
+        (message,) = stream_messages(url, name)
+    finally:
+        delete_stream(url, name)
+    native = {k: v for k, v in message.headers.items() if k in ("traceparent", "tracestate")}
+    assert_continues(native, message.data, request)
+    assert_linked(request)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_is_one_span_linked_to_each_events_trace() -> None:
     with tracer().start_as_current_span("a") as first:

@@ -12,7 +12,9 @@ from django_orders.publishers.log import LoggingPublisher
 
 __all__ = [
     "InFlight",
+    "KafkaPublisher",
     "LoggingPublisher",
+    "NatsJetStreamPublisher",
     "NotSent",
     "PublishError",
     "Publisher",
@@ -25,6 +27,8 @@ _LAZY = {
     "WebhookPublisher": "django_orders.publishers.webhook",
     "RabbitMQPublisher": "django_orders.publishers.rabbitmq",
     "RedisStreamPublisher": "django_orders.publishers.redis_streams",
+    "KafkaPublisher": "django_orders.publishers.kafka",
+    "NatsJetStreamPublisher": "django_orders.publishers.nats_jetstream",
 }
 
 

@@ -1,0 +1,422 @@
+"""docs/guide/publishers.md, ``NatsJetStreamPublisher``: against real NATS servers.
+
+Most tests use the machine's NATS with JetStream (tests/nats_server.py; skipped, saying
+why, when it is absent), each with its own stream; the test that kills the server starts
+its own ``nats-server -js``. The relay tests run ``orders_outbox_relay`` subprocesses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from django_orders.cloudevents import CONTENT_TYPE, serialize
+from django_orders.models import OutboxEvent
+from django_orders.publishers.base import TIMEOUT, UNAVAILABLE, PublishError
+from tests import docs_snippets
+from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.kafka_broker import free_port
+from tests.misbehaving_peers import SilentPeer
+from tests.nats_server import (
+    NatsServer,
+    create_stream,
+    delete_stream,
+    machine_nats,
+    stream_messages,
+)
+from tests.outbox_rows import bulk_events
+from tests.receiver import versions_by_order
+from tests.relay_runs import RelayProcess, relay_env, relay_once, relays
+from tests.waiting import wait_until
+
+pytest.importorskip("nats")
+
+from django_orders.publishers.nats_jetstream import NatsJetStreamPublisher
+
+pytestmark = pytest.mark.nats
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+NATS = "django_orders.publishers.NatsJetStreamPublisher"
+
+
+@pytest.fixture(scope="module")
+def nats_url() -> str:
+    return machine_nats()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """The subjects of this test: ``<prefix>.…``."""
+    return f"test{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def stream(nats_url: str, prefix: str) -> Iterator[str]:
+    name = create_stream(nats_url, [f"{prefix}.>"])
+    yield name
+    delete_stream(nats_url, name)
+
+
+@pytest.fixture
+def make_publisher(
+    nats_url: str, prefix: str, stream: str
+) -> Iterator[Callable[..., NatsJetStreamPublisher]]:
+    made: list[NatsJetStreamPublisher] = []
+
+    def make(**options: Any) -> NatsJetStreamPublisher:
+        options.setdefault("servers", nats_url)
+        options.setdefault("subject", f"{prefix}.{{type}}")
+        publisher = NatsJetStreamPublisher(**options)
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        publisher.close()
+
+
+def nats_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "django-orders-nats"]
+
+
+# --- the message --------------------------------------------------------------------------
+
+
+def test_a_message_is_the_cloudevent_with_its_id_as_nats_msg_id(
+    make_publisher: Any, nats_url: str, stream: str, prefix: str
+) -> None:
+    event = {**sample_cloudevent("order.closed", tenant="shop-3"), "traceparent": TRACEPARENT}
+
+    assert make_publisher().publish_batch([event]) == [None]
+
+    (message,) = stream_messages(nats_url, stream)
+    assert message.subject == f"{prefix}.order.closed"
+    assert message.data == serialize(event)
+    assert message.headers == {
+        "Nats-Msg-Id": event["id"],
+        "Content-Type": CONTENT_TYPE,
+        "traceparent": TRACEPARENT,
+    }
+
+
+def test_the_subject_template_may_use_the_tenant_and_the_order(
+    make_publisher: Any, nats_url: str, stream: str, prefix: str
+) -> None:
+    event = sample_cloudevent("order.created", tenant="shop-9")
+    publisher = make_publisher(subject=f"{prefix}.{{tenantid}}.{{subject}}.{{type}}")
+
+    assert publisher.publish_batch([event]) == [None]
+
+    (message,) = stream_messages(nats_url, stream)
+    assert message.subject == f"{prefix}.shop-9.{event['subject']}.order.created"
+
+
+def test_a_batch_is_stored_in_order_with_a_result_per_message(
+    make_publisher: Any, nats_url: str, stream: str
+) -> None:
+    events = sample_batch(300)
+    publisher = make_publisher()
+
+    assert publisher.publish_batch(events[:100]) == [None] * 100
+    assert publisher.publish_batch(events[100:]) == [None] * 200
+
+    messages = stream_messages(nats_url, stream)
+    assert [m.headers["Nats-Msg-Id"] for m in messages] == [e["id"] for e in events]
+
+
+def test_an_event_sent_again_is_stored_once(
+    make_publisher: Any, nats_url: str, stream: str
+) -> None:
+    """A relay's retry after a lost acknowledgement: JetStream's duplicate window."""
+    events = sample_batch(3)
+    publisher = make_publisher()
+
+    assert publisher.publish_batch(events) == [None] * 3
+    assert publisher.publish_batch(events) == [None] * 3  # acknowledged as duplicates
+
+    assert len(stream_messages(nats_url, stream)) == 3
+
+
+# --- the guide's consumer ------------------------------------------------------------------
+
+
+def test_the_guides_durable_consumer_handles_each_event_once_and_remembers(
+    make_publisher: Any, nats_url: str, stream: str, prefix: str
+) -> None:
+    consume = docs_snippets.run("guide/publishers.md", "nats-consumer")["consume"]
+    events = sample_batch(30)
+    publisher = make_publisher()
+    assert publisher.publish_batch(events[:20]) == [None] * 20
+    handled: list[dict[str, Any]] = []
+    durable = f"billing{uuid.uuid4().hex[:8]}"
+    deadline = time.monotonic() + 30
+
+    def until(count: int) -> Callable[[], bool]:
+        return lambda: len(handled) >= count or time.monotonic() > deadline
+
+    asyncio.run(consume(nats_url, stream, f"{prefix}.>", durable, handled.append, until(20)))
+    assert [e["id"] for e in handled] == [e["id"] for e in events[:20]]
+
+    # Stopped and started again: the durable consumer goes on after what was acknowledged.
+    assert publisher.publish_batch(events[10:]) == [None] * 20  # 10 again: stored once
+    asyncio.run(consume(nats_url, stream, f"{prefix}.>", durable, handled.append, until(30)))
+    assert [e["id"] for e in handled] == [e["id"] for e in events]
+
+
+# --- failures -----------------------------------------------------------------------------
+
+
+def test_no_stream_for_the_subject_is_a_permanent_error(make_publisher: Any, nats_url: str) -> None:
+    publisher = make_publisher(subject=f"nostream{uuid.uuid4().hex}.{{type}}", timeout=3)
+
+    started = time.monotonic()
+    results = publisher.publish_batch(sample_batch(3))
+
+    assert time.monotonic() - started < 3
+    assert all(isinstance(r, PublishError) and r.permanent for r in results)
+    assert "no stream for subject" in str(results[0])
+
+
+def test_another_stream_than_the_one_expected_is_a_permanent_error(
+    make_publisher: Any, stream: str
+) -> None:
+    results = make_publisher(stream=f"{stream}_OTHER").publish_batch(sample_batch(2))
+
+    assert all(isinstance(r, PublishError) and r.permanent for r in results)
+    assert "expected stream" in str(results[0]).lower()
+
+
+def test_an_invalid_subject_is_a_permanent_error(make_publisher: Any, prefix: str) -> None:
+    event = sample_cloudevent(tenant="shop 1")  # a space: not a subject token
+    (result,) = make_publisher(subject=f"{prefix}.{{tenantid}}").publish_batch([event])
+    assert isinstance(result, PublishError)
+    assert result.permanent
+
+
+def test_an_unreachable_server_is_a_retryable_error(make_publisher: Any) -> None:
+    publisher = make_publisher(servers=f"nats://127.0.0.1:{free_port()}", timeout=2)
+
+    started = time.monotonic()
+    results = publisher.publish_batch(sample_batch(3))
+
+    assert time.monotonic() - started < 2
+    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+    assert {r.reason for r in results if r is not None} == {UNAVAILABLE}
+
+
+def test_a_server_that_never_answers_costs_one_timeout() -> None:
+    with SilentPeer() as peer:
+        publisher = NatsJetStreamPublisher(servers=f"nats://127.0.0.1:{peer.port}", timeout=0.5)
+        try:
+            started = time.monotonic()
+            results = publisher.publish_batch(sample_batch(3))
+            assert time.monotonic() - started < 0.5 + 1
+            assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+            assert {r.reason for r in results if r is not None} <= {TIMEOUT, UNAVAILABLE}
+            assert peer.connections == 1
+        finally:
+            publisher.close()
+    assert nats_threads() == []
+
+
+def test_the_server_killed_and_restarted_between_batches() -> None:
+    server = NatsServer()
+    server.start()
+    try:
+        prefix = f"test{uuid.uuid4().hex[:8]}"
+        name = create_stream(server.url, [f"{prefix}.>"])
+        publisher = NatsJetStreamPublisher(
+            servers=server.url, subject=f"{prefix}.{{type}}", timeout=2
+        )
+        try:
+            assert publisher.publish_batch(sample_batch(2)) == [None, None]
+            server.kill()
+            down = publisher.publish_batch(sample_batch(2))
+            assert all(isinstance(r, PublishError) and not r.permanent for r in down)
+            server.start()
+            assert publisher.publish_batch(sample_batch(2)) == [None, None]
+        finally:
+            publisher.close()
+        assert len(stream_messages(server.url, name)) == 4
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"subject": "orders.{kind}"}, "kind"),
+        ({"subject": ""}, "subject"),
+        ({"subject": "orders.{type"}, "template"),
+        ({"connect_options": ["token"]}, "connect_options"),
+    ],
+)
+def test_bad_options_are_configuration_errors(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=match):
+        NatsJetStreamPublisher(**options)
+    assert nats_threads() == []
+
+
+def test_without_nats_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "nats", None)
+    with pytest.raises(ImproperlyConfigured, match=r"django-orders\[nats\]"):
+        NatsJetStreamPublisher()
+
+
+def test_close_ends_the_loop_thread(make_publisher: Any) -> None:
+    publisher = make_publisher()
+    assert publisher.publish_batch(sample_batch(1)) == [None]
+    thread = publisher._thread
+    assert thread.name == "django-orders-nats"
+    assert thread.is_alive()
+    publisher.close()
+    assert not thread.is_alive()
+
+
+# --- through the relay --------------------------------------------------------------------
+
+
+def nats_args(url: str, prefix: str, **options: Any) -> tuple[str, ...]:
+    options = {"servers": url, "subject": f"{prefix}.{{type}}", **options}
+    return ("--publisher", NATS, "--publisher-options", json.dumps(options))
+
+
+def all_ids() -> set[str]:
+    return {str(pk) for pk in OutboxEvent.objects.values_list("id", flat=True)}
+
+
+def all_published(running: list[RelayProcess], timeout: float) -> None:
+    def done() -> bool:
+        for relay in running:
+            assert relay.proc.poll() is None, relay.output()[-3000:]
+        return not OutboxEvent.objects.exclude(status="published").exists()
+
+    try:
+        wait_until(done, timeout, "every event published")
+    except AssertionError as exc:
+        rest = list(
+            OutboxEvent.objects.exclude(status="published").values_list(
+                "status", "attempts", "available_at", "leased_until", "last_error"
+            )[:5]
+        )
+        logs = "\n".join(
+            "\n".join(line for line in relay.output().splitlines() if " DEBUG " not in line)[-3000:]
+            for relay in running
+        )
+        raise AssertionError(f"{exc}\nnot published: {rest}\n{logs}") from None
+
+
+def assert_in_version_order(events: list[dict[str, Any]]) -> None:
+    for order, versions in versions_by_order(events).items():
+        assert versions == sorted(versions), f"order {order} arrived as {versions}"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_relays_publish_everything_once_in_order_per_order(
+    nats_url: str, prefix: str, stream: str, log_dir: Path
+) -> None:
+    env = relay_env(None, OUTBOX_POLL_INTERVAL=0.1)
+    with relays(log_dir, 2, env, "--batch-size", "10", *nats_args(nats_url, prefix)) as running:
+        for relay in running:
+            relay.wait_started()
+        bulk_events(300, versions=3)
+        expected = all_ids()
+        all_published(running, 60)
+        for relay in running:
+            relay.signal(signal.SIGTERM)
+        assert [relay.wait(15) for relay in running] == [0, 0]
+    assert all("outbox batch" in relay.output() for relay in running)
+
+    events = [json.loads(m.data) for m in stream_messages(nats_url, stream)]
+    assert sorted(e["id"] for e in events) == sorted(expected)  # each once
+    assert_in_version_order(events)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_sigterm_stops_a_relay_cleanly(
+    nats_url: str, prefix: str, stream: str, log_dir: Path
+) -> None:
+    bulk_events(2000, versions=1)
+    env = relay_env(None)
+    with relays(log_dir, 1, env, "--batch-size", "10", *nats_args(nats_url, prefix)) as (relay,):
+        wait_until(
+            lambda: OutboxEvent.objects.filter(status="published").count() >= 50,
+            30,
+            "first batches",
+        )
+        signalled = time.monotonic()
+        relay.signal(signal.SIGTERM)
+        assert relay.wait(15) == 0, relay.output()
+        assert time.monotonic() - signalled < 5
+    published = {
+        str(pk)
+        for pk in OutboxEvent.objects.filter(status="published").values_list("id", flat=True)
+    }
+    assert published < all_ids()
+    assert not OutboxEvent.objects.filter(lease_token__isnull=False).exists()
+    stored = {m.headers["Nats-Msg-Id"] for m in stream_messages(nats_url, stream)}
+    assert published <= stored
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_stream_makes_the_events_dead(nats_url: str) -> None:
+    bulk_events(3, versions=1)
+    subject = f"nostream{uuid.uuid4().hex}.{{type}}"
+    assert relay_once(NATS, servers=nats_url, subject=subject, timeout=3) == 1
+    assert set(OutboxEvent.objects.values_list("status", "attempts")) == {("dead", 1)}
+    assert "no stream for subject" in OutboxEvent.objects.first().last_error  # type: ignore[union-attr]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_server_killed_and_restarted_mid_run_loses_nothing(log_dir: Path) -> None:
+    """SIGKILL of the NATS server while the relay publishes; started again on the same
+    store: every event is in the stream, once (Nats-Msg-Id), in order per order."""
+    bulk_events(500, versions=3)
+    expected = all_ids()
+    server = NatsServer()
+    server.start()
+    try:
+        prefix = f"test{uuid.uuid4().hex[:8]}"
+        name = create_stream(server.url, [f"{prefix}.>"])
+        env = relay_env(None, OUTBOX_POLL_INTERVAL=0.1, OUTBOX_BACKOFF_MAX=1)
+        args = ("--batch-size", "20", *nats_args(server.url, prefix, timeout=3))
+        with relays(log_dir, 1, env, *args) as (relay,):
+            wait_until(
+                lambda: OutboxEvent.objects.filter(status="published").count() >= 300,
+                30,
+                "first batches",
+            )
+            server.kill()
+            assert OutboxEvent.objects.exclude(status="published").exists()
+            wait_until(
+                lambda: (
+                    OutboxEvent.objects.filter(status="pending").exclude(last_error="").exists()
+                ),
+                30,
+                "failed attempts while the server is down",
+            )
+            server.start()
+            all_published([relay], 90)
+            relay.signal(signal.SIGTERM)
+            assert relay.wait(15) == 0, relay.output()
+        events = [json.loads(m.data) for m in stream_messages(server.url, name)]
+    finally:
+        server.close()
+    assert sorted(e["id"] for e in events) == sorted(expected)
+    assert_in_version_order(events)
+    assert not OutboxEvent.objects.filter(status="dead").exists()
