@@ -195,3 +195,24 @@ def transitions_and_a_page() -> None:
         .values_list("type", flat=True)
     )
     assert types == ["order.created", "order.confirmed", "order.closed"]
+
+
+def test_a_host_save_override_still_runs_on_a_transition(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before the one-statement write (Finding 10), confirm and close called
+    # order.save(update_fields=…): a model's own save() ran, as its post_save receivers do.
+    saved: list[tuple[str, ...]] = []
+    orm_save = Order.save
+
+    def save(self: Order, *args: Any, **kwargs: Any) -> None:
+        saved.append(tuple(kwargs.get("update_fields") or ()))
+        orm_save(self, *args, **kwargs)
+
+    order = services.create_order("shop-1")
+    monkeypatch.setattr(Order, "save", save)
+    with transaction.atomic():
+        services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=2)
+    with transaction.atomic():
+        services.close_order(services.get_order_for_update("shop-1", order.id))
+    assert [set(fields) >= {"status", "version"} for fields in saved] == [True, True]
+    events = OutboxEvent.objects.filter(aggregate_id=order.id).order_by("aggregate_version")
+    assert [e.type for e in events] == ["order.created", "order.confirmed", "order.closed"]
