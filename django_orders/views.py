@@ -7,12 +7,13 @@ The rules live in :mod:`django_orders.services`; idempotency in
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-from django.db import connections, router, transaction
+from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.urls import NoReverseMatch, reverse
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -47,6 +48,9 @@ from django_orders.tenancy import TenantScopedMixin
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+T = TypeVar("T")
+logger = logging.getLogger("django_orders")
 
 
 class _HostDefault:
@@ -168,6 +172,20 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
             return contextlib.nullcontext()  # the common case: nothing to enter
         return self._reading(replica)
 
+    def read_replica_or_primary(self, read: Callable[[], T]) -> T:
+        """``read()`` inside :meth:`reading` of the request's replica; if the replica
+        cannot answer (down, unreachable, its connection lost, a query cancelled there),
+        ``read()`` again on the primary instead of a 500 (docs/guide/replicas.md)."""
+        replica = self.get_replica()
+        if replica is not None:
+            try:
+                with self.reading(replica):
+                    return read()
+            except (OperationalError, InterfaceError) as exc:
+                logger.warning("Replica %r failed, the primary answers instead: %s", replica, exc)
+        with self.reading(None):
+            return read()
+
     @contextlib.contextmanager
     def _reading(self, replica: str | None) -> Iterator[None]:
         with replica_reads(replica):
@@ -257,9 +275,10 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         lookups = {"tenant_id": self.tenant_id, **validated}
         # The filters' values are part of a cursor's scope (docs/api/list-orders.md).
         paginator = KeysetPagination(filter_query_params=names)
-        # On a replica when READ_REPLICAS are configured (docs/guide/replicas.md): the
-        # router answers for the replica inside reading(), so ``using`` is looked up there.
-        with self.reading(self.get_replica()):
+
+        def read_page() -> list[Any]:
+            # The router answers for the replica inside reading(), so ``using`` is looked
+            # up there (docs/guide/replicas.md).
             using = router.db_for_read(model)
             if (
                 filter_class is OrderListFilterSerializer
@@ -268,16 +287,18 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
             ):
                 # The page's SELECT built once, not compiled per request (docs/benchmarks.md,
                 # Finding 11); a host's filters or manager get the queryset below.
-                page = paginator.paginate_rows(
+                return paginator.paginate_rows(
                     model,
                     lambda position, limit: sql.fetch_page(
                         using, model, lookups, paginator.ordering, position, limit
                     ),
                     request,
                 )
-            else:
-                orders = model._default_manager.filter(**lookups)
-                page = paginator.paginate_queryset(orders, request, view=self)
+            orders = model._default_manager.filter(**lookups)
+            return paginator.paginate_queryset(orders, request, view=self)
+
+        # On a replica when READ_REPLICAS are configured, else (or if it fails) the primary.
+        page = self.read_replica_or_primary(read_page)
         return paginator.get_paginated_response([order.to_dict() for order in page])
 
 
@@ -287,8 +308,15 @@ class OrderDetailView(OrdersAPIView):
     def get(self, request: Request, order_id: str) -> Response:
         if_none_match = request.headers.get("If-None-Match")
         replica = self.get_replica()
-        with self.reading(replica):
-            order = self.get_order()
+        try:
+            with self.reading(replica):
+                order = self.get_order()
+        except (OperationalError, InterfaceError) as exc:
+            if replica is None:
+                raise
+            # The replica cannot answer (docs/guide/replicas.md): the primary does, below.
+            logger.warning("Replica %r failed, the primary answers instead: %s", replica, exc)
+            order = None
         if replica is not None and (
             order is None or if_none_match_is_newer(if_none_match, order.version)
         ):

@@ -193,6 +193,27 @@ def test_parameters_follow_the_settings_in_force() -> None:
     assert "2048 bytes" in renamed["orders_create"][2]["requestBody"]["description"]
 
 
+def test_the_read_your_writes_cookie_is_declared_with_replicas_only() -> None:
+    # docs/guide/openapi.md: response headers are declared where the API sends them; a 2xx
+    # write sets the read-your-writes cookie when READ_REPLICAS are configured.
+    without = operations(schema_for("default"))
+    with override_settings(
+        DJANGO_ORDERS={"READ_REPLICAS": ["replica"]}, REST_FRAMEWORK=rest_framework_for("default")
+    ):
+        replicas = operations(generate(URLCONF, "3.1.0"))
+    for operation_id, status in [
+        ("orders_create", "201"),
+        ("orders_confirm", "200"),
+        ("orders_close", "200"),
+    ]:
+        assert "Set-Cookie" not in without[operation_id][2]["responses"][status]["headers"]
+        cookie = replicas[operation_id][2]["responses"][status]["headers"]["Set-Cookie"]
+        assert "django_orders_read_primary" in cookie["description"]
+        assert cookie["required"] is True  # every 2xx write, a replayed one too
+    for operation_id in ("orders_list", "orders_retrieve"):
+        assert "Set-Cookie" not in replicas[operation_id][2]["responses"]["200"].get("headers", {})
+
+
 @tenant_source("the authenticated user's username")
 def username_tenant(request: Any) -> str | None:
     """A ``TENANT_RESOLVER`` deriving the tenant from the user: no header is read."""

@@ -133,7 +133,8 @@ def test_a_transition_of_a_row_gone_raises_and_writes_no_event() -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_committed_transition_notifies_the_listeners() -> None:
-    import psycopg
+    # Listens with psycopg 3 itself; ORDERS_PG_DRIVER=psycopg2 hides it (tests/settings.py).
+    psycopg = pytest.importorskip("psycopg", reason="listens with psycopg 3, hidden on psycopg2")
 
     order = services.create_order("shop-1")
     settings = connection.settings_dict
@@ -162,10 +163,11 @@ def test_a_committed_transition_notifies_the_listeners() -> None:
 def test_with_server_side_binding_the_transitions_and_the_page_work(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from django.db.backends.postgresql.base import ServerBindingCursor, is_psycopg3
+    from django.db.backends.postgresql import base
 
-    if not is_psycopg3:
+    if not base.is_psycopg3:  # psycopg2: the backend has no ServerBindingCursor to import
         pytest.skip("server_side_binding is psycopg 3's")
+    ServerBindingCursor = base.ServerBindingCursor
     options = {**connection.settings_dict.get("OPTIONS", {}), "server_side_binding": True}
     monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)
     connection.close()  # the cursor class is chosen when the connection opens
@@ -193,3 +195,24 @@ def transitions_and_a_page() -> None:
         .values_list("type", flat=True)
     )
     assert types == ["order.created", "order.confirmed", "order.closed"]
+
+
+def test_a_host_save_override_still_runs_on_a_transition(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before the one-statement write (Finding 10), confirm and close called
+    # order.save(update_fields=…): a model's own save() ran, as its post_save receivers do.
+    saved: list[tuple[str, ...]] = []
+    orm_save = Order.save
+
+    def save(self: Order, *args: Any, **kwargs: Any) -> None:
+        saved.append(tuple(kwargs.get("update_fields") or ()))
+        orm_save(self, *args, **kwargs)
+
+    order = services.create_order("shop-1")
+    monkeypatch.setattr(Order, "save", save)
+    with transaction.atomic():
+        services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=2)
+    with transaction.atomic():
+        services.close_order(services.get_order_for_update("shop-1", order.id))
+    assert [set(fields) >= {"status", "version"} for fields in saved] == [True, True]
+    events = OutboxEvent.objects.filter(aggregate_id=order.id).order_by("aggregate_version")
+    assert [e.type for e in events] == ["order.created", "order.confirmed", "order.closed"]

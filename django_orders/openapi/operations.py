@@ -74,7 +74,10 @@ class OrdersAutoSchema(AutoSchema):
             "201": {
                 "description": "Created (or, with `Idempotent-Replayed`, the stored 201 of "
                 "the key's first request).",
-                "headers": self.headers("Location", "ETag", optional=("Idempotent-Replayed",)),
+                "headers": {
+                    **self.headers("Location", "ETag", optional=("Idempotent-Replayed",)),
+                    **self.read_your_writes_cookie(),
+                },
                 "content": {JSON: {"schema": order}},
                 "links": self.links("orders_retrieve", "orders_confirm"),
             }
@@ -191,7 +194,10 @@ class OrdersAutoSchema(AutoSchema):
             "200": {
                 "description": "The order after the change (or, with `Idempotent-Replayed`, "
                 "the stored 200 of the key's first request).",
-                "headers": self.headers("ETag", optional=("Idempotent-Replayed",)),
+                "headers": {
+                    **self.headers("ETag", optional=("Idempotent-Replayed",)),
+                    **self.read_your_writes_cookie(),
+                },
                 "content": {JSON: {"schema": self.order_ref()}},
                 "links": self.links(*links),
             }
@@ -293,6 +299,21 @@ class OrdersAutoSchema(AutoSchema):
             header.pop("required", None)
             result[name] = header
         return result
+
+    def read_your_writes_cookie(self) -> dict[str, Any]:
+        """``Set-Cookie`` of a 2xx write when ``READ_REPLICAS`` are configured (the
+        read-your-writes window, docs/guide/replicas.md); nothing without replicas."""
+        if not orders_settings.READ_REPLICAS:
+            return {}
+        name = orders_settings.READ_YOUR_WRITES_COOKIE
+        return {
+            "Set-Cookie": {
+                "description": f"`{name}=…`: the signed read-your-writes cookie; sent back, "
+                "the client's reads go to the primary for `READ_YOUR_WRITES_WINDOW`.",
+                "schema": {"type": "string"},
+                "required": True,
+            }
+        }
 
     def links(self, *operation_ids: str) -> dict[str, Any]:
         """What a client does next with the order just answered."""

@@ -182,8 +182,13 @@ def save_with_event(
     """Save ``update_fields`` of the changed ``order`` and write its ``event``, waking the
     relays: one statement on PostgreSQL (docs/benchmarks.md, Finding 10), ``save()`` and an
     insert when a ``pre_save`` / ``post_save`` receiver listens or the outbox is routed
-    to another database. Call inside the transaction."""
-    if router.db_for_write(OutboxEvent) == using and sql.can_insert_raw(type(order), OutboxEvent):
+    to another database, and when the order model overrides ``save()`` (a host's save()
+    ran on every transition before Finding 10). Call inside the transaction."""
+    if (
+        router.db_for_write(OutboxEvent) == using
+        and sql.can_insert_raw(type(order), OutboxEvent)
+        and type(order).save is Model.save
+    ):
         sql.update_with_insert(using, order, update_fields, event, notify=NOTIFY_CHANNEL)
         return
     order.save(using=using, update_fields=update_fields)

@@ -33,3 +33,13 @@ DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 
 DATABASE_ROUTERS = ["django_orders.routers.ReplicaRouter"]
 DJANGO_ORDERS = {**DJANGO_ORDERS, "READ_REPLICAS": ["replica"]}
+
+# A replica that cannot be reached (a down server, a broken network): nothing listens on
+# port 1 of the loopback, so connecting fails at once. A test MIRROR, like "replica": no
+# test database is made or flushed for it.
+DATABASES["unreachable"] = {
+    **copy.deepcopy(DATABASES["replica"]),
+    "HOST": "127.0.0.1",
+    "PORT": "1",
+    "TEST": {"MIRROR": "default"},
+}

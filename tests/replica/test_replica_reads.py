@@ -211,8 +211,12 @@ def test_a_forged_cookie_opens_no_window(replay: Replay) -> None:
 
 
 @pytest.fixture
-def row_level_security() -> Iterator[None]:
-    """Policies on, the setting on, every connection (the replica's too) as an app role."""
+def row_level_security(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Policies on, the setting on, every connection (the replica's too) as an app role
+    (``indirect`` parametrization with ``False``: none of it)."""
+    if getattr(request, "param", True) is False:
+        yield
+        return
     call_command("orders_rls", "install", stdout=io.StringIO())
     try:
         # wait_replicated: the role, its grants and the policies on the replica first.
@@ -260,3 +264,30 @@ def test_under_the_policies_a_miss_is_read_from_the_primary(
     # A tenant transaction on each: the replica's (a miss), then the primary's.
     assert sum("set_config" in sql for sql in queries.on("replica")) == 1
     assert sum("set_config" in sql for sql in queries.on("default")) == 1
+
+
+# -- a replica that cannot be reached ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "replica", "unreachable"])
+@pytest.mark.parametrize("row_level_security", [False, True], indirect=True)
+def test_an_unreachable_replica_leaves_the_reads_to_the_primary(
+    row_level_security: None,
+) -> None:
+    # Inside the fixture's settings (ROW_LEVEL_SECURITY on or off), the one replica is down.
+    with override_settings(
+        DJANGO_ORDERS={**settings.DJANGO_ORDERS, "READ_REPLICAS": ["unreachable"]}
+    ):
+        created = fresh_client().create({"totalCents": 5})
+        assert created.status_code == 201
+        order_id = created.json()["id"]
+        with Queries() as queries:
+            got = fresh_client().call("GET", f"/orders/{order_id}")
+            listed = fresh_client().call("GET", "/orders")
+
+    assert got.status_code == 200
+    assert got.json() == created.json()
+    assert listed.status_code == 200
+    assert [item["id"] for item in listed.json()["items"]] == [order_id]
+    reads = [sql for sql in queries.on("default") if 'FROM "django_orders_order"' in sql]
+    assert len(reads) == 2  # the GET's and the page's, both on the primary
