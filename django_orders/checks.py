@@ -31,6 +31,8 @@ looking for what ``manage.py check`` says about django-orders finds all of it he
 - ``django_orders.E021`` ``READ_REPLICAS`` is set but ``ReplicaRouter`` is not in
   ``DATABASE_ROUTERS``.
 - ``django_orders.E022`` ``ROW_LEVEL_SECURITY`` is on but the database is not PostgreSQL.
+- ``django_orders.E023`` ``READ_YOUR_WRITES_COOKIE`` is not a legal cookie name.
+- ``django_orders.W004`` ``ReplicaRouter`` is not the first of ``DATABASE_ROUTERS``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ from django_orders.conf import (
 from django_orders.routers import ReplicaRouter
 
 MIDDLEWARE_PATH = "django_orders.middleware.TenantMiddleware"
+#: A cookie name: an RFC 6265 ``token`` (RFC 9110 ``tchar``s).
+COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: A reverse-DNS name (CloudEvents §3.1.1 ``type``: "SHOULD be prefixed with a reverse-DNS
 #: name"), optionally ending with its dot.
 EVENT_TYPE_PREFIX = re.compile(
@@ -333,16 +337,41 @@ def check_read_replicas(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         ]
     if not replicas:
         return []
-    if any(_is_replica_router(router) for router in getattr(settings, "DATABASE_ROUTERS", [])):
-        return []
-    return [
-        Error(
-            f"{SETTING_NAME}['READ_REPLICAS'] is set but no ReplicaRouter is in "
-            "DATABASE_ROUTERS: every read would still go to the primary.",
-            hint=f"Add {ROUTER_PATH!r} to DATABASE_ROUTERS (docs/guide/replicas.md).",
-            id="django_orders.E021",
+    errors: list[Any] = []
+    cookie = user.get("READ_YOUR_WRITES_COOKIE", DEFAULTS["READ_YOUR_WRITES_COOKIE"])
+    if not isinstance(cookie, str) or not COOKIE_NAME.fullmatch(cookie):
+        # Else every successful write would fail when its response sets the cookie.
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['READ_YOUR_WRITES_COOKIE'] must be a cookie name (RFC 6265: "
+                f"letters, digits and !#$%&'*+-.^_`|~), not {cookie!r}.",
+                id="django_orders.E023",
+            )
         )
-    ]
+    routers = list(getattr(settings, "DATABASE_ROUTERS", []))
+    positions = [i for i, router in enumerate(routers) if _is_replica_router(router)]
+    if not positions:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['READ_REPLICAS'] is set but no ReplicaRouter is in "
+                "DATABASE_ROUTERS: every read would still go to the primary.",
+                hint=f"Add {ROUTER_PATH!r} to DATABASE_ROUTERS (docs/guide/replicas.md).",
+                id="django_orders.E021",
+            )
+        )
+    elif positions[0] != 0:
+        errors.append(
+            Warning(
+                "ReplicaRouter is not the first of DATABASE_ROUTERS: a router before it that "
+                "answers db_for_read() for the package's models decides where the list and "
+                "the GET read, not READ_REPLICAS (with ROW_LEVEL_SECURITY on, such a read "
+                "runs without the tenant's setting and finds no rows).",
+                hint="Put ReplicaRouter first (docs/guide/replicas.md), or silence this "
+                "if your router answers None for the package's models.",
+                id="django_orders.W004",
+            )
+        )
+    return errors
 
 
 @register(Tags.compatibility)

@@ -447,6 +447,50 @@ def test_e021_read_replicas_without_the_router(routers: list, expected: list[str
         assert ids(checks.check_read_replicas()) == expected
 
 
+class HostRouter:
+    """A host's router that has an opinion on every read."""
+
+    def db_for_read(self, model: Any, **hints: Any) -> str:
+        return "default"
+
+
+@_OVERRIDING_DATABASES
+@pytest.mark.parametrize(
+    ("routers", "expected"),
+    [
+        ([HostRouter(), ReplicaRouter()], ["django_orders.W004"]),
+        ([ReplicaRouter(), HostRouter()], []),
+    ],
+)
+def test_w004_replica_router_behind_another_router(routers: list, expected: list[str]) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3"}, "replica": {}}
+    with override_settings(
+        DJANGO_ORDERS={"READ_REPLICAS": ["replica"]}, DATABASES=databases, DATABASE_ROUTERS=routers
+    ):
+        assert ids(checks.check_read_replicas()) == expected
+
+
+@_OVERRIDING_DATABASES
+@pytest.mark.parametrize(
+    ("cookie", "expected"),
+    [
+        ("orders primary", ["django_orders.E023"]),
+        ("orders;primary", ["django_orders.E023"]),
+        ("", ["django_orders.E023"]),
+        (7, ["django_orders.E023"]),
+        ("orders_read-primary.v2", []),
+    ],
+)
+def test_e023_read_your_writes_cookie_name(cookie: Any, expected: list[str]) -> None:
+    databases = {"default": {"ENGINE": "django.db.backends.sqlite3"}, "replica": {}}
+    with override_settings(
+        DJANGO_ORDERS={"READ_REPLICAS": ["replica"], "READ_YOUR_WRITES_COOKIE": cookie},
+        DATABASES=databases,
+        DATABASE_ROUTERS=["django_orders.routers.ReplicaRouter"],
+    ):
+        assert ids(checks.check_read_replicas()) == expected
+
+
 def test_no_replicas_no_router_needed() -> None:
     assert checks.check_read_replicas() == []
 
