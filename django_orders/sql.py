@@ -96,9 +96,14 @@ def row(cursor: Any, fields: Sequence[str]) -> dict[str, Any] | None:
 
 
 def can_insert_raw(*models: type[Model]) -> bool:
-    """True unless a ``pre_save`` / ``post_save`` receiver listens to one of ``models``."""
+    """True unless one of ``models`` overrides ``save()`` or has a ``pre_save`` /
+    ``post_save`` receiver: a host's model then goes through ``save()``, as it would
+    through the ORM."""
     return not any(
-        pre_save.has_listeners(model) or post_save.has_listeners(model) for model in models
+        model.save is not Model.save
+        or pre_save.has_listeners(model)
+        or post_save.has_listeners(model)
+        for model in models
     )
 
 

@@ -216,3 +216,20 @@ def test_a_host_save_override_still_runs_on_a_transition(monkeypatch: pytest.Mon
     assert [set(fields) >= {"status", "version"} for fields in saved] == [True, True]
     events = OutboxEvent.objects.filter(aggregate_id=order.id).order_by("aggregate_version")
     assert [e.type for e in events] == ["order.created", "order.confirmed", "order.closed"]
+
+
+def test_a_host_save_override_runs_on_create_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    saved: list[bool] = []
+    orm_save = Order.save
+
+    def save(self: Order, *args: Any, **kwargs: Any) -> None:
+        saved.append(bool(kwargs.get("force_insert")))
+        orm_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Order, "save", save)
+    order = services.create_order("shop-1")
+
+    assert saved == [True]
+    assert Order.objects.filter(pk=order.pk).exists()
+    events = OutboxEvent.objects.filter(aggregate_id=order.id)
+    assert [e.type for e in events] == ["order.created"]

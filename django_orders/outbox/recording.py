@@ -184,11 +184,7 @@ def save_with_event(
     insert when a ``pre_save`` / ``post_save`` receiver listens or the outbox is routed
     to another database, and when the order model overrides ``save()`` (a host's save()
     ran on every transition before Finding 10). Call inside the transaction."""
-    if (
-        router.db_for_write(OutboxEvent) == using
-        and sql.can_insert_raw(type(order), OutboxEvent)
-        and type(order).save is Model.save
-    ):
+    if router.db_for_write(OutboxEvent) == using and sql.can_insert_raw(type(order), OutboxEvent):
         sql.update_with_insert(using, order, update_fields, event, notify=NOTIFY_CHANNEL)
         return
     order.save(using=using, update_fields=update_fields)
@@ -256,7 +252,8 @@ def insert_with_notify(using: str, objs: list[Model]) -> None:
     """INSERT the new rows ``objs`` (an event among them) and wake the relays.
 
     One ``cursor.execute`` on PostgreSQL (``INSERT …; NOTIFY``); ``Model.save()`` instead
-    when a ``pre_save`` / ``post_save`` receiver listens, so hosts see their signals.
+    when a model overrides it or a ``pre_save`` / ``post_save`` receiver listens, so a
+    host's model sees what the ORM would show it.
     """
     notify = notify_statement(using)
     if sql.can_insert_raw(*{type(obj) for obj in objs}):
