@@ -258,8 +258,9 @@ class IdempotencyMixin:
             response.accepted_renderer = request.accepted_renderer
             response.accepted_media_type = request.accepted_media_type
             response.renderer_context = self.get_renderer_context()  # type: ignore[attr-defined]
-        params = self._store_params(claim, response)
-        self._idempotency_stored = (response, _snapshot(response))
+        snapshot = _snapshot(response)
+        self._idempotency_stored = (response, snapshot)
+        params = self._store_params(claim, response, snapshot)
         return [(sql.idempotency_statements(connections[using]).store, params)]
 
     def _stored_already(self, response: Any) -> bool:
@@ -377,9 +378,11 @@ class IdempotencyMixin:
                 sql.idempotency_statements(connection).store, self._store_params(claim, response)
             )
 
-    def _store_params(self, claim: _Claim, response: Any) -> list[Any]:
+    def _store_params(
+        self, claim: _Claim, response: Any, snapshot: tuple[Any, ...] | None = None
+    ) -> list[Any]:
         """The parameters of the store statement for ``response`` (rendered here)."""
-        status, content, headers = _snapshot(response)
+        status, content, headers = snapshot or _snapshot(response)
         return [
             IdempotencyKey.State.COMPLETED,
             status,
