@@ -45,6 +45,7 @@ from django.utils import timezone
 from django.utils.datastructures import MultiValueDict
 from django.utils.encoding import escape_uri_path
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from django_orders import sql
 from django_orders.conf import orders_settings
@@ -180,6 +181,7 @@ class IdempotencyMixin:
                 self._idempotency_stack = stack
                 self._idempotency_claim: _Claim | None = None
                 self._idempotency_using: str | None = None
+                self._idempotency_stored: tuple[Any, tuple[Any, ...]] | None = None
                 return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
         except DatabaseError as exc:
             # Errors inside the view reached the exception handler already; this is the
@@ -234,9 +236,39 @@ class IdempotencyMixin:
         if not 200 <= response.status_code < 300:
             # Nothing of a refused request remains: no key, no side effect.
             transaction.set_rollback(True, using=using)
-        elif self._idempotency_claim is not None:
+        elif self._idempotency_claim is not None and not self._stored_already(response):
             self._store_response(self._idempotency_claim, response)
         return response
+
+    def store_response_statements(self, response: Any, using: str) -> sql.Statements:
+        """The statement that stores ``response`` as the answer of this request's key.
+
+        For a handler that knows its response before its last write (the create): it
+        sends the statement with that write, in its round trip, and the key is not
+        written again at the end — unless the response that leaves ``finalize_response()``
+        differs (another object, status, body or stored header), which is stored then as
+        before. ``response`` is rendered here. Nothing (``()``) without a key, for another
+        database than the key's, or for a response that is not 2xx.
+        """
+        claim = self._idempotency_claim
+        if claim is None or claim.using != using or not 200 <= response.status_code < 300:
+            return ()
+        if isinstance(response, Response):  # what DRF's finalize_response() sets, first
+            request = self.request  # type: ignore[attr-defined]
+            response.accepted_renderer = request.accepted_renderer
+            response.accepted_media_type = request.accepted_media_type
+            response.renderer_context = self.get_renderer_context()  # type: ignore[attr-defined]
+        snapshot = _snapshot(response)
+        self._idempotency_stored = (response, snapshot)
+        params = self._store_params(claim, response, snapshot)
+        return [(sql.idempotency_statements(connections[using]).store, params)]
+
+    def _stored_already(self, response: Any) -> bool:
+        stored = self._idempotency_stored
+        if stored is None or stored[0] is not response:
+            return False
+        # A body, status or stored header changed after the statement was sent: store again.
+        return _snapshot(response) == stored[1]
 
     # Internals ---------------------------------------------------------------------------
 
@@ -340,24 +372,35 @@ class IdempotencyMixin:
         raise _Replay(response)
 
     def _store_response(self, claim: _Claim, response: Any) -> None:
-        if hasattr(response, "render"):
-            response.render()
-        headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
         connection = connections[claim.using]
         with connection.cursor() as cursor:
             cursor.execute(
-                sql.idempotency_statements(connection).store,
-                [
-                    IdempotencyKey.State.COMPLETED,
-                    response.status_code,
-                    response.content.decode(response.charset or "utf-8"),
-                    _HEADERS_FIELD.get_db_prep_save(headers, connection),
-                    claim.record_id,
-                ],
+                sql.idempotency_statements(connection).store, self._store_params(claim, response)
             )
+
+    def _store_params(
+        self, claim: _Claim, response: Any, snapshot: tuple[Any, ...] | None = None
+    ) -> list[Any]:
+        """The parameters of the store statement for ``response`` (rendered here)."""
+        status, content, headers = snapshot or _snapshot(response)
+        return [
+            IdempotencyKey.State.COMPLETED,
+            status,
+            content.decode(response.charset or "utf-8"),
+            _HEADERS_FIELD.get_db_prep_save(dict(headers), connections[claim.using]),
+            claim.record_id,
+        ]
 
 
 _HEADERS_FIELD = IdempotencyKey._meta.get_field("response_headers")
+
+
+def _snapshot(response: Any) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
+    """What is stored of ``response`` (rendered here): status, body, stored headers."""
+    if hasattr(response, "render"):
+        response.render()
+    headers = tuple((name, response[name]) for name in STORED_HEADERS if response.has_header(name))
+    return response.status_code, response.content, headers
 
 
 def _in_use() -> Problem:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from django_orders import signals, sql
@@ -103,12 +103,16 @@ def create_order(
     currency: str | None = None,
     metadata: Mapping[str, str] | None = None,
     context: Mapping[str, Any] | None = None,
+    then: Callable[[AbstractOrder], sql.Statements] | None = None,
     **fields: Any,
 ) -> AbstractOrder:
     """Create a draft order (version 1) and its ``order.created`` event.
 
     ``fields`` are values of the host's own order fields (``customer=…``); ``context``
-    is handed to the host's rules.
+    is handed to the host's rules. ``then``, given the order about to be written (its
+    values final), answers statements of the caller's to run in the same transaction
+    right after the order and its event — in their round trip where the driver allows
+    (the idempotent create stores its response so: docs/benchmarks.md, Finding 12).
     """
     model = get_order_model()
     if fields:
@@ -134,10 +138,15 @@ def create_order(
         # statements built once (docs/benchmarks.md, Findings 3-4).
         if router.db_for_write(OutboxEvent) == db:
             event = events.build_order_event(order, events.ORDER_CREATED)
-            events.insert_with_notify(db, [order, event])
+            after = None if then is None else functools.partial(then, order)
+            events.insert_with_notify(db, [order, event], after=after)
         else:  # pragma: no cover - a host routing the outbox elsewhere
             order.save(using=db, force_insert=True)
             events.record_order_event(order, events.ORDER_CREATED)
+            if then is not None:
+                with connections[db].cursor() as cursor:
+                    for statement, params in then(order):
+                        cursor.execute(statement, params or None)
         _send_on_commit(signals.order_created, order, db)
     return order
 

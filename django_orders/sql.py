@@ -150,29 +150,44 @@ def can_batch_statements(connection: BaseDatabaseWrapper) -> bool:
     return connection.settings_dict.get("OPTIONS", {}).get("server_side_binding") is not True
 
 
-def insert_objects(using: str, objs: Sequence[Model], *, then: str | None = None) -> None:
+#: Statements with their parameters, run after an insert in its round trip.
+Statements = Sequence[tuple[str, Sequence[Any]]]
+
+
+def insert_objects(
+    using: str,
+    objs: Sequence[Model],
+    *,
+    then: str | None = None,
+    after: Callable[[], Statements] | None = None,
+) -> None:
     """INSERT the new instances ``objs``, in one round trip where the driver allows it.
 
     ``then`` is a statement without parameters (a ``NOTIFY``) sent after them, in the same
     ``cursor.execute`` on PostgreSQL (Finding 4: each round trip is a wait on the server).
-    Call only after :func:`can_insert_raw` said yes for their models.
+    ``after`` gives further statements with their parameters, sent after ``then`` in the
+    same round trip; it is called once the instances' values are adapted (their
+    ``pre_save()`` done), so it sees them as they are written. Call only after
+    :func:`can_insert_raw` said yes for their models.
     """
     connection = connections[using]
-    inserts: list[tuple[str, list[Any]]] = []
+    inserts: list[tuple[str, Sequence[Any]]] = []
     for obj in objs:
         sql, fields = insert_statement(connection, type(obj))
         inserts.append((sql, insert_params(connection, obj, fields)))
+    if then:
+        inserts.append((then, ()))
+    if after is not None:
+        inserts.extend(after())
     with connection.cursor() as cursor:
         if can_batch_statements(connection):
-            statements = [sql for sql, _ in inserts] + ([then] if then else [])
             cursor.execute(
-                "; ".join(statements), [p for _, obj_params in inserts for p in obj_params]
+                "; ".join(sql for sql, _ in inserts),
+                [p for _, params in inserts for p in params],
             )
         else:
-            for sql, obj_params in inserts:
-                cursor.execute(sql, obj_params)
-            if then:
-                cursor.execute(then)
+            for sql, params in inserts:
+                cursor.execute(sql, params or None)
     for obj in objs:
         mark_saved(obj, using)
 

@@ -5,7 +5,9 @@ the host's defaults apply where it sets none, and the tenant access check always
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -136,3 +138,26 @@ def test_orders_urls_builds_the_package_routes() -> None:
         views.OrderConfirmView,
         views.OrderCloseView,
     ]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "changed"),
+    [
+        ("/enveloped", lambda body, response: json.loads(body)["order"]["id"]),
+        ("/relocated", lambda body, response: response["Location"].endswith("?relocated=1")),
+    ],
+)
+def test_a_response_changed_after_the_handler_is_the_one_replayed(
+    api: OrdersClient, prefix: str, changed: Any
+) -> None:
+    # The create stores its response with its writes; a subclass's finalize_response()
+    # that answers otherwise (another response, a stored header changed) is stored instead.
+    first = api.call("POST", f"{prefix}/orders", {}, headers={"Idempotency-Key": prefix})
+    assert first.status_code == 201
+    assert changed(first.content, first)
+    replay = api.call("POST", f"{prefix}/orders", {}, headers={"Idempotency-Key": prefix})
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.status_code == 201
+    assert replay.content == first.content
+    assert (replay["Location"], replay["ETag"]) == (first["Location"], first["ETag"])
+    assert Order.objects.count() == 1

@@ -16,5 +16,13 @@ urlpatterns = [
         include(orders_urls(collection=host.ThrottledCollection), namespace="throttled"),
     ),
     path("unguarded/", include(orders_urls(detail=host.UnguardedDetail), namespace="unguarded")),
+    path(
+        "enveloped/",
+        include(orders_urls(collection=host.EnvelopedCollection), namespace="enveloped"),
+    ),
+    path(
+        "relocated/",
+        include(orders_urls(collection=host.RelocatedCollection), namespace="relocated"),
+    ),
     path("", include("django_orders.urls")),
 ]

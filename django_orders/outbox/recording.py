@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db import connections, router, transaction
@@ -248,20 +248,28 @@ def _next_version(using: str, tenant_id: str, aggregate_type: str, aggregate_id:
     return int(version)
 
 
-def insert_with_notify(using: str, objs: list[Model]) -> None:
+def insert_with_notify(
+    using: str, objs: list[Model], *, after: Callable[[], sql.Statements] | None = None
+) -> None:
     """INSERT the new rows ``objs`` (an event among them) and wake the relays.
 
     One ``cursor.execute`` on PostgreSQL (``INSERT …; NOTIFY``); ``Model.save()`` instead
     when a model overrides it or a ``pre_save`` / ``post_save`` receiver listens, so a
-    host's model sees what the ORM would show it.
+    host's model sees what the ORM would show it. ``after`` gives the caller's statements
+    to run next, in the same round trip where the driver allows
+    (:func:`django_orders.sql.insert_objects`).
     """
     notify = notify_statement(using)
     if sql.can_insert_raw(*{type(obj) for obj in objs}):
-        sql.insert_objects(using, objs, then=notify)
+        sql.insert_objects(using, objs, then=notify, after=after)
         return
     for obj in objs:
         obj.save(using=using, force_insert=True)
     notify_relays(using)
+    if after is not None:
+        with connections[using].cursor() as cursor:
+            for statement, params in after():
+                cursor.execute(statement, params or None)
 
 
 def notify_statement(using: str) -> str | None:
