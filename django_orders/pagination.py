@@ -17,6 +17,11 @@ with :mod:`django.core.signing`. The scope is the tenant and the values of the f
 parameters, so a cursor is refused — 400 ``invalid_cursor``, never the first page — when it
 is malformed, tampered with, or replayed by another tenant or with another filter.
 See docs/guide/keyset-pagination.md.
+
+One module past 400 lines, and :class:`KeysetPagination` with more methods than a class
+here usually has, on purpose: it is DRF's pagination interface (``paginate_queryset``,
+``get_paginated_response``, the schema hooks) plus the cursor's signing and scope, and a
+host subclass overrides them one by one.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ read from the settings in force when the schema is generated — the tenant head
 (and none when ``TENANT_RESOLVER`` does not read a header), whether ``Idempotency-Key`` and
 ``If-Match`` are required, the page sizes, the body limit, the host's authentication,
 permissions and throttles on the view, its tenant access check and order rules.
+
+``OrdersAutoSchema`` has more methods than a class here usually has, on purpose: one per
+operation and one per part of an operation (parameters, body, headers, the cases of each
+status), so that each operation reads as a short list of the parts it is made of.
 """
 
 from __future__ import annotations
