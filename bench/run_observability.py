@@ -39,7 +39,7 @@ from opentelemetry import trace  # noqa: E402
 
 from django_orders.cloudevents import trace_headers  # noqa: E402
 from django_orders.outbox import tracing  # noqa: E402
-from django_orders.outbox.batches import BatchReport  # noqa: E402
+from django_orders.outbox.metrics import BatchReport  # noqa: E402
 from django_orders.outbox.prometheus import PrometheusMetrics  # noqa: E402
 
 BATCH = 100

@@ -23,9 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from django_orders import services
 from django_orders.models import OutboxEvent
 from django_orders.outbox.batches import BatchReport
-from django_orders.outbox.metrics import Backlog, RelayMetrics, metrics_from_settings
+from django_orders.outbox.metrics import Backlog, RelayMetrics
 from django_orders.outbox.prometheus import PrometheusMetrics
-from django_orders.outbox.relay import Relay
+from django_orders.outbox.relay import Relay, metrics_from_settings
 from django_orders.publishers.rabbitmq import RabbitMQPublisher
 from django_orders.publishers.redis_streams import RedisStreamPublisher
 from django_orders.publishers.webhook import WebhookPublisher

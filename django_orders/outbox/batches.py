@@ -32,7 +32,7 @@ from django_orders.outbox.backoff import retry_delay
 from django_orders.outbox.claims import Claim, ClaimedEvent, ClaimStore, Failure
 from django_orders.outbox.cloudevents import to_cloudevent
 from django_orders.outbox.lease import LeaseKeeper
-from django_orders.outbox.metrics import RelayMetrics
+from django_orders.outbox.metrics import BatchReport, RelayMetrics
 from django_orders.outbox.tracing import PublishSpan, start_publish_span
 from django_orders.publishers.base import InFlight, NotSent, Publisher, PublishError
 
@@ -50,22 +50,6 @@ ABANDONED = "abandoned"  # claimed too often without an outcome: parked
 ERROR = "error"  # the publisher raised instead of answering
 
 Result = PublishError | None
-
-
-@dataclasses.dataclass
-class BatchReport:
-    """What one batch did; also the running totals of a relay (``Relay.totals``)."""
-
-    claimed: int = 0
-    published: int = 0
-    failed: int = 0
-    dead: int = 0
-    lost: int = 0  # outcomes not written: the lease had passed to another relay
-    released: int = 0  # not sent because the relay was stopping: given back, due at once
-
-    def add(self, other: BatchReport) -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 @dataclasses.dataclass

@@ -16,16 +16,43 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from django.core.exceptions import ImproperlyConfigured
 
-from django_orders.conf import orders_settings
+class InFlightCount(Protocol):
+    @property
+    def in_flight(self) -> int:
+        """Batches handed to the publisher whose results are not in yet."""
 
-if TYPE_CHECKING:
-    from django_orders.outbox.batches import BatchReport
-    from django_orders.outbox.relay import Relay
+
+class RunningRelay(Protocol):
+    """What a hook may read of the relay that started it: a
+    :class:`~django_orders.outbox.relay.Relay`, described here so that this module
+    imports nothing of the relay it serves."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def batches(self) -> InFlightCount: ...
+
+
+@dataclasses.dataclass
+class BatchReport:
+    """What one batch did; also the running totals of a relay (``Relay.totals``)."""
+
+    claimed: int = 0
+    published: int = 0
+    failed: int = 0
+    dead: int = 0
+    lost: int = 0  # outcomes not written: the lease had passed to another relay
+    released: int = 0  # not sent because the relay was stopping: given back, due at once
+
+    def add(self, other: BatchReport) -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +75,7 @@ class RelayMetrics:
     only for a subclass that overrides :meth:`backlog_measured`.
     """
 
-    def relay_started(self, relay: Relay) -> None:
+    def relay_started(self, relay: RunningRelay) -> None:
         """The relay is about to claim. ``relay.batches.in_flight`` (batches handed to the
         publisher, results not in yet) and ``relay.id`` may be read from here on."""
 
@@ -77,32 +104,3 @@ class RelayMetrics:
 def measures_backlog(metrics: RelayMetrics) -> bool:
     """Whether ``metrics`` wants the backlog (overrides :meth:`backlog_measured`)."""
     return type(metrics).backlog_measured is not RelayMetrics.backlog_measured
-
-
-def metrics_from_settings(port: int | None = None, address: str | None = None) -> RelayMetrics:
-    """The metrics a relay reports to: Prometheus on ``port`` (or ``OUTBOX_METRICS_PORT``),
-    else an instance of ``OUTBOX_METRICS``, else nothing (:class:`RelayMetrics`)."""
-    if port is None:
-        port = orders_settings.OUTBOX_METRICS_PORT
-    custom = orders_settings.OUTBOX_METRICS
-    if port is not None:
-        if custom is not None:
-            raise ImproperlyConfigured(
-                "Both a metrics port (Prometheus) and DJANGO_ORDERS['OUTBOX_METRICS'] are "
-                "set: the relay reports to one of them. Unset one."
-            )
-        from django_orders.outbox.prometheus import PrometheusMetrics
-
-        return PrometheusMetrics(
-            port=port,
-            address=orders_settings.OUTBOX_METRICS_ADDRESS if address is None else address,
-        )
-    if custom is None:
-        return RelayMetrics()
-    metrics = custom()
-    if not isinstance(metrics, RelayMetrics):
-        raise ImproperlyConfigured(
-            f"DJANGO_ORDERS['OUTBOX_METRICS'] must be a subclass of "
-            f"django_orders.outbox.metrics.RelayMetrics, not {custom!r}."
-        )
-    return metrics

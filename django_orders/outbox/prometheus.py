@@ -14,15 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_orders.outbox.metrics import Backlog, RelayMetrics
-
-if TYPE_CHECKING:
-    from django_orders.outbox.batches import BatchReport
-    from django_orders.outbox.relay import Relay
+from django_orders.outbox.metrics import Backlog, BatchReport, RelayMetrics, RunningRelay
 
 logger = logging.getLogger("django_orders.relay")
 
@@ -100,7 +96,7 @@ class PrometheusMetrics(RelayMetrics):
 
     # -- the hook ---------------------------------------------------------------------------
 
-    def relay_started(self, relay: Relay) -> None:
+    def relay_started(self, relay: RunningRelay) -> None:
         batches = relay.batches
         self.in_flight.set_function(lambda: batches.in_flight)
         try:

@@ -30,6 +30,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
@@ -40,7 +41,7 @@ from django_orders.outbox.claims import ClaimStore
 from django_orders.outbox.exclusive import RelayAlreadyRunning, RelayLock
 from django_orders.outbox.heartbeat import Heartbeat
 from django_orders.outbox.lease import LeaseKeeper
-from django_orders.outbox.metrics import RelayMetrics, metrics_from_settings
+from django_orders.outbox.metrics import RelayMetrics
 from django_orders.outbox.postgres import claim_store_for
 from django_orders.outbox.recording import NOTIFY_CHANNEL
 from django_orders.outbox.strategies import Pipelined, Serial, Strategy
@@ -63,7 +64,7 @@ class Relay:
     where it can. Signal handling is opt-in (:meth:`install_signal_handlers`, main thread
     only), so a relay can also run in a thread and be stopped with :meth:`stop`.
     ``metrics`` receives what the relay does (by default as the settings say:
-    :func:`~django_orders.outbox.metrics.metrics_from_settings`).
+    :func:`metrics_from_settings`).
     """
 
     def __init__(
@@ -304,3 +305,32 @@ class Relay:
             self.publisher.timeout,
         )
         os._exit(1)
+
+
+def metrics_from_settings(port: int | None = None, address: str | None = None) -> RelayMetrics:
+    """The metrics a relay reports to: Prometheus on ``port`` (or ``OUTBOX_METRICS_PORT``),
+    else an instance of ``OUTBOX_METRICS``, else nothing (:class:`RelayMetrics`)."""
+    if port is None:
+        port = orders_settings.OUTBOX_METRICS_PORT
+    custom = orders_settings.OUTBOX_METRICS
+    if port is not None:
+        if custom is not None:
+            raise ImproperlyConfigured(
+                "Both a metrics port (Prometheus) and DJANGO_ORDERS['OUTBOX_METRICS'] are "
+                "set: the relay reports to one of them. Unset one."
+            )
+        from django_orders.outbox.prometheus import PrometheusMetrics
+
+        return PrometheusMetrics(
+            port=port,
+            address=orders_settings.OUTBOX_METRICS_ADDRESS if address is None else address,
+        )
+    if custom is None:
+        return RelayMetrics()
+    metrics = custom()
+    if not isinstance(metrics, RelayMetrics):
+        raise ImproperlyConfigured(
+            f"DJANGO_ORDERS['OUTBOX_METRICS'] must be a subclass of "
+            f"django_orders.outbox.metrics.RelayMetrics, not {custom!r}."
+        )
+    return metrics

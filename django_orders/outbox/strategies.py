@@ -16,7 +16,7 @@ wherever threads with connections of their own see what the relay's own connecti
 not inside a caller's transaction (a test's), not on an in-memory SQLite database.
 
 Each :meth:`drain` processes batches until a claim finds nothing due (or the relay
-stops), and hands every batch's :class:`~django_orders.outbox.batches.BatchReport` to the
+stops), and hands every batch's :class:`~django_orders.outbox.metrics.BatchReport` to the
 relay's ``account`` callback.
 """
 

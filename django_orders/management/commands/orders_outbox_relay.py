@@ -15,8 +15,7 @@ from django.utils.module_loading import import_string
 
 from django_orders import rls
 from django_orders.conf import orders_settings
-from django_orders.outbox.metrics import metrics_from_settings
-from django_orders.outbox.relay import Relay, RelayAlreadyRunning
+from django_orders.outbox.relay import Relay, RelayAlreadyRunning, metrics_from_settings
 from django_orders.publishers.base import Publisher, check_publisher
 
 
