@@ -6,6 +6,7 @@ the output of :func:`django_orders.cloudevents.to_cloudevent`.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.utils import timezone
@@ -44,3 +45,16 @@ def sample_cloudevent(
 def sample_batch(n: int, **kwargs: Any) -> list[dict[str, Any]]:
     """``n`` events of ``n`` different orders (the relay never puts two of one order)."""
     return [sample_cloudevent(**kwargs) for _ in range(n)]
+
+
+def assert_sdk_event_is(parsed: Any, event: dict[str, Any]) -> None:
+    """What the CloudEvents SDK parsed is the event as sent, attribute by attribute."""
+    assert parsed.get_specversion() == "1.0"
+    assert parsed.get_id() == event["id"]
+    assert parsed.get_type() == event["type"]
+    assert parsed.get_source() == event["source"]
+    assert parsed.get_subject() == event["subject"]
+    assert parsed.get_extension("tenantid") == event["tenantid"]
+    assert parsed.get_datacontenttype() == "application/json"
+    assert parsed.get_time() == dt.datetime.fromisoformat(event["time"])
+    assert parsed.get_data() == event["data"]

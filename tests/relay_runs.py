@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 from django.db import connection
 
-from tests.receiver import Receiver
+from django_orders.models import OutboxEvent
+from tests.receiver import Receiver, versions_by_order
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,3 +160,38 @@ def relays(
                 relay.kill()
             else:
                 relay._log.close()
+
+
+def all_ids() -> set[str]:
+    """The ids of every outbox event, as strings."""
+    return {str(pk) for pk in OutboxEvent.objects.values_list("id", flat=True)}
+
+
+def all_published(running: list[RelayProcess], timeout: float) -> None:
+    """Wait until every event is published, failing with the relays' logs should one
+    exit or the time run out."""
+
+    def done() -> bool:
+        for relay in running:
+            assert relay.proc.poll() is None, relay.output()[-3000:]
+        return not OutboxEvent.objects.exclude(status="published").exists()
+
+    try:
+        wait_until(done, timeout, "every event published")
+    except AssertionError as exc:
+        rest = list(
+            OutboxEvent.objects.exclude(status="published").values_list(
+                "status", "attempts", "available_at", "leased_until", "last_error"
+            )[:5]
+        )
+        logs = "\n".join(
+            "\n".join(line for line in relay.output().splitlines() if " DEBUG " not in line)[-3000:]
+            for relay in running
+        )
+        raise AssertionError(f"{exc}\nnot published: {rest}\n{logs}") from None
+
+
+def assert_in_version_order(events: list[dict[str, Any]]) -> None:
+    """Each order's events, as a consumer received them, in version order."""
+    for order, versions in versions_by_order(events).items():
+        assert versions == sorted(versions), f"order {order} arrived as {versions}"

@@ -43,6 +43,7 @@ from django_orders.models import OutboxEvent
 from django_orders.outbox.relay import Relay
 from django_orders.publishers import PublishError
 from tests.brokers import AMQP_URL, drain
+from tests.cloudevent_samples import assert_sdk_event_is
 from tests.orders_api import OrdersClient, failing_trigger
 from tests.outbox_rows import bulk_events
 from tests.receiver import Receiver, versions_by_order
@@ -109,19 +110,6 @@ def test_each_event_carries_the_order_as_it_stood_right_after_its_change(
         assert event["data"] == snapshot  # the API's representation right after it
         assert headers["webhook-id"] == event["id"] == str(row.id)
         assert headers["content-type"] == "application/cloudevents+json"
-
-
-def assert_sdk_event_is(parsed: Any, event: dict[str, Any]) -> None:
-    """What the CloudEvents SDK parsed is the event as sent, attribute by attribute."""
-    assert parsed.get_specversion() == "1.0"
-    assert parsed.get_id() == event["id"]
-    assert parsed.get_type() == event["type"]
-    assert parsed.get_source() == event["source"]
-    assert parsed.get_subject() == event["subject"]
-    assert parsed.get_extension("tenantid") == event["tenantid"]
-    assert parsed.get_datacontenttype() == "application/json"
-    assert parsed.get_time() == dt.datetime.fromisoformat(event["time"])
-    assert parsed.get_data() == event["data"]
 
 
 @pytest.mark.django_db

@@ -7,7 +7,6 @@ The relay tests run ``orders_outbox_relay`` subprocesses against it.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import signal
 import sys
@@ -24,7 +23,7 @@ from django_orders.cloudevents import CONTENT_TYPE, serialize
 from django_orders.models import OutboxEvent
 from django_orders.publishers.base import TIMEOUT, UNAVAILABLE, PublishError
 from tests import docs_snippets
-from tests.cloudevent_samples import sample_batch, sample_cloudevent
+from tests.cloudevent_samples import assert_sdk_event_is, sample_batch, sample_cloudevent
 from tests.kafka_broker import (
     GroupProgress,
     Tansu,
@@ -36,7 +35,16 @@ from tests.kafka_broker import (
 from tests.misbehaving_peers import SilentPeer
 from tests.outbox_rows import bulk_events
 from tests.receiver import versions_by_order
-from tests.relay_runs import RelayProcess, is_stopped, relay_env, relay_once, relays
+from tests.relay_runs import (
+    RelayProcess,
+    all_ids,
+    all_published,
+    assert_in_version_order,
+    is_stopped,
+    relay_env,
+    relay_once,
+    relays,
+)
 from tests.waiting import wait_until
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
@@ -90,17 +98,6 @@ def sdk_event(record: Any) -> Any:
     from cloudevents.core.formats.json import JSONFormat
 
     return kafka_binding.from_kafka(message, JSONFormat())
-
-
-def assert_sdk_event_is(parsed: Any, event: dict[str, Any]) -> None:
-    assert parsed.get_id() == event["id"]
-    assert parsed.get_type() == event["type"]
-    assert parsed.get_source() == event["source"]
-    assert parsed.get_subject() == event["subject"]
-    assert parsed.get_extension("tenantid") == event["tenantid"]
-    assert parsed.get_datacontenttype() == "application/json"
-    assert parsed.get_time() == dt.datetime.fromisoformat(event["time"])
-    assert parsed.get_data() == event["data"]
 
 
 def versioned(orders: int, versions: int) -> list[list[dict[str, Any]]]:
@@ -306,39 +303,6 @@ KAFKA = "django_orders.publishers.KafkaPublisher"
 def kafka_args(broker: Tansu, topic: str, **options: Any) -> tuple[str, ...]:
     options = {"bootstrap_servers": broker.bootstrap, "topic": topic, **options}
     return ("--publisher", KAFKA, "--publisher-options", json.dumps(options))
-
-
-def all_ids() -> set[str]:
-    return {str(pk) for pk in OutboxEvent.objects.values_list("id", flat=True)}
-
-
-def all_published(running: list[RelayProcess], timeout: float) -> None:
-    """Wait until every event is published, failing with the relays' logs should one
-    exit or the time run out."""
-
-    def done() -> bool:
-        for relay in running:
-            assert relay.proc.poll() is None, relay.output()[-3000:]
-        return not OutboxEvent.objects.exclude(status="published").exists()
-
-    try:
-        wait_until(done, timeout, "every event published")
-    except AssertionError as exc:
-        rest = list(
-            OutboxEvent.objects.exclude(status="published").values_list(
-                "status", "attempts", "available_at", "leased_until", "last_error"
-            )[:5]
-        )
-        logs = "\n".join(
-            "\n".join(line for line in relay.output().splitlines() if " DEBUG " not in line)[-3000:]
-            for relay in running
-        )
-        raise AssertionError(f"{exc}\nnot published: {rest}\n{logs}") from None
-
-
-def assert_in_version_order(events: list[dict[str, Any]]) -> None:
-    for order, versions in versions_by_order(events).items():
-        assert versions == sorted(versions), f"order {order} arrived as {versions}"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -36,8 +36,14 @@ from tests.nats_server import (
     stream_messages,
 )
 from tests.outbox_rows import bulk_events
-from tests.receiver import versions_by_order
-from tests.relay_runs import RelayProcess, relay_env, relay_once, relays
+from tests.relay_runs import (
+    all_ids,
+    all_published,
+    assert_in_version_order,
+    relay_env,
+    relay_once,
+    relays,
+)
 from tests.waiting import wait_until
 
 pytest.importorskip("nats")
@@ -290,36 +296,6 @@ def test_close_ends_the_loop_thread(make_publisher: Any) -> None:
 def nats_args(url: str, prefix: str, **options: Any) -> tuple[str, ...]:
     options = {"servers": url, "subject": f"{prefix}.{{type}}", **options}
     return ("--publisher", NATS, "--publisher-options", json.dumps(options))
-
-
-def all_ids() -> set[str]:
-    return {str(pk) for pk in OutboxEvent.objects.values_list("id", flat=True)}
-
-
-def all_published(running: list[RelayProcess], timeout: float) -> None:
-    def done() -> bool:
-        for relay in running:
-            assert relay.proc.poll() is None, relay.output()[-3000:]
-        return not OutboxEvent.objects.exclude(status="published").exists()
-
-    try:
-        wait_until(done, timeout, "every event published")
-    except AssertionError as exc:
-        rest = list(
-            OutboxEvent.objects.exclude(status="published").values_list(
-                "status", "attempts", "available_at", "leased_until", "last_error"
-            )[:5]
-        )
-        logs = "\n".join(
-            "\n".join(line for line in relay.output().splitlines() if " DEBUG " not in line)[-3000:]
-            for relay in running
-        )
-        raise AssertionError(f"{exc}\nnot published: {rest}\n{logs}") from None
-
-
-def assert_in_version_order(events: list[dict[str, Any]]) -> None:
-    for order, versions in versions_by_order(events).items():
-        assert versions == sorted(versions), f"order {order} arrived as {versions}"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,14 +16,10 @@ from django_orders import services
 from django_orders.models import OutboxEvent
 from tests.outbox_rows import bulk_events
 from tests.receiver import Receiver, versions_by_order
-from tests.relay_runs import RelayProcess, is_stopped, relay_env, relays
+from tests.relay_runs import RelayProcess, all_ids, is_stopped, relay_env, relays
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def all_ids() -> set[str]:
-    return {str(pk) for pk in OutboxEvent.objects.values_list("id", flat=True)}
 
 
 def assert_in_version_order(receiver: Receiver) -> None:
