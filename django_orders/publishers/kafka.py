@@ -238,11 +238,6 @@ class KafkaPublisher(Publisher):
                 batch.settle(index, self._error(exc.args[0]))
         return batch
 
-    def publish(self, event: dict[str, Any]) -> None:
-        (error,) = self.publish_batch([event])
-        if error is not None:
-            raise error
-
     def _record(self, event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
         """The record's value and headers (CloudEvents Kafka protocol binding)."""
         trace = [(name, value.encode()) for name, value in trace_headers(event).items()]

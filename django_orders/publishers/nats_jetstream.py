@@ -157,11 +157,6 @@ class NatsJetStreamPublisher(Publisher):
         future = asyncio.run_coroutine_threadsafe(self._publish(events, deadline), self._loop)
         return _Batch(future, len(events), self.timeout)
 
-    def publish(self, event: dict[str, Any]) -> None:
-        (error,) = self.publish_batch([event])
-        if error is not None:
-            raise error
-
     def close(self) -> None:
         if not self._thread.is_alive():
             return
