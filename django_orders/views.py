@@ -176,17 +176,23 @@ class OrdersAPIView(TenantScopedMixin, _HostSettingsAPIView):
             return contextlib.nullcontext()  # the common case: nothing to enter
         return self._reading(replica)
 
-    def read_replica_or_primary(self, read: Callable[[], T]) -> T:
+    def read_replica_or_primary(
+        self, read: Callable[[], T], stale: Callable[[T], bool] | None = None
+    ) -> T:
         """``read()`` inside :meth:`reading` of the request's replica; if the replica
         cannot answer (down, unreachable, its connection lost, a query cancelled there),
-        ``read()`` again on the primary instead of a 500 (docs/guide/replicas.md)."""
+        or ``stale(result)`` says its answer is behind what the client has seen,
+        ``read()`` again on the primary instead (docs/guide/replicas.md)."""
         replica = self.get_replica()
         if replica is not None:
             try:
                 with self.reading(replica):
-                    return read()
+                    result = read()
             except (OperationalError, InterfaceError) as exc:
                 logger.warning("Replica %r failed, the primary answers instead: %s", replica, exc)
+            else:
+                if stale is None or not stale(result):
+                    return result
         with self.reading(None):
             return read()
 
@@ -326,24 +332,15 @@ class OrderDetailView(OrdersAPIView):
 
     def get(self, request: Request, order_id: str) -> Response:
         if_none_match = request.headers.get("If-None-Match")
-        replica = self.get_replica()
-        try:
-            with self.reading(replica):
-                order = self.get_order()
-        except (OperationalError, InterfaceError) as exc:
-            if replica is None:
-                raise
-            # The replica cannot answer (docs/guide/replicas.md): the primary does, below.
-            logger.warning("Replica %r failed, the primary answers instead: %s", replica, exc)
-            order = None
-        if replica is not None and (
-            order is None or if_none_match_is_newer(if_none_match, order.version)
-        ):
-            # The replica may be behind (docs/guide/replicas.md): an order it does not
-            # have yet, or older than a version the client was given, is read again from
-            # the primary, so a client never sees its order vanish or go back in time.
-            with self.reading(None):
-                order = self.get_order()
+        # The replica may be behind (docs/guide/replicas.md): an order it does not have
+        # yet, or older than a version the client was given, is read again from the
+        # primary, so a client never sees its order vanish or go back in time.
+        order = self.read_replica_or_primary(
+            self.get_order,
+            stale=lambda order: (
+                order is None or if_none_match_is_newer(if_none_match, order.version)
+            ),
+        )
         if order is None:
             raise not_found()
         if if_none_match_matches(if_none_match, order.version):
