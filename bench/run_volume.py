@@ -89,7 +89,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--relay-events", type=int, default=20_000)
     p.add_argument("--purge-window", type=float, default=15)
     p.add_argument("--purge-batch", type=int, default=1000)
-    p.add_argument("--purge-pause", type=float, default=0.0, help="orders_purge --pause")
+    p.add_argument(
+        "--purge-pause", default="auto", help="orders_purge --pause: auto (its default) or seconds"
+    )
     p.add_argument("--rss-events", type=int, default=1_000_000)
     p.add_argument("--rss-chunk", type=int, default=50_000)
     p.add_argument("--port", type=int, default=8095, help="empty's server; volume's is +1")
