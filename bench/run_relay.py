@@ -351,18 +351,10 @@ def _signed(event: dict[str, Any], keys: list[bytes]) -> tuple[bytes, dict[str, 
 def _run_senders(items: list, concurrency: int, make_sender: Any) -> dict[str, Any]:
     """``concurrency`` threads, each with its own sender, take the next event under a lock
     until none is left (the publisher's own hand-over); returns the rate."""
-    indexes = iter(range(len(items)))
-    lock = threading.Lock()
+    from django_orders.publishers.webhook import take_turns
+
     statuses: list[int] = [0] * len(items)
-
-    def work(send: Any) -> None:
-        while True:
-            with lock:
-                index = next(indexes, None)
-            if index is None:
-                return
-            statuses[index] = send(items[index])
-
+    work = take_turns(items, statuses)
     senders = [make_sender() for _ in range(concurrency)]
     for send in senders:  # open the connections before the clock starts
         send(items[0])
