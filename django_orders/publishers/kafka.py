@@ -39,15 +39,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import CONTENT_TYPE, serialize, trace_headers
-from django_orders.publishers.base import (
-    TIMEOUT,
-    TRANSIENT,
-    UNAVAILABLE,
-    InFlight,
-    Publisher,
-    PublishError,
-    import_driver,
-)
+from django_orders.publishers.base import InFlight, Publisher, PublishError, Reason, import_driver
 
 logger = logging.getLogger(__name__)
 
@@ -285,14 +277,17 @@ class KafkaPublisher(Publisher):
                 return PublishError(
                     f"Kafka unavailable: no delivery report within {self.timeout:g}s "
                     f"({recent[1].str()})",
-                    reason=UNAVAILABLE,
+                    reason=Reason.UNAVAILABLE,
                 )
             return PublishError(
-                f"Kafka timed out: no delivery report within {self.timeout:g}s", reason=TIMEOUT
+                f"Kafka timed out: no delivery report within {self.timeout:g}s",
+                reason=Reason.TIMEOUT,
             )
         if name in UNAVAILABLE_ERRORS:
-            return PublishError(f"Kafka unavailable: {name}: {error.str()}", reason=UNAVAILABLE)
-        return PublishError(text, reason=TRANSIENT)
+            return PublishError(
+                f"Kafka unavailable: {name}: {error.str()}", reason=Reason.UNAVAILABLE
+            )
+        return PublishError(text, reason=Reason.TRANSIENT)
 
     def close(self) -> None:
         with self._lock:
@@ -348,7 +343,7 @@ class _Batch(InFlight):
                 index,
                 PublishError(
                     f"Kafka timed out: no delivery report within {self._publisher.timeout:g}s",
-                    reason=TIMEOUT,
+                    reason=Reason.TIMEOUT,
                 ),
             )
         if any(r is not None and not r.permanent for r in self._results):

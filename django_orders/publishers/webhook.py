@@ -58,13 +58,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 import django_orders
 from django_orders.cloudevents import CONTENT_TYPE, serialize, trace_headers
-from django_orders.publishers.base import (
-    TIMEOUT,
-    UNAVAILABLE,
-    NotSent,
-    Publisher,
-    PublishError,
-)
+from django_orders.publishers.base import NotSent, Publisher, PublishError, Reason
 from django_orders.publishers.deadline import SocketInterrupt, Watchdog, time_left
 
 logger = logging.getLogger(__name__)
@@ -279,10 +273,12 @@ class WebhookPublisher(Publisher):
         try:
             status, reason, response_headers, text = self._connections.post(body, headers, deadline)
         except TimeoutError:
-            return _receiver_down(f"webhook timed out after {self.timeout:g}s", reason=TIMEOUT)
+            return _receiver_down(
+                f"webhook timed out after {self.timeout:g}s", reason=Reason.TIMEOUT
+            )
         except (OSError, http.client.HTTPException) as exc:
             return _receiver_down(
-                f"webhook request failed: {type(exc).__name__}: {exc}", reason=UNAVAILABLE
+                f"webhook request failed: {type(exc).__name__}: {exc}", reason=Reason.UNAVAILABLE
             )
         except Exception as exc:  # a bug must not lose the rest of the batch
             logger.exception("Unexpected error while sending webhook %s", msg_id)
