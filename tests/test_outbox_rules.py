@@ -20,7 +20,14 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_orders.models import OutboxEvent
-from django_orders.outbox.claims import PARKED_UNTIL, Claim, ClaimedEvent, ClaimStore, Failure
+from django_orders.outbox.claims import (
+    CLAIMED_FIELDS,
+    PARKED_UNTIL,
+    Claim,
+    ClaimedEvent,
+    ClaimStore,
+    Failure,
+)
 from django_orders.outbox.maintenance import discard, requeue
 from django_orders.outbox.postgres import PostgresClaimStore
 from django_orders.sql import CLAIMED_COLUMNS
@@ -75,7 +82,9 @@ def claimed(claim: Claim | None) -> list[tuple[str, int]]:
 def fail(event: OutboxEvent, *, dead: bool = False, after: dt.timedelta = SOON) -> Failure:
     """The failure of a claimed ``event`` as a relay writes it back."""
     row = OutboxEvent.objects.filter(pk=event.pk).values(*CLAIMED_COLUMNS).get()
-    return Failure(ClaimedEvent(**row), "boom", dead=dead, available_at=timezone.now() + after)
+    return Failure(
+        ClaimedEvent.from_values(row), "boom", dead=dead, available_at=timezone.now() + after
+    )
 
 
 def run_out(*events: OutboxEvent) -> None:
@@ -345,4 +354,8 @@ def test_a_stale_relay_can_neither_publish_renew_nor_release(store: ClaimStore) 
 
 
 def test_the_claimed_columns_are_the_claimed_events_fields() -> None:
-    assert tuple(f.name for f in dataclasses.fields(ClaimedEvent)) == CLAIMED_COLUMNS
+    assert tuple(f.name for f in dataclasses.fields(ClaimedEvent)) == CLAIMED_FIELDS
+    assert (
+        tuple("time" if name == "created_at" else name for name in CLAIMED_COLUMNS)
+        == CLAIMED_FIELDS
+    )

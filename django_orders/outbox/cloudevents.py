@@ -37,13 +37,15 @@ DATA_CONTENT_TYPE = "application/json"
 def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
     """The CloudEvents 1.0 document of an outbox event (a model instance, or the row a
     relay claimed), as a JSON-ready dict."""
+    # A claimed event carries its time as the document writes it already.
+    time = getattr(event, "time", None) or rfc3339(event.created_at)
     document = {
         "specversion": SPECVERSION,
         "id": str(event.id),
         "source": orders_settings.EVENT_SOURCE,
         "type": event.type,
         "subject": str(event.aggregate_id),
-        "time": rfc3339(event.created_at),
+        "time": time,
         "datacontenttype": DATA_CONTENT_TYPE,
         "tenantid": event.tenant_id,
     }
@@ -55,6 +57,11 @@ def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
     return document
 
 
+#: ``json.dumps(…, separators=(",", ":"), ensure_ascii=False)`` without building an encoder
+#: per call (``json.dumps`` reuses one only for its default arguments).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def serialize(cloudevent: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON of a CloudEvent: the body every shipped publisher sends.
 
@@ -63,7 +70,7 @@ def serialize(cloudevent: dict[str, Any]) -> bytes:
     A lone surrogate cannot be UTF-8 encoded: then the text is escaped instead (still
     valid JSON), so an odd payload never makes a publish crash.
     """
-    text = json.dumps(cloudevent, separators=(",", ":"), ensure_ascii=False)
+    text = _encode(cloudevent)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:

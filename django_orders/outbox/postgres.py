@@ -11,9 +11,11 @@ aggregates' later events included), a lease renewal one. The statements are in
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import connections, transaction
@@ -21,7 +23,6 @@ from django.db import connections, transaction
 from django_orders.conf import orders_settings
 from django_orders.models import OutboxEvent
 from django_orders.outbox.claims import (
-    CLAIMED_FIELDS,
     DEAD,
     MAX_ERROR_LENGTH,
     PARKED_UNTIL,
@@ -41,10 +42,11 @@ class PostgresClaimStore(ClaimStore):
     def __init__(self, using: str) -> None:
         super().__init__(using)
         self.statements = outbox_statements(self.connection)
-        # Django has the driver leave jsonb as text and decodes it in the field.
-        self._json_fields: dict[str, Any] = {
-            name: OutboxEvent._meta.get_field(name) for name in ("payload", "extensions")
-        }
+        # Django has the driver leave jsonb as text and decodes it in the field: the
+        # same decoding, json.loads with the field's decoder, without the field's call.
+        self._loads: tuple[Callable[[str | bytes], Any], ...] = tuple(
+            _json_loads(OutboxEvent._meta.get_field(name)) for name in ("payload", "extensions")
+        )
 
     @property
     def concurrent(self) -> bool:
@@ -91,15 +93,44 @@ class PostgresClaimStore(ClaimStore):
             rows = cursor.fetchall()
         if not rows:
             return None
-        connection = self.connection
+        # In publishing order already, ``time`` as text: only the JSON is decoded here,
+        # with the decoder of the model's fields, and an empty ``extensions`` not at all.
+        loads_payload, loads_extensions = self._loads
         batch = []
-        for values in rows:
-            event = dict(zip(CLAIMED_FIELDS, values, strict=True))
-            for name, field in self._json_fields.items():
-                if isinstance(event[name], str | bytes):
-                    event[name] = field.from_db_value(event[name], None, connection)
-            batch.append(ClaimedEvent(**event))
-        batch.sort(key=lambda event: (event.created_at, event.id))
+        for (
+            pk,
+            tenant_id,
+            aggregate_type,
+            aggregate_id,
+            aggregate_version,
+            type_,
+            payload,
+            extensions,
+            time_,
+            attempts,
+            lease_token,
+        ) in rows:
+            if isinstance(payload, str | bytes):
+                payload = loads_payload(payload)
+            if extensions == "{}":
+                extensions = {}
+            elif isinstance(extensions, str | bytes):
+                extensions = loads_extensions(extensions)
+            batch.append(
+                ClaimedEvent(
+                    pk,
+                    tenant_id,
+                    aggregate_type,
+                    aggregate_id,
+                    aggregate_version,
+                    type_,
+                    payload,
+                    extensions,
+                    time_,
+                    attempts,
+                    lease_token,
+                )
+            )
         return Claim(token, batch, leased_at)
 
     def mark_published(
@@ -144,6 +175,14 @@ class PostgresClaimStore(ClaimStore):
     @staticmethod
     def _renew_params(claim: Claim) -> list[Any]:
         return [orders_settings.OUTBOX_LEASE, [str(pk) for pk in claim.ids], str(claim.token)]
+
+
+def _json_loads(field: Any) -> Callable[[str | bytes], Any]:
+    """``json.loads`` as ``field`` (a ``JSONField``) decodes: with its decoder, if any."""
+    decoder = getattr(field, "decoder", None)
+    if decoder is None:
+        return json.loads
+    return functools.partial(json.loads, cls=decoder)
 
 
 def _uuid(value: Any) -> uuid.UUID:
