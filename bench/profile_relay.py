@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import json
 import pstats
 import sys
 import threading
@@ -86,7 +87,13 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--profile", action="store_true", help="cProfile each Python thread")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--kafka-config", default="{}", help="librdkafka properties, as JSON")
+    p.add_argument(
+        "--switch-interval", type=float, help="sys.setswitchinterval() for the run, seconds"
+    )
     args = p.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     ensure_database()
     setup_django()
 
@@ -111,7 +118,9 @@ def main() -> None:
 
         broker = run_relay_brokers.Tansu()
         publisher: Any = KafkaPublisher(
-            bootstrap_servers=broker.bootstrap, topic=broker.new_topic(3)
+            bootstrap_servers=broker.bootstrap,
+            topic=broker.new_topic(3),
+            config=json.loads(args.kafka_config),
         )
         publisher.start_batch(run_relay.sample_events(1)).wait()  # producer id fetched
     else:

@@ -428,7 +428,6 @@ CLAIMED_COLUMNS = (
     "extensions",
     "created_at",
     "attempts",
-    "lease_token",
 )
 
 #: ``created_at`` as the CloudEvent's ``time`` (``django_orders.timestamps.rfc3339``),
@@ -442,15 +441,16 @@ class OutboxStatements:
 
     #: The claim, by (dead events block their aggregate?, an explicit due-by time?).
     #: Params: token, lease interval, [due_by], limit → rows of :data:`CLAIMED_COLUMNS`
-    #: (``created_at`` as RFC 3339 text, ``payload`` and ``extensions`` as JSON text) in
-    #: publishing order: ``created_at``, ``id``.
+    #: (``id`` as text, ``created_at`` as RFC 3339 text, ``payload`` and ``extensions`` as
+    #: JSON text) in publishing order: ``created_at``, ``id``.
     claim: Mapping[tuple[bool, bool], str]
-    #: Params: status, published_at, ids[], token → rowcount.
+    #: Params: status, published_at, ids (an array literal, :func:`uuid_array`), token →
+    #: rowcount.
     published: str
-    #: Params: ids[], statuses[], available_ats[], errors[], token, parked-until,
+    #: Params: ids (an array literal), statuses[], available_ats[], errors[], token, parked-until,
     #: dead-blocks → (retried, dead).
     failed: str
-    #: Params: lease interval, ids[], token → rowcount.
+    #: Params: lease interval, ids (an array literal, :func:`uuid_array`), token → rowcount.
     renew: str
     #: As ``renew`` → the ids still held.
     reconfirm: str
@@ -473,8 +473,9 @@ class OutboxStatements:
 # at the start of an enclosing transaction), so relays on several hosts agree.
 #
 # The claimed rows come back in publishing order (created_at, id), with created_at as the
-# CloudEvent's RFC 3339 text: the relay neither sorts them nor decodes a timestamp per
-# event (Django's timestamptz loader cost ~10 µs a row, docs/benchmarks.md, Finding 13).
+# CloudEvent's RFC 3339 text and the id as text: the relay neither sorts them nor decodes
+# a timestamp or a UUID per event (Django's timestamptz loader cost ~10 µs a row,
+# docs/benchmarks.md, Finding 13).
 _CLAIM = """
     WITH claimed AS (
     UPDATE {table} AS o
@@ -508,7 +509,9 @@ _CLAIM = """
 """
 
 # The write-back of every batch: one array parameter instead of 100 (the ORM's
-# ``id IN (...)`` quoted each id on every batch). Fenced on the lease token.
+# ``id IN (...)`` quoted each id on every batch), passed as the text of an array literal
+# (uuid_array): a Python list would be quoted by the driver element by element. Fenced on
+# the lease token.
 _PUBLISHED = """
     UPDATE {table}
        SET {status} = %s, {published_at} = %s, {lease_token} = NULL, {leased_until} = NULL,
@@ -551,6 +554,14 @@ _FAILED = """
     SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM failed
 """
 
+
+def uuid_array(ids: Iterable[object]) -> str:
+    """The ``%s::uuid[]`` parameter of the relay's statements for ``ids`` (UUIDs, or their
+    text): an array literal, ``{id,id,…}``. A UUID's text needs no quoting in it, and
+    PostgreSQL's cast checks each element."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 _RENEW = """
     UPDATE {table} SET {leased_until} = statement_timestamp() + %s
      WHERE {id} = ANY(%s::uuid[]) AND {lease_token} = %s::uuid
@@ -572,6 +583,8 @@ def outbox_statements(connection: BaseDatabaseWrapper) -> OutboxStatements:
             "claimed": ", ".join(
                 _RFC3339.format(column=f"claimed.{columns[name]}")
                 if name == "created_at"
+                else f"claimed.{columns[name]}::text"
+                if name == "id"
                 else f"claimed.{columns[name]}"
                 for name in CLAIMED_COLUMNS
             ),

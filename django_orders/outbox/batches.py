@@ -20,7 +20,6 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -287,7 +286,7 @@ class Batches:
         now = timezone.now()
         max_attempts = int(orders_settings.OUTBOX_MAX_ATTEMPTS)
         cap = orders_settings.OUTBOX_BACKOFF_MAX.total_seconds()
-        published: list[uuid.UUID] = []
+        published: list[str] = []
         failures: list[Failure] = []
         unsent: list[ClaimedEvent] = []
         reasons: dict[str, int] = {}
