@@ -10,6 +10,7 @@ aggregates' later events included), a lease renewal one. The statements are in
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import json
@@ -77,18 +78,25 @@ class PostgresClaimStore(ClaimStore):
         token = uuid.uuid4()
         sql, params = self.claim_sql(token, limit, due_by)
         leased_at = time.monotonic()
-        # One statement, one short transaction: the row locks of FOR UPDATE last only
-        # until its commit; the lease is what keeps other relays off the rows while this
-        # one publishes.
-        with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
-            # The claim's commit need not wait for its WAL flush (synchronous_commit is
-            # per transaction). It is visible to other relays at once all the same; only a
-            # crash of the database server could undo it, and an undone claim is just
-            # an unleased event again: claimed anew, at worst published once more
-            # (at-least-once). Attempts are counted again by the next claim. The
-            # write-back stays synchronous, and its flush makes this commit durable too
-            # (WAL is flushed in order).
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        # One statement, its own short transaction (autocommit: one round trip, no
+        # BEGIN and COMMIT of their own): the row locks of FOR UPDATE last only until its
+        # commit; the lease is what keeps other relays off the rows while this one
+        # publishes. Inside a caller's transaction (a test's), a savepoint as before.
+        #
+        # The claim's commit need not wait for its WAL flush: the statement sets
+        # synchronous_commit off for its own transaction (set_config(…, true), the same
+        # as SET LOCAL). It is visible to other relays at once all the same; only a crash
+        # of the database server could undo it, and an undone claim is just an unleased
+        # event again: claimed anew, at worst published once more (at-least-once).
+        # Attempts are counted again by the next claim. The write-back stays synchronous,
+        # and its flush makes this commit durable too (WAL is flushed in order).
+        connection = self.connection
+        atomic = (
+            transaction.atomic(using=self.using)
+            if connection.in_atomic_block
+            else contextlib.nullcontext()
+        )
+        with atomic, connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         if not rows:

@@ -242,7 +242,8 @@ class KafkaPublisher(Publisher):
 
     def _record(self, event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
         """The record's value and headers (CloudEvents Kafka protocol binding)."""
-        trace = [(name, value.encode()) for name, value in trace_headers(event).items()]
+        context = trace_headers(event)
+        trace = [(name, value.encode()) for name, value in context.items()] if context else []
         if self.mode == "structured":
             # produce() copies the headers: an event without trace context shares the list.
             return serialize(event), [*STRUCTURED_HEADERS, *trace] if trace else STRUCTURED_HEADERS
