@@ -20,6 +20,7 @@ read shares, not absolute times; the CPU table is measured without ``--profile``
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import cProfile
 import json
@@ -130,8 +131,18 @@ def main() -> None:
         broker.reset_stream()
         publisher = NatsJetStreamPublisher(servers=broker.url, subject="bench.orders.{type}")
         publisher.start_batch(run_relay.sample_events(1)).wait()  # connected
-        if args.profile:
-            publisher._loop.call_soon_threadsafe(lambda: profiles.on().__enter__())
+        if args.profile:  # the event loop's thread too, until the relay closes it
+            loop, close = publisher._loop, publisher.close
+
+            async def stop_profile() -> None:
+                profiles._profile().disable()
+
+            def close_profiled() -> None:
+                asyncio.run_coroutine_threadsafe(stop_profile(), loop).result(5)
+                close()
+
+            loop.call_soon_threadsafe(lambda: profiles._profile().enable())
+            publisher.close = close_profiled
     try:
         run_relay.truncate_outbox()
         run_relay.insert_events(args.events)
@@ -142,11 +153,6 @@ def main() -> None:
             relay.run(once=True)
         seconds = time.perf_counter() - started
         process = time.process_time() - process_before
-        if args.broker == "nats" and args.profile:
-            publisher._loop.call_soon_threadsafe(
-                lambda: profiles._profile().disable()  # the loop thread's
-            )
-            time.sleep(0.2)
     finally:
         broker.stop()
     print(
