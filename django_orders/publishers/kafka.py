@@ -44,6 +44,8 @@ from django_orders.publishers.base import InFlight, Publisher, PublishError, Rea
 logger = logging.getLogger(__name__)
 
 CLIENT_ID = "django-orders-relay"
+#: The headers of a structured-mode record (and its trace context, if any).
+STRUCTURED_HEADERS = [("content-type", CONTENT_TYPE.encode())]
 MODES = ("structured", "binary")
 #: librdkafka properties the publisher sets and a ``config`` may not weaken: what the
 #: delivery guarantee rests on.
@@ -232,9 +234,11 @@ class KafkaPublisher(Publisher):
 
     def _record(self, event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
         """The record's value and headers (CloudEvents Kafka protocol binding)."""
-        trace = [(name, value.encode()) for name, value in trace_headers(event).items()]
+        context = trace_headers(event)
+        trace = [(name, value.encode()) for name, value in context.items()] if context else []
         if self.mode == "structured":
-            return serialize(event), [("content-type", CONTENT_TYPE.encode()), *trace]
+            # produce() copies the headers: an event without trace context shares the list.
+            return serialize(event), [*STRUCTURED_HEADERS, *trace] if trace else STRUCTURED_HEADERS
         headers = [("content-type", str(event.get("datacontenttype", "")).encode())]
         for name, value in event.items():
             if name not in ("data", "datacontenttype"):
@@ -320,8 +324,13 @@ class _Batch(InFlight):
         self._pending = set(range(size))
 
     def reporter(self, index: int) -> Any:
+        pending = self._pending
+
         def on_delivery(error: Any, message: Any) -> None:
-            self.settle(index, None if error is None else self._publisher._error(error))
+            if error is None:  # its result is None already
+                pending.discard(index)
+            else:
+                self.settle(index, self._publisher._error(error))
 
         return on_delivery
 

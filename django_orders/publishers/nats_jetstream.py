@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import string
 import threading
 import time
@@ -339,11 +340,13 @@ def _checked_template(template: str) -> str:
     return template
 
 
+#: Dot-separated non-empty tokens without whitespace, none of them a wildcard (``*``,
+#: ``>``). ``\s`` is what ``str.isspace()`` calls whitespace.
+_TOKEN = r"(?![*>](?:\.|\Z))[^.\s]+"
+_SUBJECT = re.compile(rf"{_TOKEN}(?:\.{_TOKEN})*\Z")
+
+
 def _valid_subject(subject: str) -> bool:
     """A subject to publish to: dot-separated non-empty tokens, no whitespace, no wildcard
     (NATS "Subject-Based Messaging")."""
-    tokens = subject.split(".")
-    return all(
-        token and token not in ("*", ">") and not any(c.isspace() for c in token)
-        for token in tokens
-    )
+    return _SUBJECT.match(subject) is not None
