@@ -79,6 +79,13 @@ def parse_args() -> argparse.Namespace:
     p = relay_arg_parser(__doc__, PARTS)
     p.add_argument("--partitions", type=int, default=3, help="of the Kafka topic [3]")
     p.add_argument(
+        "--relays",
+        type=int,
+        default=1,
+        help="relay processes sharing the outbox in the relay runs (several relays at once, "
+        "docs/operations.md) [1]",
+    )
+    p.add_argument(
         "--kafka-config",
         action="append",
         default=[],
@@ -300,11 +307,13 @@ def kafka_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dic
                 topic = broker.new_topic(args.partitions)
                 if what == "relay":
                     options = {"bootstrap_servers": broker.bootstrap, "topic": topic}
-                    row["relay"] = relay_throughput(args, KAFKA, options)
+                    row["relay"] = relay_throughput(args, KAFKA, options, relays=args.relays)
                     for n, config in enumerate(args.kafka_config, 1):
                         options["topic"] = broker.new_topic(args.partitions)
                         options["config"] = json.loads(config)
-                        row[f"relay_config{n}"] = relay_throughput(args, KAFKA, options)
+                        row[f"relay_config{n}"] = relay_throughput(
+                            args, KAFKA, options, relays=args.relays
+                        )
                         print(f"    relay with {config}: {row[f'relay_config{n}']['rate']:.0f}/s")
                 elif what == "bare":
                     row["bare"] = bare_kafka(broker.bootstrap, topic, sample_events(args.events))
@@ -344,7 +353,7 @@ def nats_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dict
                 server.reset_stream()
                 if what == "relay":
                     options = {"servers": server.url, "subject": subject}
-                    row["relay"] = relay_throughput(args, NATS, options)
+                    row["relay"] = relay_throughput(args, NATS, options, relays=args.relays)
                 elif what == "bare":
                     row["bare"] = bare_nats(server.url, sample_events(args.events), args.batch_size)
                 else:
