@@ -104,6 +104,7 @@ def create_order(
     metadata: Mapping[str, str] | None = None,
     context: Mapping[str, Any] | None = None,
     then: Callable[[AbstractOrder], sql.Statements] | None = None,
+    claim: Callable[[AbstractOrder], sql.Claim] | None = None,
     **fields: Any,
 ) -> AbstractOrder:
     """Create a draft order (version 1) and its ``order.created`` event.
@@ -113,6 +114,13 @@ def create_order(
     values final), answers statements of the caller's to run in the same transaction
     right after the order and its event — in their round trip where the driver allows
     (the idempotent create stores its response so: docs/benchmarks.md, Finding 12).
+
+    ``claim``, given the order about to be written, answers an ``INSERT … ON CONFLICT DO
+    NOTHING RETURNING`` of the caller's (the idempotent create's key): the order, its
+    event and the ``NOTIFY`` are then written in its statement and only if it inserts a
+    row (docs/benchmarks.md, Finding 13). If it inserts nothing, nothing is written and
+    no signal is sent: the order returned is unsaved (``order._state.adding``). Only
+    where :func:`can_claim_with_writes` says yes.
     """
     model = get_order_model()
     if fields:
@@ -136,7 +144,14 @@ def create_order(
             ask_rules("create", order, {**changes, **fields}, context)
         # The order, its event and the NOTIFY in one round trip on PostgreSQL, as
         # statements built once (docs/benchmarks.md, Findings 3-4).
-        if router.db_for_write(OutboxEvent) == db:
+        if claim is not None:
+            event = events.build_order_event(order, events.ORDER_CREATED)
+            guard = claim(order)
+            if not sql.insert_objects_if_claimed(
+                db, guard, [order, event], notify=events.NOTIFY_CHANNEL
+            ):
+                return order  # the claim inserted nothing: neither did the order
+        elif router.db_for_write(OutboxEvent) == db:
             event = events.build_order_event(order, events.ORDER_CREATED)
             after = None if then is None else functools.partial(then, order)
             events.insert_with_notify(db, [order, event], after=after)
@@ -149,6 +164,19 @@ def create_order(
                         cursor.execute(statement, params or None)
         _send_on_commit(signals.order_created, order, db)
     return order
+
+
+def can_claim_with_writes(using: str) -> bool:
+    """Whether :func:`create_order` can write the order and its event in the statement of
+    a claim on database ``using``: PostgreSQL, the orders and the outbox there, and their
+    rows written without ``save()`` (:func:`django_orders.sql.can_insert_raw`)."""
+    model = get_order_model()
+    return (
+        connections[using].vendor == "postgresql"
+        and router.db_for_write(model) == using
+        and router.db_for_write(OutboxEvent) == using
+        and sql.can_insert_raw(model, OutboxEvent)
+    )
 
 
 def get_order_for_update(tenant_id: str, order_id: uuid.UUID | str) -> AbstractOrder:

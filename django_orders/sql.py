@@ -9,6 +9,8 @@ once:
 
 - :func:`insert_objects` — ``INSERT`` of new model instances, several in one round trip on
   PostgreSQL, values adapted by each field (``get_db_prep_save``) as the ORM adapts them;
+  :func:`insert_objects_if_claimed` — the same in one statement guarded by a claim's
+  ``INSERT … ON CONFLICT DO NOTHING`` (the idempotent create's key, Finding 13);
 - :func:`fetch_one`, :func:`fetch_page` — an order by tenant and id (locked for a
   transition) and the list's keyset page, rows made into instances as a queryset makes
   them; :func:`update_with_insert` — a transition's ``UPDATE``, its event's ``INSERT`` and
@@ -190,6 +192,67 @@ def insert_objects(
                 cursor.execute(sql, params or None)
     for obj in objs:
         mark_saved(obj, using)
+
+
+@dataclasses.dataclass
+class Claim:
+    """A caller's ``INSERT … ON CONFLICT DO NOTHING RETURNING <one column>`` that guards
+    other inserts (:func:`insert_objects_if_claimed`); ``inserted`` is what it returned,
+    ``None`` until it ran or when it inserted nothing."""
+
+    sql: str
+    params: Sequence[Any]
+    inserted: Any = None
+
+
+def insert_objects_if_claimed(
+    using: str, claim: Claim, objs: Sequence[Model], *, notify: str
+) -> bool:
+    """INSERT the new instances ``objs`` and ``pg_notify(notify, '')`` only if ``claim``
+    inserts its row: one statement, one round trip (PostgreSQL; docs/benchmarks.md,
+    Finding 13)::
+
+        WITH claimed AS (<claim>), i0 AS (INSERT INTO <table> (…) SELECT %s, … FROM claimed),
+             … SELECT claimed.*, pg_notify(%s, '') FROM claimed
+
+    A claim that conflicts inserts nothing, and then neither do the others: ``objs`` stay
+    unsaved and the answer is ``False``. Call only after :func:`can_insert_raw` said yes
+    for their models.
+    """
+    connection = connections[using]
+    parts = [f"claimed AS ({claim.sql})"]
+    params = list(claim.params)
+    for number, obj in enumerate(objs):
+        sql, fields = _insert_select_statement(connection, type(obj))
+        parts.append(f"i{number} AS ({sql})")
+        params += insert_params(connection, obj, fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {', '.join(parts)} SELECT claimed.*, pg_notify(%s, '') FROM claimed",
+            [*params, notify],
+        )
+        found = cursor.fetchone()
+    if found is None:
+        return False
+    claim.inserted = found[0]
+    for obj in objs:
+        mark_saved(obj, using)
+    return True
+
+
+def _insert_select_statement(
+    connection: BaseDatabaseWrapper, model: type[Model]
+) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """``INSERT INTO <table> (<every concrete column>) SELECT %s, … FROM claimed``: one row
+    per row of the ``claimed`` CTE (none or one). PostgreSQL types the parameters by their
+    target columns, as it does in ``VALUES``."""
+
+    def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
+        sql, fields = insert_statement(connection, model)
+        head, _, _ = sql.partition(" VALUES (")
+        return f"{head} SELECT {', '.join(['%s'] * len(fields))} FROM claimed", fields
+
+    return cached(connection, f"insert-if-claimed:{model._meta.label_lower}", build)
 
 
 # -- one order: read, lock, change --------------------------------------------------------

@@ -1,6 +1,6 @@
 """SQL statements per request (issue 3 targets), not counting transaction control and NOTIFY.
 
-create 2 on PostgreSQL (claim the key; insert the order and the event and store the
+create 1 on PostgreSQL (claim the key, insert the order and the event and store the
 response in one statement) and 4 elsewhere,
 idempotent replay ≤ 2 (the claim that finds the key, read the stored response), get 1,
 confirm and close 2 on PostgreSQL (lock the order; update it and insert the event in one
@@ -14,14 +14,20 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_orders import services
+from django_orders.serializers import OrderCreateSerializer
 from tests.orders_api import OrdersClient
 
 pytestmark = pytest.mark.django_db
 
 _NOT_COUNTED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "NOTIFY")
+
+
+class HostCreateSerializer(OrderCreateSerializer):
+    """A host's serializer (the same fields): the key is claimed before it runs."""
 
 
 class Statements(list[str]):
@@ -40,15 +46,34 @@ def counted() -> Iterator[Statements]:
     )
 
 
-def test_create_takes_2_statements_on_postgresql_and_4_elsewhere(api: OrdersClient) -> None:
+def test_create_takes_1_statement_on_postgresql_and_4_elsewhere(api: OrdersClient) -> None:
     with counted() as statements:
         response = api.create({"totalCents": 1, "metadata": {"a": "b"}}, key="count-create")
     assert response.status_code == 201
+    if connection.vendor == "postgresql":
+        # The key's claim, with its response, guards the order's and the event's inserts.
+        assert len(statements) == 1, statements
+        assert statements[0].upper().startswith("WITH CLAIMED AS (INSERT INTO")
+        assert "ON CONFLICT" in statements[0].upper()
+    else:
+        assert len(statements) == 4, statements
+        assert statements[0].upper().startswith("INSERT INTO")
+        assert "ON CONFLICT" in statements[0].upper()
+        # The key's response is stored after the order and its event.
+        assert "UPDATE" in statements[-1].upper()
+
+
+def test_a_create_with_a_host_serializer_claims_the_key_first(api: OrdersClient) -> None:
+    with (
+        override_settings(
+            DJANGO_ORDERS={"CREATE_SERIALIZER": "tests.test_query_counts.HostCreateSerializer"}
+        ),
+        counted() as statements,
+    ):
+        response = api.create({"totalCents": 1}, key="count-host-create")
+    assert response.status_code == 201
     assert len(statements) == (2 if connection.vendor == "postgresql" else 4), statements
     assert statements[0].upper().startswith("INSERT INTO")
-    assert "ON CONFLICT" in statements[0].upper()
-    # The key's response is stored in the round trip of the order and its event.
-    assert "UPDATE" in statements[-1].upper()
 
 
 def test_a_replay_takes_at_most_2_statements(api: OrdersClient) -> None:
