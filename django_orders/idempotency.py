@@ -27,7 +27,10 @@ How it works, in one database transaction per request:
    package's create of a plainly valid body on PostgreSQL): the same ``INSERT``, storing
    the response, then guards the writes in their statement, which write only if it
    inserted; a key already there writes nothing and is then looked up as above
-   (docs/benchmarks.md, Finding 13).
+   (docs/benchmarks.md, Finding 13). When that statement is all the request writes and
+   nothing after it can change the answer (``writes_in_one_statement()``), it runs
+   without a transaction of its own: it is atomic by itself. The transaction opens only
+   if the key was there.
 4. A non-2xx answer or an exception rolls the transaction back: no key, no side effect, so
    the client fixes the request and retries with the same key.
 
@@ -170,6 +173,7 @@ class _Deferred:
     tenant_id: str
     key: str
     fingerprint: str
+    transaction_open: bool
     statement: sql.Claim | None = None
 
 
@@ -222,6 +226,31 @@ class IdempotencyMixin:
         key = self._idempotency_key(request)
         data = request.data  # parse now: 400 / 413 / 415 before the key is looked at
         using = router.db_for_write(IdempotencyKey)
+        deferred = key is not None and self.defers_idempotency_claim(request, using)
+        # One statement needs no transaction of its own (docs/benchmarks.md, Finding 13).
+        one_statement = (
+            deferred
+            and self.writes_in_one_statement(request, using)
+            and not connections[using].in_atomic_block
+        )
+        if not one_statement:
+            self._open_transaction(using, key)
+        self._idempotency_using = using
+        if key is None:
+            return
+        tenant_id = getattr(request, "tenant_id", None) or ""
+        fingerprint = request_fingerprint(request.method or "", request.path, data)
+        if deferred:
+            self._idempotency_deferred = _Deferred(
+                using, tenant_id, key, fingerprint, transaction_open=not one_statement
+            )
+            return
+        # Raises the replay (or a 422 / 409) when the key is not this request's to take.
+        record_id = self._claim_key(using, tenant_id, key, fingerprint)
+        self._idempotency_claim = _Claim(record_id, using)
+
+    def _open_transaction(self, using: str, key: str | None) -> None:
+        """Open the request's transaction on ``using``, to close when dispatch() ends."""
         try:
             if getattr(self, "tenant_transaction_using", None) != using:
                 self._idempotency_stack.enter_context(transaction.atomic(using=using))
@@ -233,17 +262,6 @@ class IdempotencyMixin:
             if key is not None and _is_lock_timeout(exc):
                 raise _in_use() from exc
             raise
-        self._idempotency_using = using
-        if key is None:
-            return
-        tenant_id = getattr(request, "tenant_id", None) or ""
-        fingerprint = request_fingerprint(request.method or "", request.path, data)
-        if self.defers_idempotency_claim(request, using):
-            self._idempotency_deferred = _Deferred(using, tenant_id, key, fingerprint)
-            return
-        # Raises the replay (or a 422 / 409) when the key is not this request's to take.
-        record_id = self._claim_key(using, tenant_id, key, fingerprint)
-        self._idempotency_claim = _Claim(record_id, using)
 
     def handle_exception(self, exc: Exception) -> Any:
         if isinstance(exc, _Replay):
@@ -265,8 +283,10 @@ class IdempotencyMixin:
         if using is None:
             return response
         if not 200 <= response.status_code < 300:
-            # Nothing of a refused request remains: no key, no side effect.
-            transaction.set_rollback(True, using=using)
+            # Nothing of a refused request remains: no key, no side effect. (Without a
+            # transaction, the one statement of a deferred claim did not write.)
+            if connections[using].in_atomic_block:
+                transaction.set_rollback(True, using=using)
         elif self._idempotency_claim is not None and not self._stored_already(response):
             self._store_response(self._idempotency_claim, response)
         return response
@@ -300,6 +320,14 @@ class IdempotencyMixin:
         that turns out to exist is replayed or refused after that work
         (docs/benchmarks.md, Finding 13).
         """
+        return False
+
+    def writes_in_one_statement(self, request: Request, using: str) -> bool:
+        """Whether, when the claim is deferred, the handler's writes are the claim's one
+        statement and nothing after it can answer otherwise than 2xx: then no transaction
+        is opened for them (one statement is atomic by itself) unless the key turns out
+        to be there. ``False`` here; never inside an open transaction
+        (``ATOMIC_REQUESTS``, row-level security's), whose savepoint is kept."""
         return False
 
     def claim_statement(self, response: Any) -> sql.Claim:
@@ -340,6 +368,8 @@ class IdempotencyMixin:
         inserted = deferred.statement.inserted
         if inserted is None:
             self._idempotency_stored = None
+            if not deferred.transaction_open:  # the lookup, a takeover, the writes: atomic
+                self._open_transaction(deferred.using, deferred.key)
             inserted = self._claim_key(
                 deferred.using,
                 deferred.tenant_id,

@@ -292,6 +292,11 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
             and plainly_valid_create(request.data) is not None
         )
 
+    def writes_in_one_statement(self, request: Request, using: str) -> bool:
+        # Nothing after the statement but the response it stored, unless a subclass
+        # changes the response on its way out (then stored again, in the transaction).
+        return type(self).finalize_response is OrderCollectionView.finalize_response
+
     def _create_claiming(
         self, request: Request, context: dict[str, Any], validated: dict[str, Any]
     ) -> Response | None:

@@ -139,3 +139,26 @@ def test_a_request_refused_for_its_tenant_makes_no_query(tenant: str | None, pat
         response = client.call("POST", path, {})
     assert response.status_code == 400
     assert statements == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_create_opens_none_on_postgresql() -> None:
+    """One statement is atomic by itself: no BEGIN / COMMIT around it (Finding 13). A
+    replay opens the transaction its lookup (and a takeover's writes) runs in."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        seen.append((sql.split(None, 1)[0].upper(), connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    api = OrdersClient()
+    with connection.execute_wrapper(record):
+        assert api.create({"totalCents": 1}, key="no-transaction").status_code == 201
+        created = list(seen)
+        seen.clear()
+        assert api.create({"totalCents": 1}, key="no-transaction").status_code == 201
+    if connection.vendor == "postgresql":
+        assert created == [("WITH", False)]
+        assert seen == [("WITH", False), ("SELECT", True)]  # the claim, then the lookup
+    else:  # the order's, the event's and the key's writes in the request's transaction
+        assert {atomic for verb, atomic in created if verb in ("INSERT", "UPDATE")} == {True}
