@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, router, transaction
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_resolver, get_script_prefix, get_urlconf, reverse
+from django.utils.translation import get_language
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -508,13 +509,45 @@ def not_found() -> Problem:
 
 
 def order_url(request: Request, name: str, order: AbstractOrder) -> str:
-    """The path of ``order``'s route ``name`` under wherever the host mounted the URLs."""
+    """The path of ``order``'s route ``name`` under wherever the host mounted the URLs.
+
+    ``reverse()`` once per route, URL configuration, script prefix and language, with a
+    placeholder id that the order's then replaces (docs/benchmarks.md, Finding 13): the
+    routes take any segment, and a UUID's text needs no quoting, so the path is the one
+    ``reverse()`` gives. Another kind of id goes through ``reverse()`` each time.
+    """
     match = request.resolver_match
     namespace = match.namespace if match is not None and match.namespace else "django_orders"
+    if type(order.id) is uuid.UUID:
+        # The resolver is get_resolver()'s cached one, new when the URLs change; the key
+        # holds it, so no other resolver can take its id.
+        key = (get_resolver(get_urlconf()), get_script_prefix(), get_language(), namespace, name)
+        template = _URL_TEMPLATES.get(key)
+        if template is None:
+            template = _URL_TEMPLATES[key] = _url_template(namespace, name)
+        if template:
+            return template.replace(_PLACEHOLDER_ID, str(order.id))
+    return _reverse_order_url(namespace, name, str(order.id))
+
+
+_PLACEHOLDER_ID = "ffffffff-ffff-4fff-bfff-ffffffffffff"
+#: Route paths with the placeholder id, "" where it cannot serve (see order_url()).
+_URL_TEMPLATES: dict[tuple[Any, ...], str] = {}
+
+
+def _url_template(namespace: str, name: str) -> str:
     try:
-        return reverse(f"{namespace}:{name}", kwargs={"order_id": str(order.id)})
+        template = _reverse_order_url(namespace, name, _PLACEHOLDER_ID)
+    except NoReverseMatch:  # pragma: no cover - a host route refusing the placeholder
+        return ""
+    return template if template.count(_PLACEHOLDER_ID) == 1 else ""
+
+
+def _reverse_order_url(namespace: str, name: str, order_id: str) -> str:
+    try:
+        return reverse(f"{namespace}:{name}", kwargs={"order_id": order_id})
     except NoReverseMatch:  # pragma: no cover - mounted under another instance namespace
-        return reverse(f"django_orders:{name}", kwargs={"order_id": str(order.id)})
+        return reverse(f"django_orders:{name}", kwargs={"order_id": order_id})
 
 
 def order_response(
