@@ -47,6 +47,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,7 +227,12 @@ class IdempotencyMixin:
         key = self._idempotency_key(request)
         data = request.data  # parse now: 400 / 413 / 415 before the key is looked at
         using = router.db_for_write(IdempotencyKey)
-        deferred = key is not None and self.defers_idempotency_claim(request, using)
+        tenant_id = getattr(request, "tenant_id", None) or ""
+        deferred = (
+            key is not None
+            and not _RECENT_KEYS.seen((tenant_id, key))
+            and self.defers_idempotency_claim(request, using)
+        )
         # One statement needs no transaction of its own (docs/benchmarks.md, Finding 13).
         one_statement = (
             deferred
@@ -238,7 +244,6 @@ class IdempotencyMixin:
         self._idempotency_using = using
         if key is None:
             return
-        tenant_id = getattr(request, "tenant_id", None) or ""
         fingerprint = request_fingerprint(request.method or "", request.path, data)
         if deferred:
             self._idempotency_deferred = _Deferred(
@@ -366,6 +371,9 @@ class IdempotencyMixin:
         assert deferred.statement is not None
         self._idempotency_deferred = None
         inserted = deferred.statement.inserted
+        # A retry of this key, if it reaches this process, is claimed first: a replay
+        # then costs no order built for nothing (docs/benchmarks.md, Finding 13).
+        _RECENT_KEYS.add((deferred.tenant_id, deferred.key))
         if inserted is None:
             self._idempotency_stored = None
             if not deferred.transaction_open:  # the lookup, a takeover, the writes: atomic
@@ -532,6 +540,32 @@ class IdempotencyMixin:
 
 
 _HEADERS_FIELD = IdempotencyKey._meta.get_field("response_headers")
+
+
+class _RecentKeys:
+    """The last ``size`` (tenant, key) pairs this process claimed with a deferred claim.
+
+    Only a choice of path: a key found here is claimed before the handler runs (as
+    without deferring), one not found is claimed with the writes. Both give the same
+    answers; the first costs less for a replay, the second for a new key.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.keys: dict[tuple[str, str], None] = {}
+        self.lock = threading.Lock()
+
+    def seen(self, key: tuple[str, str]) -> bool:
+        return key in self.keys
+
+    def add(self, key: tuple[str, str]) -> None:
+        with self.lock:
+            self.keys[key] = None
+            if len(self.keys) > self.size:
+                del self.keys[next(iter(self.keys))]  # the oldest
+
+
+_RECENT_KEYS = _RecentKeys(4096)
 
 
 def _snapshot(response: Any) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:
