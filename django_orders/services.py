@@ -26,6 +26,7 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router, transaction
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from django_orders import signals, sql
@@ -175,14 +176,20 @@ def create_order(
 
 def can_claim_with_writes(using: str) -> bool:
     """Whether :func:`create_order` can write the order and its event in the statement of
-    a claim on database ``using``: PostgreSQL, the orders and the outbox there, and their
-    rows written without ``save()`` (:func:`django_orders.sql.can_insert_raw`)."""
+    a claim on database ``using``: PostgreSQL, the orders and the outbox there, their
+    rows written without ``save()`` (:func:`django_orders.sql.can_insert_raw`), and no
+    ``pre_init`` / ``post_init`` receiver of the host's to run when they are made."""
     model = get_order_model()
     return (
         connections[using].vendor == "postgresql"
         and router.db_for_write(model) == using
         and router.db_for_write(OutboxEvent) == using
         and sql.can_insert_raw(model, OutboxEvent)
+        and not any(
+            signal.has_listeners(sender)
+            for signal in (pre_init, post_init)
+            for sender in (model, OutboxEvent)
+        )
     )
 
 

@@ -14,10 +14,12 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connection
+from django.db.models.signals import post_init
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_orders import idempotency, services
+from django_orders.models import Order
 from django_orders.serializers import OrderCreateSerializer
 from tests.orders_api import OrdersClient
 
@@ -64,14 +66,30 @@ def test_create_takes_1_statement_on_postgresql_and_4_elsewhere(api: OrdersClien
         assert "UPDATE" in statements[-1].upper()
 
 
-def test_a_create_with_a_host_serializer_claims_the_key_first(api: OrdersClient) -> None:
-    with (
-        override_settings(
-            DJANGO_ORDERS={"CREATE_SERIALIZER": "tests.test_query_counts.HostCreateSerializer"}
-        ),
-        counted() as statements,
-    ):
-        response = api.create({"totalCents": 1}, key="count-host-create")
+@pytest.mark.parametrize(
+    "host",
+    [
+        {"CREATE_SERIALIZER": "tests.test_query_counts.HostCreateSerializer"},
+        {"EVENT_ENRICHERS": ["tests.test_outbox_recording.correlate"]},
+        {},  # with a post_init receiver on the order model
+    ],
+)
+def test_where_host_code_runs_before_the_writes_the_key_is_claimed_first(
+    api: OrdersClient, host: dict[str, object]
+) -> None:
+    # What a replay must not run (docs/guide/idempotency.md): the host's serializer, its
+    # enrichers, its receivers of the instances' signals.
+    def receiver(**kwargs: object) -> None:
+        pass
+
+    idempotency._RECENT_KEYS.keys.clear()
+    if not host:
+        post_init.connect(receiver, sender=Order)
+    try:
+        with override_settings(DJANGO_ORDERS=host), counted() as statements:
+            response = api.create({"totalCents": 1}, key="count-host-create")
+    finally:
+        post_init.disconnect(receiver, sender=Order)
     assert response.status_code == 201
     assert len(statements) == (2 if connection.vendor == "postgresql" else 4), statements
     assert statements[0].upper().startswith("INSERT INTO")
