@@ -22,6 +22,15 @@ How it works, in one database transaction per request:
    for a concurrent takeover and then matches nothing): a second side effect is
    impossible, whatever the timing. If the host's ``lock_timeout`` ends the wait first,
    the answer is 409 ``idempotency_key_in_use`` with ``Retry-After``.
+
+   A view may defer the claim to its writes (``defers_idempotency_claim()``; the
+   package's create of a plainly valid body on PostgreSQL): the same ``INSERT``, storing
+   the response, then guards the writes in their statement, which write only if it
+   inserted; a key already there writes nothing and is then looked up as above
+   (docs/benchmarks.md, Finding 13). When that statement is all the request writes and
+   nothing after it can change the answer (``writes_in_one_statement()``), it runs
+   without a transaction of its own: it is atomic by itself. The transaction opens only
+   if the key was there.
 4. A non-2xx answer or an exception rolls the transaction back: no key, no side effect, so
    the client fixes the request and retries with the same key.
 
@@ -38,6 +47,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +166,18 @@ class _Claim:
     using: str
 
 
+@dataclass
+class _Deferred:
+    """A key whose claim the handler makes with its writes (``defers_idempotency_claim``)."""
+
+    using: str
+    tenant_id: str
+    key: str
+    fingerprint: str
+    transaction_open: bool
+    statement: sql.Claim | None = None
+
+
 class _Replay(Exception):
     """Raised from ``initial()`` to answer with a stored response."""
 
@@ -183,6 +205,7 @@ class IdempotencyMixin:
             with contextlib.ExitStack() as stack:
                 self._idempotency_stack = stack
                 self._idempotency_claim: _Claim | None = None
+                self._idempotency_deferred: _Deferred | None = None
                 self._idempotency_using: str | None = None
                 self._idempotency_stored: tuple[Any, tuple[Any, ...]] | None = None
                 return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
@@ -204,6 +227,35 @@ class IdempotencyMixin:
         key = self._idempotency_key(request)
         data = request.data  # parse now: 400 / 413 / 415 before the key is looked at
         using = router.db_for_write(IdempotencyKey)
+        tenant_id = getattr(request, "tenant_id", None) or ""
+        deferred = (
+            key is not None
+            and not _RECENT_KEYS.seen((tenant_id, key))
+            and self.defers_idempotency_claim(request, using)
+        )
+        # One statement needs no transaction of its own (docs/benchmarks.md, Finding 13).
+        one_statement = (
+            deferred
+            and self.writes_in_one_statement(request, using)
+            and not connections[using].in_atomic_block
+        )
+        if not one_statement:
+            self._open_transaction(using, key)
+        self._idempotency_using = using
+        if key is None:
+            return
+        fingerprint = request_fingerprint(request.method or "", request.path, data)
+        if deferred:
+            self._idempotency_deferred = _Deferred(
+                using, tenant_id, key, fingerprint, transaction_open=not one_statement
+            )
+            return
+        # Raises the replay (or a 422 / 409) when the key is not this request's to take.
+        record_id = self._claim_key(using, tenant_id, key, fingerprint)
+        self._idempotency_claim = _Claim(record_id, using)
+
+    def _open_transaction(self, using: str, key: str | None) -> None:
+        """Open the request's transaction on ``using``, to close when dispatch() ends."""
         try:
             if getattr(self, "tenant_transaction_using", None) != using:
                 self._idempotency_stack.enter_context(transaction.atomic(using=using))
@@ -215,18 +267,17 @@ class IdempotencyMixin:
             if key is not None and _is_lock_timeout(exc):
                 raise _in_use() from exc
             raise
-        self._idempotency_using = using
-        if key is None:
-            return
-        tenant_id = getattr(request, "tenant_id", None) or ""
-        fingerprint = request_fingerprint(request.method or "", request.path, data)
-        # Raises the replay (or a 422 / 409) when the key is not this request's to take.
-        record_id = self._claim_key(using, tenant_id, key, request, fingerprint)
-        self._idempotency_claim = _Claim(record_id, using)
 
     def handle_exception(self, exc: Exception) -> Any:
         if isinstance(exc, _Replay):
             return exc.response
+        if (
+            self._idempotency_deferred is not None
+            and isinstance(exc, OperationalError)
+            and _is_lock_timeout(exc)
+        ):
+            # The deferred claim's statement waited for a concurrent holder of the key.
+            exc = _in_use()
         return super().handle_exception(exc)  # type: ignore[misc]
 
     def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
@@ -237,8 +288,10 @@ class IdempotencyMixin:
         if using is None:
             return response
         if not 200 <= response.status_code < 300:
-            # Nothing of a refused request remains: no key, no side effect.
-            transaction.set_rollback(True, using=using)
+            # Nothing of a refused request remains: no key, no side effect. (Without a
+            # transaction, the one statement of a deferred claim did not write.)
+            if connections[using].in_atomic_block:
+                transaction.set_rollback(True, using=using)
         elif self._idempotency_claim is not None and not self._stored_already(response):
             self._store_response(self._idempotency_claim, response)
         return response
@@ -256,15 +309,84 @@ class IdempotencyMixin:
         claim = self._idempotency_claim
         if claim is None or claim.using != using or not 200 <= response.status_code < 300:
             return ()
-        if isinstance(response, Response):  # what DRF's finalize_response() sets, first
-            request = self.request  # type: ignore[attr-defined]
-            response.accepted_renderer = request.accepted_renderer
-            response.accepted_media_type = request.accepted_media_type
-            response.renderer_context = self.get_renderer_context()  # type: ignore[attr-defined]
+        self._prepare_for_rendering(response)
         snapshot = _snapshot(response)
         self._idempotency_stored = (response, snapshot)
         params = self._store_params(claim, response, snapshot)
         return [(sql.idempotency_statements(connections[using]).store, params)]
+
+    def defers_idempotency_claim(self, request: Request, using: str) -> bool:
+        """Whether the handler claims this request's key itself, in the statement of its
+        writes (:meth:`claim_statement`, then :meth:`deferred_claim_taken`), instead of
+        ``initial()`` claiming it first. ``False`` here.
+
+        Say yes only when nothing the handler does before that statement can answer
+        otherwise than a replay would, nor act outside the database transaction: a key
+        that turns out to exist is replayed or refused after that work
+        (docs/benchmarks.md, Finding 13).
+        """
+        return False
+
+    def writes_in_one_statement(self, request: Request, using: str) -> bool:
+        """Whether, when the claim is deferred, the handler's writes are the claim's one
+        statement and nothing after it can answer otherwise than 2xx: then no transaction
+        is opened for them (one statement is atomic by itself) unless the key turns out
+        to be there. ``False`` here; never inside an open transaction
+        (``ATOMIC_REQUESTS``, row-level security's), whose savepoint is kept."""
+        return False
+
+    def claim_statement(self, response: Any) -> sql.Claim:
+        """The deferred claim of this request's key, storing ``response`` (2xx, rendered
+        here) as its answer: the ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` the
+        handler's writes are made conditional on (:func:`sql.insert_objects_if_claimed`)."""
+        deferred = self._idempotency_deferred
+        assert deferred is not None
+        assert 200 <= response.status_code < 300
+        self._prepare_for_rendering(response)
+        snapshot = _snapshot(response)
+        status, content, headers = snapshot
+        connection = connections[deferred.using]
+        values = self._claim_values(connection, deferred.fingerprint, timezone.now())
+        values.update(
+            state=IdempotencyKey.State.COMPLETED,
+            response_status=status,
+            response_body=content.decode(response.charset or "utf-8"),
+            response_headers=_HEADERS_FIELD.get_db_prep_save(dict(headers), connection),
+        )
+        self._idempotency_stored = (response, snapshot)
+        deferred.statement = sql.Claim(
+            sql.idempotency_statements(connection).insert,
+            [deferred.tenant_id, deferred.key, *(values[name] for name in sql.KEY_CLAIM_COLUMNS)],
+        )
+        return deferred.statement
+
+    def deferred_claim_taken(self) -> bool:
+        """After the handler's claiming statement: ``True`` if it took the key (its writes
+        were made, the response stored). ``False`` if the key was there already and
+        nothing was written: then the key is claimed as ``initial()`` claims it — its
+        replay, 422 or 409 is raised here, or an expired key taken over — and the handler
+        writes as it would have without deferring."""
+        deferred = self._idempotency_deferred
+        assert deferred is not None
+        assert deferred.statement is not None
+        self._idempotency_deferred = None
+        inserted = deferred.statement.inserted
+        # A retry of this key, if it reaches this process, is claimed first: a replay
+        # then costs no order built for nothing (docs/benchmarks.md, Finding 13).
+        _RECENT_KEYS.add((deferred.tenant_id, deferred.key))
+        if inserted is None:
+            self._idempotency_stored = None
+            if not deferred.transaction_open:  # the lookup, a takeover, the writes: atomic
+                self._open_transaction(deferred.using, deferred.key)
+            inserted = self._claim_key(
+                deferred.using,
+                deferred.tenant_id,
+                deferred.key,
+                deferred.fingerprint,
+                conflicted=True,
+            )
+        self._idempotency_claim = _Claim(int(inserted), deferred.using)
+        return deferred.statement.inserted is not None
 
     def _stored_already(self, response: Any) -> bool:
         stored = self._idempotency_stored
@@ -274,6 +396,14 @@ class IdempotencyMixin:
         return _snapshot(response) == stored[1]
 
     # Internals ---------------------------------------------------------------------------
+
+    def _prepare_for_rendering(self, response: Any) -> None:
+        """What DRF's ``finalize_response()`` sets on a ``Response`` before rendering it."""
+        if isinstance(response, Response):
+            request = self.request  # type: ignore[attr-defined]
+            response.accepted_renderer = request.accepted_renderer
+            response.accepted_media_type = request.accepted_media_type
+            response.renderer_context = self.get_renderer_context()  # type: ignore[attr-defined]
 
     def _handles_idempotently(self, request: Request) -> bool:
         method = (request.method or "").upper()
@@ -298,9 +428,16 @@ class IdempotencyMixin:
         return parse_key(value.strip(" \t"))
 
     def _claim_key(
-        self, using: str, tenant_id: str, key: str, request: Request, fingerprint: str
+        self,
+        using: str,
+        tenant_id: str,
+        key: str,
+        fingerprint: str,
+        *,
+        conflicted: bool = False,
     ) -> int:
         """The id of the key row this request now holds; a live key raises its replay.
+        ``conflicted``: the key's insert found it there already (a deferred claim).
 
         ``INSERT … ON CONFLICT DO NOTHING`` (docs/benchmarks.md, Finding 2): a replay takes
         no row lock and no transaction id. The insert still waits for a concurrent,
@@ -312,29 +449,18 @@ class IdempotencyMixin:
         statements = sql.idempotency_statements(connection)
         adapt = connection.ops.adapt_datetimefield_value
         now = timezone.now()
-        claim = {
-            "method": request.method,
-            # For people reading the admin, percent-encoded: a host's URL parameters can
-            # carry any text (NUL included), which a text column cannot hold.
-            "path": escape_uri_path(request.path),
-            "fingerprint": fingerprint,
-            "state": IdempotencyKey.State.PROCESSING,
-            "response_status": None,
-            "response_body": "",
-            "response_headers": "{}",
-            "created_at": adapt(now),
-            "expires_at": adapt(now + orders_settings.IDEMPOTENCY_TTL),
-        }
+        claim = self._claim_values(connection, fingerprint, now)
         values = [claim[name] for name in sql.KEY_CLAIM_COLUMNS]
         try:
             with connection.cursor() as cursor:
                 # Each pass ends in a claim or a replay unless a concurrent request changed
                 # the row in between (took the expired key over, or purged it).
-                for _attempt in range(3):
-                    cursor.execute(statements.insert, [tenant_id, key, *values])
-                    inserted = cursor.fetchone()
-                    if inserted is not None:
-                        return int(inserted[0])
+                for attempt in range(3):
+                    if attempt or not conflicted:
+                        cursor.execute(statements.insert, [tenant_id, key, *values])
+                        inserted = cursor.fetchone()
+                        if inserted is not None:
+                            return int(inserted[0])
                     cursor.execute(statements.lookup, [adapt(now), tenant_id, key])
                     found = sql.row(cursor, sql.KEY_LOOKUP_COLUMNS)
                     if found is None:
@@ -350,6 +476,24 @@ class IdempotencyMixin:
                 raise _in_use() from exc
             raise
         raise _in_use()  # pragma: no cover - three concurrent changes in a row
+
+    def _claim_values(self, connection: Any, fingerprint: str, now: Any) -> dict[str, Any]:
+        """The values of a new claim of this request's key, by column name, adapted."""
+        adapt = connection.ops.adapt_datetimefield_value
+        request = self.request  # type: ignore[attr-defined]
+        return {
+            "method": request.method,
+            # For people reading the admin, percent-encoded: a host's URL parameters can
+            # carry any text (NUL included), which a text column cannot hold.
+            "path": escape_uri_path(request.path),
+            "fingerprint": fingerprint,
+            "state": IdempotencyKey.State.PROCESSING,
+            "response_status": None,
+            "response_body": "",
+            "response_headers": "{}",
+            "created_at": adapt(now),
+            "expires_at": adapt(now + orders_settings.IDEMPOTENCY_TTL),
+        }
 
     def _replay_or_refuse(self, found: dict[str, Any], fingerprint: str) -> None:
         """Raise the stored response of a live key, or 422 for another request's key."""
@@ -396,6 +540,32 @@ class IdempotencyMixin:
 
 
 _HEADERS_FIELD = IdempotencyKey._meta.get_field("response_headers")
+
+
+class _RecentKeys:
+    """The last ``size`` (tenant, key) pairs this process claimed with a deferred claim.
+
+    Only a choice of path: a key found here is claimed before the handler runs (as
+    without deferring), one not found is claimed with the writes. Both give the same
+    answers; the first costs less for a replay, the second for a new key.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.keys: dict[tuple[str, str], None] = {}
+        self.lock = threading.Lock()
+
+    def seen(self, key: tuple[str, str]) -> bool:
+        return key in self.keys
+
+    def add(self, key: tuple[str, str]) -> None:
+        with self.lock:
+            self.keys[key] = None
+            if len(self.keys) > self.size:
+                del self.keys[next(iter(self.keys))]  # the oldest
+
+
+_RECENT_KEYS = _RecentKeys(4096)
 
 
 def _snapshot(response: Any) -> tuple[int, bytes, tuple[tuple[str, str], ...]]:

@@ -16,6 +16,7 @@ written; a rule refuses by raising :class:`RuleViolation`, and then nothing is w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router, transaction
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from django_orders import signals, sql
@@ -104,6 +106,7 @@ def create_order(
     metadata: Mapping[str, str] | None = None,
     context: Mapping[str, Any] | None = None,
     then: Callable[[AbstractOrder], sql.Statements] | None = None,
+    claim: Callable[[AbstractOrder], sql.Claim] | None = None,
     **fields: Any,
 ) -> AbstractOrder:
     """Create a draft order (version 1) and its ``order.created`` event.
@@ -113,6 +116,13 @@ def create_order(
     values final), answers statements of the caller's to run in the same transaction
     right after the order and its event — in their round trip where the driver allows
     (the idempotent create stores its response so: docs/benchmarks.md, Finding 12).
+
+    ``claim``, given the order about to be written, answers an ``INSERT … ON CONFLICT DO
+    NOTHING RETURNING`` of the caller's (the idempotent create's key): the order, its
+    event and the ``NOTIFY`` are then written in its statement and only if it inserts a
+    row (docs/benchmarks.md, Finding 13). If it inserts nothing, nothing is written and
+    no signal is sent: the order returned is unsaved (``order._state.adding``). Only
+    where :func:`can_claim_with_writes` says yes.
     """
     model = get_order_model()
     if fields:
@@ -129,14 +139,27 @@ def create_order(
     )
     db = router.db_for_write(model)
     # No savepoint: inside a caller's transaction an error must roll back the whole unit.
-    with transaction.atomic(using=db, savepoint=False):
+    # With a claim and no rules to ask, the writes are one statement, atomic by itself.
+    atomic: contextlib.AbstractContextManager[Any] = (
+        contextlib.nullcontext()
+        if claim is not None and not orders_settings.ORDER_RULES
+        else transaction.atomic(using=db, savepoint=False)
+    )
+    with atomic:
         if orders_settings.ORDER_RULES:
             given = {"total_cents": total_cents, "currency": currency, "metadata": metadata}
             changes = {name: value for name, value in given.items() if value is not None}
             ask_rules("create", order, {**changes, **fields}, context)
         # The order, its event and the NOTIFY in one round trip on PostgreSQL, as
         # statements built once (docs/benchmarks.md, Findings 3-4).
-        if router.db_for_write(OutboxEvent) == db:
+        if claim is not None:
+            event = events.build_order_event(order, events.ORDER_CREATED)
+            guard = claim(order)
+            if not sql.insert_objects_if_claimed(
+                db, guard, [order, event], notify=events.NOTIFY_CHANNEL
+            ):
+                return order  # the claim inserted nothing: neither did the order
+        elif router.db_for_write(OutboxEvent) == db:
             event = events.build_order_event(order, events.ORDER_CREATED)
             after = None if then is None else functools.partial(then, order)
             events.insert_with_notify(db, [order, event], after=after)
@@ -149,6 +172,25 @@ def create_order(
                         cursor.execute(statement, params or None)
         _send_on_commit(signals.order_created, order, db)
     return order
+
+
+def can_claim_with_writes(using: str) -> bool:
+    """Whether :func:`create_order` can write the order and its event in the statement of
+    a claim on database ``using``: PostgreSQL, the orders and the outbox there, their
+    rows written without ``save()`` (:func:`django_orders.sql.can_insert_raw`), and no
+    ``pre_init`` / ``post_init`` receiver of the host's to run when they are made."""
+    model = get_order_model()
+    return (
+        connections[using].vendor == "postgresql"
+        and router.db_for_write(model) == using
+        and router.db_for_write(OutboxEvent) == using
+        and sql.can_insert_raw(model, OutboxEvent)
+        and not any(
+            signal.has_listeners(sender)
+            for signal in (pre_init, post_init)
+            for sender in (model, OutboxEvent)
+        )
+    )
 
 
 def get_order_for_update(tenant_id: str, order_id: uuid.UUID | str) -> AbstractOrder:

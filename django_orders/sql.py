@@ -8,7 +8,10 @@ list's page, and the relay (claim, write-back). These builders make the same sta
 once:
 
 - :func:`insert_objects` — ``INSERT`` of new model instances, several in one round trip on
-  PostgreSQL, values adapted by each field (``get_db_prep_save``) as the ORM adapts them;
+  PostgreSQL, values adapted by each field (``get_db_prep_save``) as the ORM adapts them
+  (:func:`save_params`: Django's own field classes' adaptation without the calls, Finding
+  13); :func:`insert_objects_if_claimed` — the same in one statement guarded by a claim's
+  ``INSERT … ON CONFLICT DO NOTHING`` (the idempotent create's key, Finding 13);
 - :func:`fetch_one`, :func:`fetch_page` — an order by tenant and id (locked for a
   transition) and the list's keyset page, rows made into instances as a queryset makes
   them; :func:`update_with_insert` — a transition's ``UPDATE``, its event's ``INSERT`` and
@@ -33,10 +36,12 @@ a receiver is connected for a model, :func:`can_insert_raw` says no and callers 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Manager, Model
 from django.db.models.signals import post_save, pre_save
@@ -129,7 +134,97 @@ def insert_params(
     connection: BaseDatabaseWrapper, obj: Model, fields: Sequence[Field[Any, Any]]
 ) -> list[Any]:
     """The values of ``obj`` for :func:`insert_statement`, adapted as the ORM adapts them."""
-    return [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+    return save_params(connection, obj, fields, adding=True)
+
+
+def save_params(
+    connection: BaseDatabaseWrapper, obj: Model, fields: Sequence[Field[Any, Any]], *, adding: bool
+) -> list[Any]:
+    """``field.get_db_prep_save(field.pre_save(obj, adding), connection)`` for each field:
+    what ``save()`` sends. For a field of a class whose adaptation is Django's own (the
+    package's: ``CharField``, ``UUIDField``, ``DateTimeField``, …) and a value of the type
+    it expects, the same adaptation without the calls in between (docs/benchmarks.md,
+    Finding 13); any other field or value goes through the field."""
+    ops = connection.ops
+    params = []
+    for field, adapt in zip(fields, _adapters(connection, fields), strict=True):
+        if adapt is not None:
+            value = adapt(getattr(obj, field.attname), ops)
+            if value is not _AS_FIELD_DOES:
+                params.append(value)
+                continue
+        params.append(field.get_db_prep_save(field.pre_save(obj, adding), connection))
+    return params
+
+
+#: An adapter's answer for a value it does not know: the field adapts it.
+_AS_FIELD_DOES: Any = object()
+_Adapter = Callable[[Any, Any], Any]
+
+
+def _adapters(
+    connection: BaseDatabaseWrapper, fields: Sequence[Field[Any, Any]]
+) -> tuple[_Adapter | None, ...]:
+    # By identity: ``fields`` are the statement builders' cached tuples (hashing 27 fields
+    # per call would cost what is saved); the entry holds them, so no id is reused.
+    key = (connection.vendor, id(fields))
+    found = _ADAPTERS.get(key)
+    if found is not None and found[0] is fields:
+        return found[1]
+    adapters = tuple(_adapter(connection, field) for field in fields)
+    _ADAPTERS[key] = (fields, adapters)
+    return adapters
+
+
+_ADAPTERS: dict[tuple[str, int], tuple[Sequence[Any], tuple[_Adapter | None, ...]]] = {}
+
+
+def _adapter(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> _Adapter | None:
+    """What ``get_db_prep_save(pre_save(…))`` makes of ``field``'s plain values, when its
+    class adapts as the Django class it derives from does (no method of its own on that
+    path), else ``None``. ``None`` values stay ``None``, as every one of them keeps it."""
+    kind = type(field)
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return None
+    path = ("pre_save", "get_db_prep_save", "get_db_prep_value", "get_prep_value", "to_python")
+
+    def adapts_as(base: type[Any]) -> bool:
+        return isinstance(field, base) and all(
+            getattr(kind, name) is getattr(base, name) for name in path
+        )
+
+    if adapts_as(models.CharField) or adapts_as(models.TextField):
+        return lambda value, ops: (
+            value if value is None or isinstance(value, str) else _AS_FIELD_DOES
+        )
+    if adapts_as(models.IntegerField):
+        internal_type = field.get_internal_type()
+        return lambda value, ops: (
+            ops.adapt_integerfield_value(value, internal_type)
+            if value is None or type(value) is int
+            else _AS_FIELD_DOES
+        )
+    if adapts_as(models.DateTimeField):
+        return lambda value, ops: (
+            ops.adapt_datetimefield_value(value)
+            if value is None or (type(value) is datetime.datetime and value.tzinfo is not None)
+            else _AS_FIELD_DOES
+        )
+    if adapts_as(models.UUIDField):
+        native = connection.features.has_native_uuid_field
+        return lambda value, ops: (
+            value if value is None or (native and type(value) is uuid.UUID) else _AS_FIELD_DOES
+        )
+    if adapts_as(models.JSONField):
+        encoder = getattr(field, "encoder", None)
+        return lambda value, ops: (
+            ops.adapt_json_value(value, encoder)
+            if type(value) in (dict, list)
+            else None
+            if value is None
+            else _AS_FIELD_DOES
+        )
+    return None
 
 
 def mark_saved(obj: Model, using: str) -> None:
@@ -190,6 +285,67 @@ def insert_objects(
                 cursor.execute(sql, params or None)
     for obj in objs:
         mark_saved(obj, using)
+
+
+@dataclasses.dataclass
+class Claim:
+    """A caller's ``INSERT … ON CONFLICT DO NOTHING RETURNING <one column>`` that guards
+    other inserts (:func:`insert_objects_if_claimed`); ``inserted`` is what it returned,
+    ``None`` until it ran or when it inserted nothing."""
+
+    sql: str
+    params: Sequence[Any]
+    inserted: Any = None
+
+
+def insert_objects_if_claimed(
+    using: str, claim: Claim, objs: Sequence[Model], *, notify: str
+) -> bool:
+    """INSERT the new instances ``objs`` and ``pg_notify(notify, '')`` only if ``claim``
+    inserts its row: one statement, one round trip (PostgreSQL; docs/benchmarks.md,
+    Finding 13)::
+
+        WITH claimed AS (<claim>), i0 AS (INSERT INTO <table> (…) SELECT %s, … FROM claimed),
+             … SELECT claimed.*, pg_notify(%s, '') FROM claimed
+
+    A claim that conflicts inserts nothing, and then neither do the others: ``objs`` stay
+    unsaved and the answer is ``False``. Call only after :func:`can_insert_raw` said yes
+    for their models.
+    """
+    connection = connections[using]
+    parts = [f"claimed AS ({claim.sql})"]
+    params = list(claim.params)
+    for number, obj in enumerate(objs):
+        sql, fields = _insert_select_statement(connection, type(obj))
+        parts.append(f"i{number} AS ({sql})")
+        params += insert_params(connection, obj, fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {', '.join(parts)} SELECT claimed.*, pg_notify(%s, '') FROM claimed",
+            [*params, notify],
+        )
+        found = cursor.fetchone()
+    if found is None:
+        return False
+    claim.inserted = found[0]
+    for obj in objs:
+        mark_saved(obj, using)
+    return True
+
+
+def _insert_select_statement(
+    connection: BaseDatabaseWrapper, model: type[Model]
+) -> tuple[str, tuple[Field[Any, Any], ...]]:
+    """``INSERT INTO <table> (<every concrete column>) SELECT %s, … FROM claimed``: one row
+    per row of the ``claimed`` CTE (none or one). PostgreSQL types the parameters by their
+    target columns, as it does in ``VALUES``."""
+
+    def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
+        sql, fields = insert_statement(connection, model)
+        head, _, _ = sql.partition(" VALUES (")
+        return f"{head} SELECT {', '.join(['%s'] * len(fields))} FROM claimed", fields
+
+    return cached(connection, f"insert-if-claimed:{model._meta.label_lower}", build)
 
 
 # -- one order: read, lock, change --------------------------------------------------------
@@ -390,7 +546,7 @@ def update_with_insert(
     pk = obj._meta.pk
     assert pk is not None
     update_params = [
-        *(f.get_db_prep_save(f.pre_save(obj, False), connection) for f in fields),
+        *save_params(connection, obj, fields, adding=False),
         pk.get_db_prep_save(obj.pk, connection),
     ]
     insert_sql, insert_fields = insert_statement(connection, type(new))

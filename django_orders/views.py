@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, router, transaction
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, get_resolver, get_script_prefix, get_urlconf, reverse
+from django.utils.translation import get_language
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -257,6 +258,12 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
             serializer = serializer_class(data=request.data, context=context)
             serializer.is_valid(raise_exception=True)
             validated = serializer.validated_data
+        elif self._idempotency_deferred is not None:
+            # The key is claimed in the statement of the writes (docs/benchmarks.md,
+            # Finding 13); a key already there writes nothing and is claimed as before.
+            created = self._create_claiming(request, context, validated)
+            if created is not None:
+                return created
         responses: list[Response] = []
 
         def respond(order: AbstractOrder) -> sql.Statements:
@@ -273,6 +280,39 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         except services.RuleViolation as exc:
             raise refused(exc) from None
         return responses[0] if responses else self.created_response(request, order)
+
+    def defers_idempotency_claim(self, request: Request, using: str) -> bool:
+        # The package's own create of a plainly valid body, without host rules, event
+        # enrichers or instance-signal receivers: nothing of the host's runs before the
+        # writes, and nothing there depends on more than the body, which the fingerprint
+        # holds, so a replay or a refusal found afterwards answers as it did before.
+        return (
+            type(self).post is OrderCollectionView.post
+            and self.get_create_serializer_class() is OrderCreateSerializer
+            and not orders_settings.ORDER_RULES
+            and not orders_settings.EVENT_ENRICHERS
+            and services.can_claim_with_writes(using)
+            and plainly_valid_create(request.data) is not None
+        )
+
+    def writes_in_one_statement(self, request: Request, using: str) -> bool:
+        # Nothing after the statement but the response it stored, unless a subclass
+        # changes the response on its way out (then stored again, in the transaction).
+        return type(self).finalize_response is OrderCollectionView.finalize_response
+
+    def _create_claiming(
+        self, request: Request, context: dict[str, Any], validated: dict[str, Any]
+    ) -> Response | None:
+        """The create whose key is claimed in its writes' statement: its 201, or ``None``
+        when the key was there (then claimed now, or its replay / 422 / 409 raised)."""
+        responses: list[Response] = []
+
+        def claim(order: AbstractOrder) -> sql.Claim:
+            responses.append(self.created_response(request, order))
+            return self.claim_statement(responses[0])
+
+        services.create_order(self.tenant_id or "", context=context, claim=claim, **validated)
+        return responses[0] if self.deferred_claim_taken() else None
 
     def created_response(self, request: Request, order: AbstractOrder) -> Response:
         """The 201 of a create: the order, its ``ETag`` and ``Location``."""
@@ -471,13 +511,45 @@ def not_found() -> Problem:
 
 
 def order_url(request: Request, name: str, order: AbstractOrder) -> str:
-    """The path of ``order``'s route ``name`` under wherever the host mounted the URLs."""
+    """The path of ``order``'s route ``name`` under wherever the host mounted the URLs.
+
+    ``reverse()`` once per route, URL configuration, script prefix and language, with a
+    placeholder id that the order's then replaces (docs/benchmarks.md, Finding 13): the
+    routes take any segment, and a UUID's text needs no quoting, so the path is the one
+    ``reverse()`` gives. Another kind of id goes through ``reverse()`` each time.
+    """
     match = request.resolver_match
     namespace = match.namespace if match is not None and match.namespace else "django_orders"
+    if type(order.id) is uuid.UUID:
+        # The resolver is get_resolver()'s cached one, new when the URLs change; the key
+        # holds it, so no other resolver can take its id.
+        key = (get_resolver(get_urlconf()), get_script_prefix(), get_language(), namespace, name)
+        template = _URL_TEMPLATES.get(key)
+        if template is None:
+            template = _URL_TEMPLATES[key] = _url_template(namespace, name)
+        if template:
+            return template.replace(_PLACEHOLDER_ID, str(order.id))
+    return _reverse_order_url(namespace, name, str(order.id))
+
+
+_PLACEHOLDER_ID = "ffffffff-ffff-4fff-bfff-ffffffffffff"
+#: Route paths with the placeholder id, "" where it cannot serve (see order_url()).
+_URL_TEMPLATES: dict[tuple[Any, ...], str] = {}
+
+
+def _url_template(namespace: str, name: str) -> str:
     try:
-        return reverse(f"{namespace}:{name}", kwargs={"order_id": str(order.id)})
+        template = _reverse_order_url(namespace, name, _PLACEHOLDER_ID)
+    except NoReverseMatch:  # pragma: no cover - a host route refusing the placeholder
+        return ""
+    return template if template.count(_PLACEHOLDER_ID) == 1 else ""
+
+
+def _reverse_order_url(namespace: str, name: str, order_id: str) -> str:
+    try:
+        return reverse(f"{namespace}:{name}", kwargs={"order_id": order_id})
     except NoReverseMatch:  # pragma: no cover - mounted under another instance namespace
-        return reverse(f"django_orders:{name}", kwargs={"order_id": str(order.id)})
+        return reverse(f"django_orders:{name}", kwargs={"order_id": order_id})
 
 
 def order_response(

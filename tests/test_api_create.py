@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.test import override_settings
+from django.urls import reverse
 
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
 from tests.orders_api import OrdersClient, assert_problem
@@ -204,3 +205,16 @@ def test_tenant_errors_come_before_anything_else() -> None:
     assert_problem(anonymous.call("POST", "/orders", raw="{"), 400, "missing_tenant")
     bad = OrdersClient(tenant="bad tenant!")
     assert_problem(bad.call("POST", "/orders", raw="{"), 400, "invalid_tenant")
+
+
+def test_each_location_is_what_reverse_gives_for_its_order(api: OrdersClient) -> None:
+    # The route's path is reversed once and the id replaced (docs/benchmarks.md,
+    # Finding 13): every order gets its own, under whatever the URLs are at the time.
+    for urlconf, path in ((None, "/orders"), ("tests.urls_prefixed", "/api/v1/orders")):
+        with override_settings(**({"ROOT_URLCONF": urlconf} if urlconf else {})):
+            for key in ("a", "b"):
+                created = api.call("POST", path, {}, headers={"Idempotency-Key": f"{path}{key}"})
+                order_id = created.json()["id"]
+                expected = reverse("django_orders:order-detail", kwargs={"order_id": order_id})
+                assert created["Location"] == f"http://testserver{expected}"
+                assert expected.startswith(path)

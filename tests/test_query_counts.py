@@ -1,6 +1,6 @@
 """SQL statements per request (issue 3 targets), not counting transaction control and NOTIFY.
 
-create 2 on PostgreSQL (claim the key; insert the order and the event and store the
+create 1 on PostgreSQL (claim the key, insert the order and the event and store the
 response in one statement) and 4 elsewhere,
 idempotent replay ≤ 2 (the claim that finds the key, read the stored response), get 1,
 confirm and close 2 on PostgreSQL (lock the order; update it and insert the event in one
@@ -14,14 +14,22 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connection
+from django.db.models.signals import post_init
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_orders import services
+from django_orders import idempotency, services
+from django_orders.models import Order
+from django_orders.serializers import OrderCreateSerializer
 from tests.orders_api import OrdersClient
 
 pytestmark = pytest.mark.django_db
 
 _NOT_COUNTED = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE", "NOTIFY")
+
+
+class HostCreateSerializer(OrderCreateSerializer):
+    """A host's serializer (the same fields): the key is claimed before it runs."""
 
 
 class Statements(list[str]):
@@ -40,15 +48,51 @@ def counted() -> Iterator[Statements]:
     )
 
 
-def test_create_takes_2_statements_on_postgresql_and_4_elsewhere(api: OrdersClient) -> None:
+def test_create_takes_1_statement_on_postgresql_and_4_elsewhere(api: OrdersClient) -> None:
+    idempotency._RECENT_KEYS.keys.clear()  # a key this process has not claimed before
     with counted() as statements:
         response = api.create({"totalCents": 1, "metadata": {"a": "b"}}, key="count-create")
     assert response.status_code == 201
+    if connection.vendor == "postgresql":
+        # The key's claim, with its response, guards the order's and the event's inserts.
+        assert len(statements) == 1, statements
+        assert statements[0].upper().startswith("WITH CLAIMED AS (INSERT INTO")
+        assert "ON CONFLICT" in statements[0].upper()
+    else:
+        assert len(statements) == 4, statements
+        assert statements[0].upper().startswith("INSERT INTO")
+        assert "ON CONFLICT" in statements[0].upper()
+        # The key's response is stored after the order and its event.
+        assert "UPDATE" in statements[-1].upper()
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        {"CREATE_SERIALIZER": "tests.test_query_counts.HostCreateSerializer"},
+        {"EVENT_ENRICHERS": ["tests.test_outbox_recording.correlate"]},
+        {},  # with a post_init receiver on the order model
+    ],
+)
+def test_where_host_code_runs_before_the_writes_the_key_is_claimed_first(
+    api: OrdersClient, host: dict[str, object]
+) -> None:
+    # What a replay must not run (docs/guide/idempotency.md): the host's serializer, its
+    # enrichers, its receivers of the instances' signals.
+    def receiver(**kwargs: object) -> None:
+        pass
+
+    idempotency._RECENT_KEYS.keys.clear()
+    if not host:
+        post_init.connect(receiver, sender=Order)
+    try:
+        with override_settings(DJANGO_ORDERS=host), counted() as statements:
+            response = api.create({"totalCents": 1}, key="count-host-create")
+    finally:
+        post_init.disconnect(receiver, sender=Order)
+    assert response.status_code == 201
     assert len(statements) == (2 if connection.vendor == "postgresql" else 4), statements
     assert statements[0].upper().startswith("INSERT INTO")
-    assert "ON CONFLICT" in statements[0].upper()
-    # The key's response is stored in the round trip of the order and its event.
-    assert "UPDATE" in statements[-1].upper()
 
 
 def test_a_replay_takes_at_most_2_statements(api: OrdersClient) -> None:
@@ -114,3 +158,33 @@ def test_a_request_refused_for_its_tenant_makes_no_query(tenant: str | None, pat
         response = client.call("POST", path, {})
     assert response.status_code == 400
     assert statements == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_create_opens_none_on_postgresql() -> None:
+    """One statement is atomic by itself: no BEGIN / COMMIT around it (Finding 13). A
+    replay opens the transaction its lookup (and a takeover's writes) runs in."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        seen.append((sql.split(None, 1)[0].upper(), connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    api = OrdersClient()
+    idempotency._RECENT_KEYS.keys.clear()
+    with connection.execute_wrapper(record):
+        assert api.create({"totalCents": 1}, key="no-transaction").status_code == 201
+        created = list(seen)
+        seen.clear()
+        idempotency._RECENT_KEYS.keys.clear()  # as a retry reaching another process
+        assert api.create({"totalCents": 1}, key="no-transaction").status_code == 201
+        elsewhere = list(seen)
+        seen.clear()
+        assert api.create({"totalCents": 1}, key="no-transaction").status_code == 201
+    if connection.vendor == "postgresql":
+        assert created == [("WITH", False)]
+        assert elsewhere == [("WITH", False), ("SELECT", True)]  # the claim, the lookup
+        # A key this process claimed is claimed first on a retry, as without deferring.
+        assert seen == [("INSERT", True), ("SELECT", True)]
+    else:  # the order's, the event's and the key's writes in the request's transaction
+        assert {atomic for verb, atomic in created if verb in ("INSERT", "UPDATE")} == {True}

@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django_orders import services, sql
 from django_orders.models import Order, OutboxEvent
 from django_orders.outbox.recording import NOTIFY_CHANNEL
+from tests.orders_api import OrdersClient
 
 pytestmark = pytest.mark.django_db
 
@@ -180,6 +181,15 @@ def test_with_server_side_binding_the_transitions_and_the_page_work(
 
 
 def transitions_and_a_page() -> None:
+    # The create's claim guarding its inserts (Finding 13), its parameters typed by the
+    # server from their target columns, then its replay.
+    api = OrdersClient()
+    created = api.create({"totalCents": 2, "metadata": {"k": "v"}}, key="server-side")
+    assert created.status_code == 201
+    assert api.create({"totalCents": 2, "metadata": {"k": "v"}}, key="server-side").content == (
+        created.content
+    )
+    assert Order.objects.get(pk=created.json()["id"]).to_dict() == created.json()
     order = services.create_order("shop-1", metadata={"k": "v"})
     with transaction.atomic():
         services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=4)
@@ -188,7 +198,7 @@ def transitions_and_a_page() -> None:
     page = sql.fetch_page(
         "default", Order, {"tenant_id": "shop-1"}, ("-created_at", "-id"), None, 5
     )
-    assert [o.to_dict() for o in page] == [closed.to_dict()]
+    assert [o.to_dict() for o in page] == [closed.to_dict(), created.json()]
     types = list(
         OutboxEvent.objects.filter(aggregate_id=order.id)
         .order_by("aggregate_version")
@@ -233,3 +243,43 @@ def test_a_host_save_override_runs_on_create_too(monkeypatch: pytest.MonkeyPatch
     assert Order.objects.filter(pk=order.pk).exists()
     events = OutboxEvent.objects.filter(aggregate_id=order.id)
     assert [e.type for e in events] == ["order.created"]
+
+
+class _Host(str):
+    """A str subclass (as a TextChoices member is)."""
+
+
+@pytest.mark.parametrize("adding", [True, False])
+def test_save_params_are_what_the_fields_make_of_the_values(adding: bool) -> None:
+    order = Order(
+        tenant_id=_Host("shop-1"),
+        total_cents=True,  # not an int: the field's int() makes it 1
+        currency="EUR",
+        metadata={"a": "b"},
+    )
+    order.status = Order.Status.DRAFT
+    order.id = str(order.id)  # a string: the field makes it a UUID
+    event = OutboxEvent(
+        tenant_id="shop-1",
+        aggregate_type="order",
+        aggregate_id="x",
+        aggregate_version=1,
+        type="order.created",
+        payload=[1, 2],
+        extensions={},
+    )
+    event.leased_until = None
+    for obj in (order, event):
+        fields = tuple(type(obj)._meta.concrete_fields)
+        fast = sql.save_params(connection, obj, fields, adding=adding)
+        orm = [f.get_db_prep_save(f.pre_save(obj, adding), connection) for f in fields]
+        assert [_comparable(v) for v in fast] == [_comparable(v) for v in orm]
+        assert [type(v) for v in fast] == [type(v) for v in orm]
+
+
+def _comparable(value: Any) -> Any:
+    """A driver's JSON wrapper by what it wraps (they do not compare by value)."""
+    for wrapped in ("obj", "adapted"):  # psycopg 3's Jsonb, psycopg2's Json
+        if hasattr(value, wrapped):
+            return type(value), getattr(value, wrapped)
+    return value
