@@ -177,14 +177,17 @@ def create_order(
 def can_claim_with_writes(using: str) -> bool:
     """Whether :func:`create_order` can write the order and its event in the statement of
     a claim on database ``using``: PostgreSQL, the orders and the outbox there, their
-    rows written without ``save()`` (:func:`django_orders.sql.can_insert_raw`), and no
-    ``pre_init`` / ``post_init`` receiver of the host's to run when they are made."""
+    rows written without ``save()`` (:func:`django_orders.sql.can_insert_raw`), no field
+    that saving fills (``auto_now_add``, a host field's ``pre_save()``: the response is
+    rendered before the statement), and no ``pre_init`` / ``post_init`` receiver of the
+    host's to run when they are made."""
     model = get_order_model()
     return (
         connections[using].vendor == "postgresql"
         and router.db_for_write(model) == using
         and router.db_for_write(OutboxEvent) == using
         and sql.can_insert_raw(model, OutboxEvent)
+        and not sql.fills_fields_on_save(model)
         and not any(
             signal.has_listeners(sender)
             for signal in (pre_init, post_init)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -109,6 +110,24 @@ def can_insert_raw(*models: type[Model]) -> bool:
         or pre_save.has_listeners(model)
         or post_save.has_listeners(model)
         for model in models
+    )
+
+
+#: ``pre_save()`` methods that return the attribute as it is (without ``auto_now``).
+_PLAIN_PRE_SAVE = (Field.pre_save, models.DateField.pre_save, models.DateTimeField.pre_save)
+
+
+@functools.cache
+def fills_fields_on_save(model: type[Model]) -> bool:
+    """Whether saving an instance of ``model`` sets one of its fields: ``auto_now`` /
+    ``auto_now_add``, or a field class with a ``pre_save()`` of its own (a host's, a
+    ``FileField``). The value is then known only once the insert's parameters are made,
+    so nothing may be rendered from the instance before."""
+    return any(
+        getattr(field, "auto_now", False)
+        or getattr(field, "auto_now_add", False)
+        or type(field).pre_save not in _PLAIN_PRE_SAVE
+        for field in model._meta.concrete_fields
     )
 
 

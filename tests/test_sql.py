@@ -13,12 +13,12 @@ import select
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.db.models.signals import post_save
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, isolate_apps
 
 from django_orders import services, sql
-from django_orders.models import Order, OutboxEvent
+from django_orders.models import AbstractOrder, Order, OutboxEvent
 from django_orders.outbox.recording import NOTIFY_CHANNEL
 from tests.orders_api import OrdersClient
 
@@ -283,3 +283,39 @@ def _comparable(value: Any) -> Any:
         if hasattr(value, wrapped):
             return type(value), getattr(value, wrapped)
     return value
+
+
+@isolate_apps("django_orders")
+def test_a_model_whose_save_fills_a_field_is_told_apart() -> None:
+    """A field that saving fills (``auto_now_add``, a ``pre_save()`` of its own) keeps the
+    idempotent create off the path that renders its response before the insert (found in
+    review: a host's ``auto_now_add`` field showed ``null`` in the 201 and its replays)."""
+
+    class Stamped(AbstractOrder):
+        stamped_at = models.DateTimeField(auto_now_add=True)
+
+        class Meta(AbstractOrder.Meta):
+            app_label = "django_orders"
+
+    class Slug(models.SlugField):
+        def pre_save(self, model_instance: Any, add: bool) -> Any:
+            return "made-on-save"
+
+    class Slugged(AbstractOrder):
+        slug = Slug()
+
+        class Meta(AbstractOrder.Meta):
+            app_label = "django_orders"
+
+    class Plain(AbstractOrder):
+        placed_at = models.DateTimeField(null=True)
+        channel = models.CharField(max_length=16, default="web")
+
+        class Meta(AbstractOrder.Meta):
+            app_label = "django_orders"
+
+    assert not sql.fills_fields_on_save(Order)
+    assert not sql.fills_fields_on_save(OutboxEvent)
+    assert not sql.fills_fields_on_save(Plain)
+    assert sql.fills_fields_on_save(Stamped)
+    assert sql.fills_fields_on_save(Slugged)
