@@ -105,38 +105,15 @@ class PostgresClaimStore(ClaimStore):
         # with the decoder of the model's fields, and an empty ``extensions`` not at all.
         loads_payload, loads_extensions = self._loads
         batch = []
-        for (
-            pk,
-            tenant_id,
-            aggregate_type,
-            aggregate_id,
-            aggregate_version,
-            type_,
-            payload,
-            extensions,
-            time_,
-            attempts,
-        ) in rows:
-            if isinstance(payload, str | bytes):
-                payload = loads_payload(payload)
-            if extensions == "{}":
-                extensions = {}
-            elif isinstance(extensions, str | bytes):
-                extensions = loads_extensions(extensions)
-            batch.append(
-                ClaimedEvent(
-                    pk,
-                    tenant_id,
-                    aggregate_type,
-                    aggregate_id,
-                    aggregate_version,
-                    type_,
-                    payload,
-                    extensions,
-                    time_,
-                    attempts,
-                )
-            )
+        for row in rows:  # the columns in ClaimedEvent's order (sql.CLAIMED_COLUMNS)
+            event = ClaimedEvent(*row)
+            if isinstance(event.payload, str | bytes):
+                event.payload = loads_payload(event.payload)
+            if event.extensions == "{}":
+                event.extensions = {}
+            elif isinstance(event.extensions, str | bytes):
+                event.extensions = loads_extensions(event.extensions)
+            batch.append(event)
         return Claim(token, batch, leased_at)
 
     def mark_published(
