@@ -33,15 +33,20 @@ a receiver is connected for a model, :func:`can_insert_raw` says no and callers 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import functools
+import json
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Manager, Model
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
-from django_orders.models import IdempotencyKey, OutboxEvent, OutboxSequence
+from django_orders.models import AbstractOrder, IdempotencyKey, OutboxEvent, OutboxSequence
 
 T = TypeVar("T")
 
@@ -300,14 +305,15 @@ def _page_statement(
     filters: tuple[str, ...],
     ordering: tuple[str, ...],
     after: bool,
-) -> tuple[str, _Columns]:
-    """``SELECT <every concrete column> … WHERE <filter> = %s AND … [AND (<ordering
-    columns>) < (%s, …)] ORDER BY … LIMIT %s`` (``>`` when ascending) and what reading its
-    rows needs: the keyset page of ``pagination.KeysetPagination``."""
+    select: str,
+) -> str:
+    """``SELECT <select> … WHERE <filter> = %s AND … [AND (<ordering columns>) < (%s, …)]
+    ORDER BY … LIMIT %s`` (``>`` when ascending): the keyset page of
+    ``pagination.KeysetPagination``. ``select`` names what a row is made of: ``"instances"``
+    (every concrete column) or ``"documents"`` (:data:`DOCUMENT_COLUMNS`)."""
 
-    def build() -> tuple[str, _Columns]:
+    def build() -> str:
         c = Columns(model, connection)
-        read = _select_parts(connection, model)
         where = [f"{c[name]} = %s" for name in filters]
         descending = ordering[0].startswith("-")
         columns = [c[name.lstrip("-")] for name in ordering]
@@ -315,15 +321,18 @@ def _page_statement(
             operator = "<" if descending else ">"
             where.append(f"({', '.join(columns)}) {operator} ({', '.join(['%s'] * len(columns))})")
         direction = " DESC" if descending else " ASC"
-        sql = (
-            f"SELECT {c.listed(f.name for f in read.fields)} FROM {c['table']} "
-            f"WHERE {' AND '.join(where)} "
+        selected = (
+            c.listed(f.name for f in model._meta.concrete_fields)
+            if select == "instances"
+            else _document_columns(c)
+        )
+        return (
+            f"SELECT {selected} FROM {c['table']} WHERE {' AND '.join(where)} "
             f"ORDER BY {', '.join(column + direction for column in columns)} LIMIT %s"
         )
-        return sql, read
 
     key = f"page:{model._meta.label_lower}:{','.join(filters)}:{','.join(ordering)}:{after}"
-    return cached(connection, key, build)
+    return cached(connection, f"{key}:{select}", build)
 
 
 def fetch_page(
@@ -333,16 +342,26 @@ def fetch_page(
     ordering: Sequence[str],
     position: Sequence[Any] | None,
     limit: int,
+    *,
+    documents: bool = False,
 ) -> list[Any]:
     """Up to ``limit + 1`` instances of ``model`` whose fields equal ``filters`` (none of
     them ``None``), in ``ordering`` (field names, all ``-`` or none), after
     ``position`` — what ``KeysetPagination.get_page_queryset()`` reads, without
     compiling a query per page (docs/benchmarks.md, Finding 11). The row-value
     comparison needs PostgreSQL or SQLite; only for :func:`plain_manager` models.
+
+    With ``documents``, the rows' ``to_dict()`` documents instead of instances, made by
+    PostgreSQL (:func:`page_documents`): in :data:`DOCUMENT_ORDERING`, and only where
+    :func:`can_fetch_documents` says yes.
     """
+    if documents and tuple(ordering) != DOCUMENT_ORDERING:
+        raise ValueError(f"documents are read in {DOCUMENT_ORDERING}, not {ordering}")
     connection = connections[using]
-    names = tuple(filters)
-    sql, read = _page_statement(connection, model, names, tuple(ordering), position is not None)
+    select = "documents" if documents else "instances"
+    sql = _page_statement(
+        connection, model, tuple(filters), tuple(ordering), position is not None, select
+    )
     params = [_field(model, name).get_db_prep_value(v, connection) for name, v in filters.items()]
     if position is not None:
         params += [
@@ -353,7 +372,125 @@ def fetch_page(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
+    if documents:
+        return page_documents(rows)
+    read = cached(
+        connection, f"read:{model._meta.label_lower}", lambda: _select_parts(connection, model)
+    )
     return [_instance(connection, using, model, read, row) for row in rows]
+
+
+# -- the list's documents, made by PostgreSQL ---------------------------------------------
+
+#: ``AbstractOrder.to_dict()``'s members in its order, each with the model field it shows.
+DOCUMENT_COLUMNS = (
+    ("id", "id"),
+    ("tenantId", "tenant_id"),
+    ("status", "status"),
+    ("version", "version"),
+    ("totalCents", "total_cents"),
+    ("currency", "currency"),
+    ("metadata", "metadata"),
+    ("createdAt", "created_at"),
+    ("updatedAt", "updated_at"),
+    ("confirmedAt", "confirmed_at"),
+    ("closedAt", "closed_at"),
+)
+#: The ordering a page of documents is read in (the cursor's key is parsed back from them).
+DOCUMENT_ORDERING = ("-created_at", "-id")
+_TIMESTAMPS = frozenset({"created_at", "updated_at", "confirmed_at", "closed_at"})
+# rfc3339()'s strftime("%Y") pads a year below 1000 on some platforms (and Pythons), not
+# on others (glibc: "5"); PostgreSQL's "FM" drops the padding, so both agree everywhere.
+_YEAR = "YYYY" if dt.datetime(5, 1, 1).strftime("%Y") == "0005" else "FMYYYY"
+_RFC3339 = f'\'{_YEAR}-MM-DD"T"HH24:MI:SS.US"Z"\''
+
+
+def _document_columns(c: Columns) -> str:
+    """The ``SELECT`` list of :data:`DOCUMENT_COLUMNS`: the id and ``metadata`` as text,
+    timestamps as ``rfc3339()`` writes them (UTC, microseconds, ``Z``)."""
+    selected = []
+    for _key, name in DOCUMENT_COLUMNS:
+        if name in _TIMESTAMPS:
+            selected.append(f"to_char({c[name]} AT TIME ZONE 'UTC', {_RFC3339})")
+        elif name in ("id", "metadata"):
+            selected.append(f"{c[name]}::text")
+        else:
+            selected.append(c[name])
+    return ", ".join(selected)
+
+
+def can_fetch_documents(model: type[Model], connection: BaseDatabaseWrapper) -> bool:
+    """Whether :func:`fetch_page` with ``documents`` gives exactly what ``model``'s instances'
+    ``to_dict()`` would: PostgreSQL with time zones on, a :func:`plain_manager` model that
+    keeps ``AbstractOrder``'s ``to_dict()``, ``__init__()``, ``from_db()`` and fields
+    (their classes; ``metadata`` without a decoder), and no ``pre_init`` / ``post_init``
+    receiver. Anything else a host changed reads instances (docs/benchmarks.md, Finding 13).
+    """
+    if connection.vendor != "postgresql" or not settings.USE_TZ:
+        return False
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return False
+    return (
+        issubclass(model, AbstractOrder)
+        and model.to_dict is AbstractOrder.to_dict
+        and model.__init__ is Model.__init__
+        and model.from_db.__func__ is Model.from_db.__func__  # type: ignore[attr-defined]
+        and plain_manager(model)
+        and _keeps_order_fields(model)
+    )
+
+
+@functools.cache
+def _keeps_order_fields(model: type[Model]) -> bool:
+    for _key, name in DOCUMENT_COLUMNS:
+        field = model._meta.get_field(name)
+        own = AbstractOrder._meta.get_field(name)
+        if type(field) is not type(own) or getattr(field, "decoder", None) is not None:
+            return False
+    return True
+
+
+def page_documents(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The ``to_dict()`` documents of rows of :data:`DOCUMENT_COLUMNS`: PostgreSQL
+    formatted the timestamps and the id, so no row's timestamp is parsed in Python, nor an
+    instance made (docs/benchmarks.md, Finding 13). The cursor's key of a document is
+    :func:`document_key`.
+    """
+    loads = json.loads
+    return [
+        {
+            "id": pk,
+            "tenantId": tenant_id,
+            "status": status,
+            "version": version,
+            "totalCents": total_cents,
+            "currency": currency,
+            # to_dict()'s sorted members (jsonb's own order is by length first).
+            "metadata": {} if metadata == "{}" else dict(sorted(loads(metadata).items())),
+            "createdAt": created_at,
+            "updatedAt": updated_at,
+            "confirmedAt": confirmed_at,
+            "closedAt": closed_at,
+        }
+        for (
+            pk,
+            tenant_id,
+            status,
+            version,
+            total_cents,
+            currency,
+            metadata,
+            created_at,
+            updated_at,
+            confirmed_at,
+            closed_at,
+        ) in rows
+    ]
+
+
+def document_key(document: Mapping[str, Any]) -> tuple[dt.datetime, uuid.UUID]:
+    """The values of :data:`DOCUMENT_ORDERING`'s fields a document shows."""
+    return dt.datetime.fromisoformat(document["createdAt"]), uuid.UUID(document["id"])
 
 
 def _update_statement(
