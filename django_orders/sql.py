@@ -326,9 +326,12 @@ def _page_statement(
             if select == "instances"
             else _document_columns(c)
         )
+        # Qualified: an unqualified ORDER BY name means an output column first, and the
+        # documents' ``id::text`` is one (a text sort, not the index's order).
+        order_by = ", ".join(f"{c['table']}.{column}{direction}" for column in columns)
         return (
             f"SELECT {selected} FROM {c['table']} WHERE {' AND '.join(where)} "
-            f"ORDER BY {', '.join(column + direction for column in columns)} LIMIT %s"
+            f"ORDER BY {order_by} LIMIT %s"
         )
 
     key = f"page:{model._meta.label_lower}:{','.join(filters)}:{','.join(ordering)}:{after}"
