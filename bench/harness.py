@@ -1,5 +1,6 @@
 """What the benchmark scripts share: paths, the benchmark database, the machine's
-description, wrk runs and their parsing, and the statistics of repeated rounds.
+description, the command-line options they have in common, the gunicorn server, wrk runs
+and their parsing, and the statistics of repeated rounds.
 
 Every figure the benchmarks report is a ratio between two measurements taken in the same
 run (this machine is shared and noisy); absolute numbers are context only.
@@ -7,6 +8,7 @@ run (this machine is shared and noisy); absolute numbers are context only.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import json
@@ -15,6 +17,7 @@ import platform
 import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -107,7 +110,7 @@ def _tool_version(cmd: list[str]) -> str:
 
 
 def machine() -> dict[str, Any]:
-    """What ran the benchmark, for the report."""
+    """What ran the benchmark (and the command that ran it), for the report."""
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -130,6 +133,7 @@ def machine() -> dict[str, Any]:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_DIR
     ).stdout.strip()
     return {
+        "command": f"python bench/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:]),
         "date_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpus": os.cpu_count(),
         "cpu_model": cpu,
@@ -143,6 +147,51 @@ def machine() -> dict[str, Any]:
         "loadavg_start": os.getloadavg(),
         "git_commit": commit,
     }
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A bench script's command line: its docstring as the help, and ``--rounds``."""
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported [3]")
+    return p
+
+
+def api_arg_parser(
+    doc: str | None, *, port: int | None, port_help: str = ""
+) -> argparse.ArgumentParser:
+    """:func:`arg_parser` with the options of the scripts that serve the bench project
+    (a :class:`GunicornServer`: ``--port``, unless ``port`` is None because the script
+    picks free ports, and gunicorn's worker model) and drive it with wrk
+    (:func:`measure_wrk`)."""
+    p = arg_parser(doc)
+    p.add_argument("--duration", type=float, default=10, help="seconds per wrk run [10]")
+    p.add_argument("--connections", type=int, default=8, help="wrk connections [8]")
+    p.add_argument("--wrk-cpu", default=None, help="pin wrk with taskset -c (e.g. 1)")
+    if port is not None:
+        p.add_argument("--port", type=int, default=port, help=port_help or f"[{port}]")
+    p.add_argument("--worker-class", default="gthread", help="gunicorn worker class [gthread]")
+    p.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
+    p.add_argument("--threads", type=int, default=4, help="threads per gthread worker [4]")
+    return p
+
+
+def start_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The start of a run that works in this process too (the relay benchmarks): results/
+    exists, the database is migrated, Django is set up. Returns the run's results so far:
+    the machine and the arguments."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    ensure_database()
+    setup_django()
+    return {"machine": machine(), "args": vars(args)}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
@@ -174,6 +223,71 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+class GunicornServer:
+    """gunicorn serving the bench project, in its own process group: ``start()``, then
+    ``stop()``. Its worker model comes from :func:`api_arg_parser`'s options;
+    ``gunicorn``, ``env`` and ``cwd`` serve another checkout (by default this one, with
+    :func:`django_env` as it is when the server starts)."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        *,
+        port: int | None = None,
+        log_name: str = "gunicorn",
+        gunicorn: Path = VENV_BIN / "gunicorn",
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO_DIR,
+    ) -> None:
+        self.args = args
+        self.port = args.port if port is None else port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = RESULTS_DIR / f"{log_name}.log"
+        self.gunicorn, self.env, self.cwd = gunicorn, env, cwd
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> None:
+        a = self.args
+        cmd = [
+            str(self.gunicorn),
+            "benchproject.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--worker-class",
+            a.worker_class,
+            "--workers",
+            str(a.workers),
+            "--keep-alive",
+            "30",
+            "--backlog",
+            "2048",
+            "--log-level",
+            "warning",
+        ]
+        if a.worker_class == "gthread":
+            cmd += ["--threads", str(a.threads)]
+        RESULTS_DIR.mkdir(exist_ok=True)
+        self.log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd,
+            env=self.env or django_env(),
+            cwd=self.cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_http(self.url + "/ref/noop")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.log.close()
 
 
 def run_wrk(
@@ -261,6 +375,34 @@ def cpu_snapshot(server_pid: int | None) -> dict[str, float]:
         "server": sum(cpu for pid, _, _, cpu in rows if pid in tree),
         "postgres": sum(cpu for _, _, comm, cpu in rows if comm.startswith("postgres")),
     }
+
+
+def measure_wrk(
+    server: GunicornServer,
+    script: str,
+    args: argparse.Namespace,
+    *,
+    env: dict[str, str] | Callable[[], dict[str, str]] | None = None,
+    duration: float | None = None,
+) -> dict[str, Any]:
+    """:func:`run_wrk` against ``server`` with :func:`api_arg_parser`'s options (and
+    ``duration`` instead of ``--duration``; ``env`` may be a function that makes it),
+    plus the CPU time the server's processes and PostgreSQL used per request
+    (``server_cpu_ms_per_req``, ``postgres_cpu_ms_per_req``)."""
+    before = cpu_snapshot(server.pid)
+    res = run_wrk(
+        server.url,
+        script,
+        duration=args.duration if duration is None else duration,
+        connections=args.connections,
+        env=env() if callable(env) else env,
+        cpu=args.wrk_cpu,
+    )
+    after = cpu_snapshot(server.pid)
+    for part in ("server", "postgres"):
+        used = after[part] - before[part]
+        res[f"{part}_cpu_ms_per_req"] = used * 1000 / max(res["requests"], 1)
+    return res
 
 
 def median(values: list[float]) -> float:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -39,30 +38,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import seed
 from harness import (
     RESULTS_DIR,
-    cpu_snapshot,
+    GunicornServer,
+    api_arg_parser,
     database_url,
+    free_port,
     machine,
+    measure_wrk,
     median,
     psql,
-    run_wrk,
     save_results,
-    stop_process,
-    wait_http,
 )
 
 REF = "ref_create"
 SCENARIOS = ("noop", "ref_create", "create", "confirm", "close", "get", "list_page1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Side:
@@ -76,8 +67,7 @@ class Side:
         if not self.python.is_absolute():
             self.python = Path.cwd() / self.python
         self.database_url = f"{database_url()}_{self.name}"
-        self.url = ""
-        self.proc: subprocess.Popen | None = None
+        self.server: GunicornServer | None = None
         self.files: dict[str, Path] = {}
         self.chunks: dict[str, list[list[str]]] = {}
 
@@ -143,40 +133,19 @@ class Side:
         return str(path)
 
     def start(self, args: argparse.Namespace) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = open(RESULTS_DIR / f"interleave-{self.name}-gunicorn.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                str(self.python.parent / "gunicorn"),
-                "benchproject.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--worker-class",
-                "gthread",
-                "--workers",
-                str(args.workers),
-                "--threads",
-                str(args.threads),
-                "--keep-alive",
-                "30",
-                "--backlog",
-                "2048",
-                "--log-level",
-                "warning",
-            ],
+        self.server = GunicornServer(
+            args,
+            port=free_port(),
+            log_name=f"interleave-{self.name}-gunicorn",
+            gunicorn=self.python.parent / "gunicorn",
             env=self.env(),
             cwd=self.checkout,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
-        wait_http(self.url + "/ref/noop")
+        self.server.start()
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.log.close()
+        if self.server is not None:
+            self.server.stop()
 
 
 def scenario_env(side: Side, name: str) -> tuple[str, dict[str, str]]:
@@ -213,26 +182,15 @@ def scenario_env(side: Side, name: str) -> tuple[str, dict[str, str]]:
     raise ValueError(name)
 
 
-def measure(side: Side, name: str, duration: float, connections: int) -> dict[str, Any]:
+def measure(side: Side, name: str, args: argparse.Namespace, duration: float) -> dict[str, Any]:
     script, env = scenario_env(side, name)
-    pid = side.proc.pid if side.proc else None
-    before = cpu_snapshot(pid)
-    res = run_wrk(side.url, script, duration=duration, connections=connections, env=env)
-    after = cpu_snapshot(pid)
-    for part in ("server", "postgres"):
-        used = after[part] - before[part]
-        res[f"{part}_cpu_ms_per_req"] = used * 1000 / max(res["requests"], 1)
-    return res
+    assert side.server is not None
+    return measure_wrk(side.server, script, args, env=env, duration=duration)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = api_arg_parser(__doc__, port=None)
     p.add_argument("--side", action="append", required=True, type=Side, help="name=checkout:python")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=10, help="seconds per wrk run [10]")
-    p.add_argument("--connections", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=4)
     p.add_argument("--list-orders", type=int, default=200_000)
     p.add_argument("--only", action="append", choices=SCENARIOS, help="scenarios [all]")
     args = p.parse_args()
@@ -245,7 +203,6 @@ def main() -> None:
         side.prepare(args, chunk, args.rounds + 1)
     with sides[0].database():
         info = machine()
-    info["command"] = "python bench/interleave_api.py " + " ".join(sys.argv[1:])
     info["sides"] = {
         s.name: {
             "checkout": str(s.checkout),
@@ -266,14 +223,14 @@ def main() -> None:
         print("warm-up", flush=True)
         for side in sides:
             for name in args.scenarios:
-                measure(side, name, 2, args.connections)
+                measure(side, name, args, 2)
         for rnd in range(args.rounds):
             row: dict[str, dict[str, dict[str, Any]]] = {}
             names = args.scenarios if rnd % 2 == 0 else list(reversed(args.scenarios))
             for name in names:
                 order = sides if rnd % 2 == 0 else list(reversed(sides))
                 for side in order:
-                    res = measure(side, name, args.duration, args.connections)
+                    res = measure(side, name, args, args.duration)
                     row.setdefault(name, {})[side.name] = res
                     flag = f"  ERRORS {res['errors']}" if res["errors"] else ""
                     print(

@@ -28,8 +28,6 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import harness
 import run_relay
 
@@ -71,8 +69,8 @@ def main() -> None:
     p.add_argument("--only", action="append", choices=["webhook", "rabbitmq", "redis"])
     args = p.parse_args()
     sides = {name: (checkout, python, observe) for name, checkout, python, observe in args.side}
-    run_relay.ensure_database()
-    run_relay.setup_django()
+    harness.ensure_database()
+    harness.setup_django()
     receiver = run_relay.Receiver(args.port)
     run_relay.amqp_setup()
     publishers = {

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -27,28 +26,24 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import seed
 from harness import (
     BENCH_DIR,
     REPO_DIR,
     RESULTS_DIR,
-    VENV_BIN,
-    cpu_snapshot,
+    GunicornServer,
+    api_arg_parser,
     database_url,
-    django_env,
     ensure_database,
     finish_run,
     fmt_int,
     fmt_ratio,
     machine,
+    measure_wrk,
     median,
     psql,
     run_header,
     run_wrk,
-    stop_process,
-    wait_http,
 )
 
 DEPTHS = (0, 1_000, 10_000, 50_000, 100_000, 190_000)
@@ -58,72 +53,16 @@ BODY = b'{"totalCents": 1234, "currency": "EUR", "metadata": {"source": "bench"}
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--duration", type=float, default=10, help="seconds per wrk run [10]")
+    p = api_arg_parser(__doc__, port=8089)
     p.add_argument(
         "--depth-duration", type=float, default=5, help="seconds per wrk run of the depth curve [5]"
     )
-    p.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported [3]")
-    p.add_argument("--connections", type=int, default=8, help="wrk connections [8]")
-    p.add_argument("--port", type=int, default=8089)
-    p.add_argument("--worker-class", default="gthread", help="gunicorn worker class [gthread]")
-    p.add_argument("--workers", type=int, default=2, help="gunicorn workers [2]")
-    p.add_argument("--threads", type=int, default=4, help="threads per gthread worker [4]")
-    p.add_argument("--wrk-cpu", default=None, help="pin wrk with taskset -c (e.g. 1)")
     p.add_argument("--list-orders", type=int, default=200_000)
     p.add_argument("--pgbench-duration", type=int, default=20)
     p.add_argument("--skip-depth", action="store_true", help="no depth curve")
     p.add_argument("--skip-pgbench", action="store_true")
     p.add_argument("--no-plot", action="store_true")
     return p.parse_args()
-
-
-class Server:
-    """gunicorn serving the bench project, in its own process group."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.url = f"http://127.0.0.1:{args.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        a = self.args
-        cmd = [
-            str(VENV_BIN / "gunicorn"),
-            "benchproject.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{a.port}",
-            "--worker-class",
-            a.worker_class,
-            "--workers",
-            str(a.workers),
-            "--keep-alive",
-            "30",
-            "--backlog",
-            "2048",
-            "--log-level",
-            "warning",
-        ]
-        if a.worker_class == "gthread":
-            cmd += ["--threads", str(a.threads)]
-        RESULTS_DIR.mkdir(exist_ok=True)
-        self.log = open(RESULTS_DIR / "gunicorn.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            cmd,
-            env=django_env(),
-            cwd=REPO_DIR,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_http(self.url + "/ref/noop")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.log.close()
 
 
 def http(
@@ -398,14 +337,13 @@ def main() -> None:
     seed.seed_api(list_orders=args.list_orders, confirm_drafts=chunk * runs_needing_drafts)
     confirm_ids = IdChunks(list(reversed(seed.tenant_ids(seed.CONFIRM_TENANT))), chunk)
     info = machine()
-    info["command"] = "python bench/run_api.py " + " ".join(sys.argv[1:])
     info["server"] = f"gunicorn {args.worker_class} workers={args.workers}" + (
         f" threads={args.threads}" if args.worker_class == "gthread" else ""
     )
     info["load"] = f"wrk -t1 -c{args.connections}" + (
         f" pinned to CPU {args.wrk_cpu}" if args.wrk_cpu else ""
     )
-    server = Server(args)
+    server = GunicornServer(args)
     server.start()
     results: dict[str, Any] = {"machine": info, "rounds": [], "depth": [], "pgbench": []}
     try:
@@ -431,20 +369,7 @@ def main() -> None:
             order = scenarios if rnd % 2 == 0 else list(reversed(scenarios))
             row: dict[str, Any] = {"loadavg": os.getloadavg()}
             for name, script, env in order:
-                before = cpu_snapshot(server.proc.pid if server.proc else None)
-                res = run_wrk(
-                    server.url,
-                    script,
-                    duration=args.duration,
-                    connections=args.connections,
-                    env=env() if callable(env) else env,
-                    cpu=args.wrk_cpu,
-                )
-                after = cpu_snapshot(server.proc.pid if server.proc else None)
-                for part in ("server", "postgres"):
-                    res[f"{part}_cpu_ms_per_req"] = round(
-                        (after[part] - before[part]) * 1000 / max(res["requests"], 1), 3
-                    )
+                res = measure_wrk(server, script, args, env=env)
                 row[name] = res
                 flag = f"  ERRORS {res['errors']}" if res["errors"] else ""
                 print(

@@ -32,24 +32,21 @@ import time
 import urllib.request
 import uuid
 from collections import deque
-from pathlib import Path
-from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from harness import (
     BENCH_DIR,
     REPO_DIR,
     RESULTS_DIR,
+    arg_parser,
     django_env,
-    ensure_database,
     finish_run,
     fmt_int,
     fmt_ratio,
-    machine,
     median,
     run_header,
-    setup_django,
+    start_run,
     stop_process,
 )
 
@@ -66,32 +63,31 @@ RABBITMQ = "django_orders.publishers.RabbitMQPublisher"
 REDIS = "django_orders.publishers.RedisStreamPublisher"
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def relay_arg_parser(doc: str | None, parts: list[str]) -> argparse.ArgumentParser:
+    """The options this script shares with run_relay_brokers.py; ``--only`` picks ``parts``."""
+    p = arg_parser(doc)
     p.add_argument("--events", type=int, default=20_000, help="events per run [20000]")
-    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=100, help="relay batch size [100]")
+    p.add_argument("--only", action="append", choices=parts, help=f"parts [{','.join(parts)}]")
+    p.add_argument("--latency-events", type=int, default=600)
+    p.add_argument("--latency-rate", type=float, default=50.0, help="commits per second")
+    return p
+
+
+PARTS = ["webhook", "rabbitmq", "redis", "batch", "scaling", "latency", "claim", "steady"]
+
+
+def parse_args() -> argparse.Namespace:
+    p = relay_arg_parser(__doc__, PARTS)
     p.add_argument(
         "--concurrency",
         type=int,
         default=16,
         help="webhook requests in flight (publisher's max_concurrency) [16]",
     )
-    p.add_argument(
-        "--only",
-        action="append",
-        choices=["webhook", "rabbitmq", "redis", "batch", "scaling", "latency", "claim", "steady"],
-    )
     p.add_argument("--relays", default="1,2,4", help="relay counts for scaling [1,2,4]")
-    p.add_argument("--latency-events", type=int, default=600)
-    p.add_argument("--latency-rate", type=float, default=50.0, help="commits per second")
     p.add_argument(
-        "--steady-events",
-        type=int,
-        default=10_000,
-        help="burst size of the steady-state part [10000]",
+        "--steady-events", type=int, default=10_000, help="burst size of the steady part [10000]"
     )
     p.add_argument("--port", type=int, default=8099)
     p.add_argument(
@@ -351,18 +347,10 @@ def _signed(event: dict[str, Any], keys: list[bytes]) -> tuple[bytes, dict[str, 
 def _run_senders(items: list, concurrency: int, make_sender: Any) -> dict[str, Any]:
     """``concurrency`` threads, each with its own sender, take the next event under a lock
     until none is left (the publisher's own hand-over); returns the rate."""
-    indexes = iter(range(len(items)))
-    lock = threading.Lock()
+    from django_orders.publishers.webhook import take_turns
+
     statuses: list[int] = [0] * len(items)
-
-    def work(send: Any) -> None:
-        while True:
-            with lock:
-                index = next(indexes, None)
-            if index is None:
-                return
-            statuses[index] = send(items[index])
-
+    work = take_turns(items, statuses)
     senders = [make_sender() for _ in range(concurrency)]
     for send in senders:  # open the connections before the clock starts
         send(items[0])
@@ -626,6 +614,57 @@ def redis_stream_length(delete: bool = False) -> int:
     return n
 
 
+class Broker(NamedTuple):
+    """A broker of the rabbitmq, redis and batch parts: its publisher and options, the
+    bare loop (``raw(events, window)``) and its windows, and ``drain()``, which empties
+    what the relay published to and says how many messages it held (stored as ``held``)."""
+
+    name: str
+    publisher: str
+    options: dict[str, Any]
+    raw: Callable[[list[dict[str, Any]], int], dict[str, Any]]
+    windows: tuple[int, ...]
+    drain: Callable[[], int]
+    held: str
+
+
+RABBITMQ_BROKER = Broker(
+    "rabbitmq",
+    RABBITMQ,
+    {"url": AMQP_URL, "exchange": EXCHANGE},
+    raw=lambda events, window: RawAmqp(events, window).run(),
+    windows=(100, 1000),
+    drain=lambda: amqp_setup(purge_only=True),
+    held="in_queue",
+)
+REDIS_BROKER = Broker(
+    "redis",
+    REDIS,
+    {"url": REDIS_URL, "stream": STREAM},
+    raw=raw_redis,
+    windows=(1, 100),
+    drain=lambda: redis_stream_length(delete=True),
+    held="in_stream",
+)
+
+
+def create_orders_at_rate(args: argparse.Namespace) -> dict[str, float]:
+    """``--latency-events`` orders created one by one through the domain layer at
+    ``--latency-rate`` per second (each commit's NOTIFY wakes a listening relay); returns
+    each order's commit time by id."""
+    from django_orders import services
+
+    committed: dict[str, float] = {}
+    interval = 1.0 / args.latency_rate
+    next_at = time.monotonic()
+    for _ in range(args.latency_events):
+        order = services.create_order(TENANT, total_cents=1)
+        committed[str(order.id)] = time.time()
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.monotonic()))
+    return committed
+
+
 # -- parts -------------------------------------------------------------------------------
 
 
@@ -660,64 +699,47 @@ def webhook_part(args, rounds: list[dict[str, Any]]) -> None:
         receiver.stop()
 
 
+def broker_rounds(broker: Broker, args, rounds: list[dict[str, Any]]) -> None:
+    """Each round: the bare loop at each of its windows, the publisher alone and the relay
+    (the order reversed every other round), the broker drained after each; the relay
+    against the faster bare loop."""
+    steps = [f"raw{window}" for window in broker.windows] + ["alone", "relay"]
+    for rnd in range(args.rounds):
+        row: dict[str, Any] = {}
+        for what in steps if rnd % 2 == 0 else list(reversed(steps)):
+            if what == "relay":
+                row[what] = relay_throughput(args, broker.publisher, broker.options)
+            elif what == "alone":
+                events = sample_events(args.events + 1)
+                row[what] = publisher_alone(
+                    broker.publisher, broker.options, events, args.batch_size
+                )
+            else:
+                row[what] = broker.raw(sample_events(args.events), int(what[3:]))
+            row[what][broker.held] = broker.drain()
+        row["raw"] = max((row[f"raw{w}"] for w in broker.windows), key=lambda r: r["rate"])
+        row["ratio"] = row["relay"]["rate"] / row["raw"]["rate"]
+        raw = "  ".join(f"raw({w}) {row[f'raw{w}']['rate']:7.0f}/s" for w in broker.windows)
+        print(
+            f"  {broker.name} round {rnd + 1}: {raw}  "
+            f"publisher alone {row['alone']['rate']:7.0f}/s  "
+            f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}"
+        )
+        rounds.append(row)
+
+
 def rabbitmq_part(args, rounds: list[dict[str, Any]]) -> None:
     amqp_setup()
-    options = {"url": AMQP_URL, "exchange": EXCHANGE}
     try:
-        for rnd in range(args.rounds):
-            row: dict[str, Any] = {}
-            steps = ["raw100", "raw1000", "alone", "relay"]
-            for what in steps if rnd % 2 == 0 else list(reversed(steps)):
-                if what == "relay":
-                    row["relay"] = relay_throughput(args, RABBITMQ, options)
-                elif what == "alone":
-                    row[what] = publisher_alone(
-                        RABBITMQ, options, sample_events(args.events + 1), args.batch_size
-                    )
-                else:
-                    window = int(what[3:])
-                    row[what] = RawAmqp(sample_events(args.events), window).run()
-                row[what]["in_queue"] = amqp_setup(purge_only=True)
-            row["raw"] = max(row["raw100"], row["raw1000"], key=lambda r: r["rate"])
-            row["ratio"] = row["relay"]["rate"] / row["raw"]["rate"]
-            print(
-                f"  rabbitmq round {rnd + 1}: raw(100) {row['raw100']['rate']:7.0f}/s  "
-                f"raw(1000) {row['raw1000']['rate']:7.0f}/s  "
-                f"publisher alone {row['alone']['rate']:7.0f}/s  "
-                f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}"
-            )
-            rounds.append(row)
+        broker_rounds(RABBITMQ_BROKER, args, rounds)
     finally:
         amqp_teardown()
 
 
 def redis_part(args, rounds: list[dict[str, Any]]) -> None:
-    options = {"url": REDIS_URL, "stream": STREAM}
     redis_stream_length(delete=True)
     try:
-        for rnd in range(args.rounds):
-            row: dict[str, Any] = {}
-            steps = ["raw1", "raw100", "alone", "relay"]
-            for what in steps if rnd % 2 == 0 else list(reversed(steps)):
-                if what == "relay":
-                    row["relay"] = relay_throughput(args, REDIS, options)
-                    row["relay"]["in_stream"] = redis_stream_length(delete=True)
-                elif what == "alone":
-                    row[what] = publisher_alone(
-                        REDIS, options, sample_events(args.events + 1), args.batch_size
-                    )
-                    redis_stream_length(delete=True)
-                else:
-                    row[what] = raw_redis(sample_events(args.events), int(what[3:]))
-            row["raw"] = max(row["raw1"], row["raw100"], key=lambda r: r["rate"])
-            row["ratio"] = row["relay"]["rate"] / row["raw"]["rate"]
-            print(
-                f"  redis round {rnd + 1}: raw(1) {row['raw1']['rate']:7.0f}/s  "
-                f"raw(100) {row['raw100']['rate']:7.0f}/s  "
-                f"publisher alone {row['alone']['rate']:7.0f}/s  "
-                f"relay {row['relay']['rate']:7.0f}/s  ratio {row['ratio']:.2f}"
-            )
-            rounds.append(row)
+        broker_rounds(REDIS_BROKER, args, rounds)
     finally:
         redis_stream_length(delete=True)
 
@@ -725,27 +747,22 @@ def redis_part(args, rounds: list[dict[str, Any]]) -> None:
 def batch_part(args, rounds: list[dict[str, Any]]) -> None:
     """One relay on each broker (where the relay's own cost shows) with batch sizes 100,
     500 and 1,000. Keys of a row: ``"<broker> <size>"``."""
-    brokers = {
-        "redis": (REDIS, {"url": REDIS_URL, "stream": STREAM}),
-        "rabbitmq": (RABBITMQ, {"url": AMQP_URL, "exchange": EXCHANGE}),
-    }
     sizes = [100, 500, 1000]
     amqp_setup()
     try:
         for rnd in range(args.rounds):
             row: dict[str, Any] = {}
-            for broker, (path, options) in brokers.items():
+            for broker in (REDIS_BROKER, RABBITMQ_BROKER):
                 for size in sizes if rnd % 2 == 0 else list(reversed(sizes)):
                     res = relay_throughput(
-                        argparse.Namespace(**{**vars(args), "batch_size": size}), path, options
+                        argparse.Namespace(**{**vars(args), "batch_size": size}),
+                        broker.publisher,
+                        broker.options,
                     )
-                    if broker == "redis":
-                        res["in_stream"] = redis_stream_length(delete=True)
-                    else:
-                        res["in_queue"] = amqp_setup(purge_only=True)
-                    row[f"{broker} {size}"] = res
+                    res[broker.held] = broker.drain()
+                    row[f"{broker.name} {size}"] = res
                     print(
-                        f"  batch round {rnd + 1}: {broker:8s} batch size {size:5d} "
+                        f"  batch round {rnd + 1}: {broker.name:8s} batch size {size:5d} "
                         f"{res['rate']:8.0f}/s"
                     )
             rounds.append(row)
@@ -777,7 +794,6 @@ def scaling_part(args, rounds: list[dict[str, Any]]) -> None:
 
 
 def latency_part(args, results: dict[str, Any]) -> None:
-    from django_orders import services
 
     receiver = Receiver(args.port + 1, record=True)
     options = {"url": receiver.url + "/hook", "secret": SECRET, "max_concurrency": args.concurrency}
@@ -788,15 +804,8 @@ def latency_part(args, results: dict[str, Any]) -> None:
             procs = start_relays(
                 1, WEBHOOK, options, batch_size=args.batch_size, listen=(mode == "listen")
             )
-            committed: dict[str, float] = {}
             try:
-                interval = 1.0 / args.latency_rate
-                next_at = time.monotonic()
-                for _ in range(args.latency_events):
-                    order = services.create_order(TENANT, total_cents=1)
-                    committed[str(order.id)] = time.time()
-                    next_at += interval
-                    time.sleep(max(0.0, next_at - time.monotonic()))
+                committed = create_orders_at_rate(args)
                 deadline = time.monotonic() + 30
                 while receiver.get("/_stats")["count"] < args.latency_events:
                     if time.monotonic() > deadline:
@@ -1042,22 +1051,8 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     args = parse_args()
-    parts = args.only or [
-        "webhook",
-        "rabbitmq",
-        "redis",
-        "batch",
-        "scaling",
-        "latency",
-        "claim",
-        "steady",
-    ]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    ensure_database()
-    setup_django()
-    info = machine()
-    info["command"] = "python bench/run_relay.py " + " ".join(sys.argv[1:])
-    results: dict[str, Any] = {"machine": info, "args": vars(args)}
+    parts = args.only or PARTS
+    results = start_run(args)
     for part in parts:
         print(f"{part}:")
         if part in ("latency", "claim", "steady"):

@@ -39,7 +39,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,21 +46,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from harness import (
-    RESULTS_DIR,
-    ensure_database,
     finish_run,
     fmt_int,
     fmt_ratio,
-    machine,
+    free_port,
     median,
     run_header,
-    setup_django,
+    start_run,
 )
 from run_relay import (
     TENANT,
+    create_orders_at_rate,
+    relay_arg_parser,
     relay_throughput,
     sample_events,
     sql,
@@ -75,17 +72,19 @@ NATS = "django_orders.publishers.NatsJetStreamPublisher"
 TOPIC = "bench.orders.events"
 STREAM = "BENCH_ORDERS"
 SUBJECTS = "bench.orders.>"
+PARTS = ["kafka", "nats", "latency"]
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--events", type=int, default=20_000, help="events per run [20000]")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=100, help="relay batch size [100]")
-    p.add_argument("--only", action="append", choices=["kafka", "nats", "latency"])
+    p = relay_arg_parser(__doc__, PARTS)
     p.add_argument("--partitions", type=int, default=3, help="of the Kafka topic [3]")
+    p.add_argument(
+        "--relays",
+        type=int,
+        default=1,
+        help="relay processes sharing the outbox in the relay runs (several relays at once, "
+        "docs/operations.md) [1]",
+    )
     p.add_argument(
         "--kafka-config",
         action="append",
@@ -93,17 +92,9 @@ def parse_args() -> argparse.Namespace:
         help="librdkafka properties for the relay's KafkaPublisher, as JSON; repeat to "
         "compare configurations round by round (each round measures every one)",
     )
-    p.add_argument("--latency-events", type=int, default=600)
-    p.add_argument("--latency-rate", type=float, default=50.0, help="commits per second")
     args = p.parse_args()
     args.observe = False  # run_relay.relay_throughput's option: plain events
     return args
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -316,11 +307,13 @@ def kafka_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dic
                 topic = broker.new_topic(args.partitions)
                 if what == "relay":
                     options = {"bootstrap_servers": broker.bootstrap, "topic": topic}
-                    row["relay"] = relay_throughput(args, KAFKA, options)
+                    row["relay"] = relay_throughput(args, KAFKA, options, relays=args.relays)
                     for n, config in enumerate(args.kafka_config, 1):
                         options["topic"] = broker.new_topic(args.partitions)
                         options["config"] = json.loads(config)
-                        row[f"relay_config{n}"] = relay_throughput(args, KAFKA, options)
+                        row[f"relay_config{n}"] = relay_throughput(
+                            args, KAFKA, options, relays=args.relays
+                        )
                         print(f"    relay with {config}: {row[f'relay_config{n}']['rate']:.0f}/s")
                 elif what == "bare":
                     row["bare"] = bare_kafka(broker.bootstrap, topic, sample_events(args.events))
@@ -360,7 +353,7 @@ def nats_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dict
                 server.reset_stream()
                 if what == "relay":
                     options = {"servers": server.url, "subject": subject}
-                    row["relay"] = relay_throughput(args, NATS, options)
+                    row["relay"] = relay_throughput(args, NATS, options, relays=args.relays)
                 elif what == "bare":
                     row["bare"] = bare_nats(server.url, sample_events(args.events), args.batch_size)
                 else:
@@ -387,7 +380,6 @@ def _latency(args: argparse.Namespace, publisher: str, options: dict, arrivals: 
 
     truncate_outbox()
     procs = start_relays(1, publisher, options, batch_size=args.batch_size)
-    committed: dict[str, float] = {}
     try:
         # Warm-up, not timed: a relay's first batch waits for the client's start-up (the
         # idempotent Kafka producer fetches its producer id: 0.5-1 s here).
@@ -399,13 +391,7 @@ def _latency(args: argparse.Namespace, publisher: str, options: dict, arrivals: 
             if time.monotonic() > deadline:
                 raise RuntimeError("the warm-up event was not published")
             time.sleep(0.05)
-        interval = 1.0 / args.latency_rate
-        next_at = time.monotonic()
-        for _ in range(args.latency_events):
-            order = services.create_order(TENANT, total_cents=1)
-            committed[str(order.id)] = time.time()
-            next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
+        committed = create_orders_at_rate(args)
         deadline = time.monotonic() + 30
         while len(arrivals) < args.latency_events and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -556,13 +542,9 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     args = parse_args()
-    parts = args.only or ["kafka", "nats", "latency"]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    ensure_database()
-    setup_django()
-    info = machine()
-    info["command"] = "python bench/run_relay_brokers.py " + " ".join(sys.argv[1:])
-    results: dict[str, Any] = {"machine": info, "args": vars(args)}
+    parts = args.only or PARTS
+    results = start_run(args)
+    info = results["machine"]
     for part in parts:
         print(f"{part}:")
         if part == "latency":

@@ -16,41 +16,30 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import seed
 from harness import (
     RESULTS_DIR,
+    GunicornServer,
     _proc_stats,
-    cpu_snapshot,
+    api_arg_parser,
     database_name,
     ensure_database,
     machine,
+    measure_wrk,
     median,
     psql,
-    run_wrk,
     save_results,
 )
-from run_api import IdChunks, Server
+from run_api import IdChunks
 
 SCENARIOS = ("create", "get", "confirm", "list_page1")
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=float, default=10, help="seconds per wrk run [10]")
-    p.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported [3]")
-    p.add_argument("--connections", type=int, default=8, help="wrk connections [8]")
-    p.add_argument("--port", type=int, default=8093, help="the off server; on is port + 1")
-    p.add_argument("--worker-class", default="gthread")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--wrk-cpu", default=None, help="pin wrk with taskset -c (e.g. 1)")
+    p = api_arg_parser(__doc__, port=8093, port_help="the off server; on is port + 1")
     p.add_argument("--list-orders", type=int, default=20_000)
     return p.parse_args()
 
@@ -137,22 +126,13 @@ def check_policies_bind(on: bool) -> None:
         raise RuntimeError(f"policies {'on' if on else 'off'} but the role sees {count} orders")
 
 
-def measure(server: Server, script: str, env: Any, args: argparse.Namespace) -> dict[str, Any]:
-    pid = server.proc.pid if server.proc else None
+def measure(
+    server: GunicornServer, script: str, env: Any, args: argparse.Namespace
+) -> dict[str, Any]:
+    """:func:`harness.measure_wrk`, PostgreSQL's CPU counted on the database's own backends."""
     backends = backend_cpu()
-    before = cpu_snapshot(pid)
-    res = run_wrk(
-        server.url,
-        script,
-        duration=args.duration,
-        connections=args.connections,
-        env=env() if callable(env) else env,
-        cpu=args.wrk_cpu,
-    )
-    after = cpu_snapshot(pid)
-    requests = max(res["requests"], 1)
-    res["server_cpu_ms_per_req"] = (after["server"] - before["server"]) * 1000 / requests
-    res["postgres_cpu_ms_per_req"] = (backend_cpu() - backends) * 1000 / requests
+    res = measure_wrk(server, script, args, env=env)
+    res["postgres_cpu_ms_per_req"] = (backend_cpu() - backends) * 1000 / max(res["requests"], 1)
     return res
 
 
@@ -166,15 +146,13 @@ def main() -> None:
     confirm_ids = IdChunks(list(reversed(seed.tenant_ids(seed.CONFIRM_TENANT))), chunk)
     create_role()
     info = machine()
-    info["command"] = "python bench/run_rls.py " + " ".join(sys.argv[1:])
-    servers: dict[str, Server] = {}
+    servers: dict[str, GunicornServer] = {}
     results: dict[str, Any] = {"machine": info, "rounds": []}
     try:
         for name, port, rls in (("off", args.port, ""), ("on", args.port + 1, "1")):
             os.environ["BENCH_DB_ROLE"] = role_name()
             os.environ["BENCH_RLS"] = rls
-            server_args = argparse.Namespace(**{**vars(args), "port": port})
-            servers[name] = Server(server_args)
+            servers[name] = GunicornServer(args, port=port)
             servers[name].start()
         plan = scenarios(confirm_ids, str(int(time.time())))
         print("warm-up")

@@ -38,23 +38,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import psycopg
 import seed
 from harness import (
     REPO_DIR,
     RESULTS_DIR,
-    cpu_snapshot,
+    GunicornServer,
+    api_arg_parser,
     database_url,
     django_env,
     machine,
+    measure_wrk,
     median,
-    run_wrk,
     save_results,
     stop_process,
 )
-from run_api import Server
 from run_relay import SECRET, WEBHOOK, Receiver, start_relays, stop_relays
 
 RELAY_TENANT = "bench-relay"
@@ -80,24 +78,18 @@ FROM (SELECT gen_random_uuid() AS oid, {tenant} AS tenant, {ts} AS ts
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = api_arg_parser(__doc__, port=8095, port_help="empty's server; volume's is +1")
     p.add_argument("--orders", type=int, default=2_000_000)
     p.add_argument("--events", type=int, default=5_000_000, help="published events retained")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=10, help="seconds per wrk run [10]")
-    p.add_argument("--connections", type=int, default=8)
     p.add_argument("--relay-events", type=int, default=20_000)
     p.add_argument("--purge-window", type=float, default=15)
     p.add_argument("--purge-batch", type=int, default=1000)
-    p.add_argument("--purge-pause", type=float, default=0.0, help="orders_purge --pause")
+    p.add_argument(
+        "--purge-pause", default="auto", help="orders_purge --pause: auto (its default) or seconds"
+    )
     p.add_argument("--rss-events", type=int, default=1_000_000)
     p.add_argument("--rss-chunk", type=int, default=50_000)
-    p.add_argument("--port", type=int, default=8095, help="empty's server; volume's is +1")
     p.add_argument("--receiver-port", type=int, default=8097)
-    p.add_argument("--worker-class", default="gthread")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--wrk-cpu", default=None)
     p.add_argument("--reuse-seed", action="store_true", help="keep a volume database seeded alike")
     p.add_argument(
         "--only", action="append", choices=("create", "relay", "purge", "rss"), default=None
@@ -226,37 +218,27 @@ def seed_volume(db: Db, args: argparse.Namespace) -> None:
     print(f"  seeded in {time.monotonic() - t0:.0f}s: {db.counts()}")
 
 
-def server_args(args: argparse.Namespace, port: int) -> argparse.Namespace:
-    return argparse.Namespace(**{**vars(args), "port": port})
-
-
-def start_server(db: Db, args: argparse.Namespace, port: int) -> Server:
+def start_server(db: Db, args: argparse.Namespace, port: int) -> GunicornServer:
     os.environ["BENCH_DATABASE_URL"] = db.url
-    server = Server(server_args(args, port))
+    server = GunicornServer(args, port=port)
     server.start()
     return server
 
 
-def wrk_create(server: Server, args: argparse.Namespace, prefix: str, duration: float) -> dict:
-    pid = server.proc.pid if server.proc else None
-    before = cpu_snapshot(pid)
-    res = run_wrk(
-        server.url,
+def wrk_create(
+    server: GunicornServer, args: argparse.Namespace, prefix: str, duration: float
+) -> dict:
+    return measure_wrk(
+        server,
         "create.lua",
+        args,
         duration=duration,
-        connections=args.connections,
         env={
             "BENCH_PATH": "/orders",
             "BENCH_TENANT": seed.CREATE_TENANT,
             "BENCH_KEY_PREFIX": prefix,
         },
-        cpu=args.wrk_cpu,
     )
-    after = cpu_snapshot(pid)
-    res["server_cpu_ms_per_req"] = (
-        (after["server"] - before["server"]) * 1000 / max(res["requests"], 1)
-    )
-    return res
 
 
 def relay_rate(db: Db, args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Any]:
@@ -317,7 +299,7 @@ class LockWaits:
         self._thread.join()
 
 
-def purge_part(db: Db, server: Server, args: argparse.Namespace, results: dict) -> None:
+def purge_part(db: Db, server: GunicornServer, args: argparse.Namespace, results: dict) -> None:
     deleted_before = db.sql(
         "SELECT n_tup_del FROM pg_stat_user_tables WHERE relname = 'django_orders_outbox_event'"
     )[0][0]
@@ -417,12 +399,11 @@ def main() -> None:
         print(f"seeding {volume.url}")
         seed_volume(volume, args)
     info = machine()
-    info["command"] = "python bench/run_volume.py " + " ".join(sys.argv[1:])
     info["volume"] = volume.counts()
     results: dict[str, Any] = {"machine": info, "rounds": []}
     receiver = Receiver(args.receiver_port)
     options = {"url": receiver.url + "/hook", "secret": SECRET, "max_concurrency": 16}
-    servers: dict[str, Server] = {}
+    servers: dict[str, GunicornServer] = {}
     try:
         if parts & {"create", "purge"}:
             servers["empty"] = start_server(empty, args, args.port)

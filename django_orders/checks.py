@@ -3,6 +3,7 @@
 Ids are numbered and never reused; docs/reference/checks.md lists them. Every check of the
 package is in this one module, in the order of that page (hence its length): a reader
 looking for what ``manage.py check`` says about django-orders finds all of it here.
+``DjangoOrdersConfig.ready()`` registers them, each with its tags.
 
 - ``django_orders.E001`` ``DJANGO_ORDERS`` is not a dict, or has unknown keys.
 - ``django_orders.E002`` a dotted-path setting does not import.
@@ -42,7 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -73,7 +74,6 @@ def _user_settings() -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
-@register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     user = _user_settings()
     if user is None:
@@ -207,7 +207,6 @@ SERIALIZER_BASES = {
 }
 
 
-@register(Tags.models)
 def check_host_extensions(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """The swapped order model, the host's serializers and rules (docs/guide/extending.md).
 
@@ -297,7 +296,6 @@ def _check_written_fields(key: str, serializer: Any, model: Any) -> list[Any]:
     return errors
 
 
-@register(Tags.compatibility)
 def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if MIDDLEWARE_PATH not in getattr(settings, "MIDDLEWARE", []):
         return []
@@ -314,7 +312,6 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 ROUTER_PATH = "django_orders.routers.ReplicaRouter"
 
 
-@register(Tags.compatibility)
 def check_read_replicas(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """``READ_REPLICAS`` names replicas Django knows, and the router that uses them is on.
 
@@ -374,7 +371,6 @@ def check_read_replicas(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return errors
 
 
-@register(Tags.compatibility)
 def check_row_level_security(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """``ROW_LEVEL_SECURITY`` needs PostgreSQL (settings only, no connection)."""
     user = _user_settings() or {}
@@ -403,7 +399,6 @@ def _is_replica_router(router: Any) -> bool:
     return issubclass(cls, ReplicaRouter)
 
 
-@register(Tags.urls)
 def check_urls_not_exempt(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from django_orders.tenancy import is_exempt_path
 
@@ -443,7 +438,6 @@ def _orders_api_paths() -> list[str]:
     return list(dict.fromkeys(path for path, _method, _callback in endpoints))
 
 
-@register(Tags.security, deploy=True)
 def check_tenant_access_configured(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     user = _user_settings() or {}
     if settings.DEBUG or user.get("TENANT_ACCESS_CHECK") or not _tenant_from_header(user):
@@ -477,7 +471,6 @@ def _tenant_from_header(user: Mapping[str, Any]) -> bool:
     return resolver is header_tenant_resolver
 
 
-@register(Tags.security)
 def check_webhook_secrets(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from django_orders.publishers.webhook import WebhookPublisher, is_standard_secret
 

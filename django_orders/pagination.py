@@ -216,7 +216,7 @@ class KeysetPagination(BasePagination):
         values of the ordering fields, or ``None`` for the first page).
 
         For a view that reads its rows with a statement of its own (the package's list:
-        docs/benchmarks.md, Findings 11 and 13). The rows are instances, or anything
+        docs/benchmarks.md, Findings 11 and 14). The rows are instances, or anything
         ``key(row)`` gives the values of the ordering fields of. Limits, cursors and the
         response are :meth:`paginate_queryset`'s.
         """

@@ -32,6 +32,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponseBase
 
 from django_orders.conf import orders_settings
+from django_orders.context import bound
 
 __all__ = ["ReplicaRouter", "choose_replica", "remember_write", "replica_reads"]
 
@@ -74,11 +75,8 @@ def replica_reads(alias: str | None) -> Iterator[None]:
     if alias is None:
         yield
         return
-    token = _reading_from.set(alias)
-    try:
+    with bound(_reading_from, alias):
         yield
-    finally:
-        _reading_from.reset(token)
 
 
 def choose_replica(request: HttpRequest) -> str | None:

@@ -402,10 +402,6 @@ DOCUMENT_COLUMNS = (
 #: The ordering a page of documents is read in (the cursor's key is parsed back from them).
 DOCUMENT_ORDERING = ("-created_at", "-id")
 _TIMESTAMPS = frozenset({"created_at", "updated_at", "confirmed_at", "closed_at"})
-# rfc3339()'s strftime("%Y") pads a year below 1000 on some platforms (and Pythons), not
-# on others (glibc: "5"); PostgreSQL's "FM" drops the padding, so both agree everywhere.
-_YEAR = "YYYY" if dt.datetime(5, 1, 1).strftime("%Y") == "0005" else "FMYYYY"
-_RFC3339 = f'\'{_YEAR}-MM-DD"T"HH24:MI:SS.US"Z"\''
 
 
 def _document_columns(c: Columns) -> str:
@@ -414,7 +410,7 @@ def _document_columns(c: Columns) -> str:
     selected = []
     for _key, name in DOCUMENT_COLUMNS:
         if name in _TIMESTAMPS:
-            selected.append(f"to_char({c[name]} AT TIME ZONE 'UTC', {_RFC3339})")
+            selected.append(_RFC3339.format(column=c[name]))
         elif name in ("id", "metadata"):
             selected.append(f"{c[name]}::text")
         else:
@@ -427,7 +423,7 @@ def can_fetch_documents(model: type[Model], connection: BaseDatabaseWrapper) -> 
     ``to_dict()`` would: PostgreSQL with time zones on, a :func:`plain_manager` model that
     keeps ``AbstractOrder``'s ``to_dict()``, ``__init__()``, ``from_db()`` and fields
     (their classes; ``metadata`` without a decoder), and no ``pre_init`` / ``post_init``
-    receiver. Anything else a host changed reads instances (docs/benchmarks.md, Finding 13).
+    receiver. Anything else a host changed reads instances (docs/benchmarks.md, Finding 14).
     """
     if connection.vendor != "postgresql" or not settings.USE_TZ:
         return False
@@ -456,7 +452,7 @@ def _keeps_order_fields(model: type[Model]) -> bool:
 def page_documents(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     """The ``to_dict()`` documents of rows of :data:`DOCUMENT_COLUMNS`: PostgreSQL
     formatted the timestamps and the id, so no row's timestamp is parsed in Python, nor an
-    instance made (docs/benchmarks.md, Finding 13). The cursor's key of a document is
+    instance made (docs/benchmarks.md, Finding 14). The cursor's key of a document is
     :func:`document_key`.
     """
     loads = json.loads
@@ -555,7 +551,8 @@ def update_with_insert(
 
 # -- the outbox relay (PostgreSQL) --------------------------------------------------------
 
-#: The columns a claim returns, in ``outbox.claims.ClaimedEvent``'s order.
+#: The columns a claim reads, in ``outbox.claims.ClaimedEvent``'s order: its fields but
+#: ``time``, which is ``created_at`` as the CloudEvent writes it (RFC 3339, UTC).
 CLAIMED_COLUMNS = (
     "id",
     "tenant_id",
@@ -567,8 +564,11 @@ CLAIMED_COLUMNS = (
     "extensions",
     "created_at",
     "attempts",
-    "lease_token",
 )
+
+#: ``created_at`` as the CloudEvent's ``time`` (``django_orders.timestamps.rfc3339``),
+#: formatted by PostgreSQL: the relay then decodes no timestamp per event.
+_RFC3339 = """to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -576,14 +576,17 @@ class OutboxStatements:
     """The PostgreSQL relay's statements (``outbox.postgres.PostgresClaimStore``)."""
 
     #: The claim, by (dead events block their aggregate?, an explicit due-by time?).
-    #: Params: token, lease interval, [due_by], limit → rows of :data:`CLAIMED_COLUMNS`.
+    #: Params: token, lease interval, [due_by], limit → rows of :data:`CLAIMED_COLUMNS`
+    #: (``id`` as text, ``created_at`` as RFC 3339 text, ``payload`` and ``extensions`` as
+    #: JSON text) in publishing order: ``created_at``, ``id``.
     claim: Mapping[tuple[bool, bool], str]
-    #: Params: status, published_at, ids[], token → rowcount.
+    #: Params: status, published_at, ids (an array literal, :func:`uuid_array`), token →
+    #: rowcount.
     published: str
-    #: Params: ids[], statuses[], available_ats[], errors[], token, parked-until,
+    #: Params: ids (an array literal), statuses[], available_ats[], errors[], token, parked-until,
     #: dead-blocks → (retried, dead).
     failed: str
-    #: Params: lease interval, ids[], token → rowcount.
+    #: Params: lease interval, ids (an array literal, :func:`uuid_array`), token → rowcount.
     renew: str
     #: As ``renew`` → the ids still held.
     reconfirm: str
@@ -604,7 +607,22 @@ class OutboxStatements:
 #
 # Leases use the database clock, statement_timestamp() (not now(), which would be frozen
 # at the start of an enclosing transaction), so relays on several hosts agree.
+#
+# The claim's transaction commits without waiting for its WAL flush (PostgresClaimStore
+# .claim says why that is safe): set_config(…, true) is SET LOCAL inside the statement, so
+# that the claim is one statement in autocommit — one round trip instead of BEGIN, SET,
+# the claim and COMMIT. Joined to every claimed row, the CTE is evaluated before any row
+# is changed; a claim that changes none has nothing to flush.
+#
+# The claimed rows come back in publishing order (created_at, id), with created_at as the
+# CloudEvent's RFC 3339 text and the id as text: the relay neither sorts them nor decodes
+# a timestamp or a UUID per event (Django's timestamptz loader cost ~10 µs a row,
+# docs/benchmarks.md, Finding 13).
 _CLAIM = """
+    WITH asynchronous_commit AS MATERIALIZED (
+            SELECT set_config('synchronous_commit', 'off', true)
+         ),
+         claimed AS (
     UPDATE {table} AS o
        SET {lease_token} = %s::uuid,
            {leased_until} = statement_timestamp() + %s,
@@ -628,13 +646,17 @@ _CLAIM = """
              ORDER BY e.{available_at}, e.{id}
              LIMIT %s
                FOR UPDATE OF e SKIP LOCKED
-           ) AS due
+           ) AS due, asynchronous_commit
      WHERE o.{id} = due.{id}
  RETURNING {returning}
+    )
+    SELECT {claimed} FROM claimed ORDER BY claimed.{created_at}, claimed.{id}
 """
 
 # The write-back of every batch: one array parameter instead of 100 (the ORM's
-# ``id IN (...)`` quoted each id on every batch). Fenced on the lease token.
+# ``id IN (...)`` quoted each id on every batch), passed as the text of an array literal
+# (uuid_array): a Python list would be quoted by the driver element by element. Fenced on
+# the lease token.
 _PUBLISHED = """
     UPDATE {table}
        SET {status} = %s, {published_at} = %s, {lease_token} = NULL, {leased_until} = NULL,
@@ -677,6 +699,14 @@ _FAILED = """
     SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM failed
 """
 
+
+def uuid_array(ids: Iterable[object]) -> str:
+    """The ``%s::uuid[]`` parameter of the relay's statements for ``ids`` (UUIDs, or their
+    text): an array literal, ``{id,id,…}``. A UUID's text needs no quoting in it, and
+    PostgreSQL's cast checks each element."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
 _RENEW = """
     UPDATE {table} SET {leased_until} = statement_timestamp() + %s
      WHERE {id} = ANY(%s::uuid[]) AND {lease_token} = %s::uuid
@@ -695,6 +725,14 @@ def outbox_statements(connection: BaseDatabaseWrapper) -> OutboxStatements:
             "PUBLISHED": status.PUBLISHED.value,
             "DEAD": status.DEAD.value,
             "returning": columns.listed(CLAIMED_COLUMNS, prefix="o."),
+            "claimed": ", ".join(
+                _RFC3339.format(column=f"claimed.{columns[name]}")
+                if name == "created_at"
+                else f"claimed.{columns[name]}::text"
+                if name == "id"
+                else f"claimed.{columns[name]}"
+                for name in CLAIMED_COLUMNS
+            ),
         }
         claim = {
             (dead_blocks, due_by_given): _CLAIM.format_map(

@@ -31,6 +31,7 @@ from rest_framework.exceptions import APIException
 
 from django_orders import rls
 from django_orders.conf import orders_settings
+from django_orders.context import bound
 from django_orders.permissions import TenantAccessPermission, check_tenant_access
 from django_orders.problems import Problem, as_problem, exception_handler
 
@@ -63,11 +64,8 @@ def tenant_context(tenant_id: str | None) -> Iterator[None]:
 
     The id is taken as given (no ``TENANT_ID_PATTERN`` check): the caller is trusted code.
     """
-    token = _current_tenant.set(tenant_id)
-    try:
+    with bound(_current_tenant, tenant_id):
         yield
-    finally:
-        _current_tenant.reset(token)
 
 
 def header_tenant_resolver(request: Any) -> str | None:

@@ -315,7 +315,7 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
                 orders = model._default_manager.filter(**lookups)
                 return paginator.paginate_queryset(orders, request, view=self), False
             # The documents made by PostgreSQL, no instance per row (docs/benchmarks.md,
-            # Finding 13; the same bytes as to_dict()'s: tests/test_list_documents.py), or
+            # Finding 14; the same bytes as to_dict()'s: tests/test_list_documents.py), or
             # the instances; the page's SELECT built once, not compiled per request
             # (Finding 11).
             documents = tuple(paginator.ordering) == sql.DOCUMENT_ORDERING and (

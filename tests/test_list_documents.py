@@ -1,5 +1,5 @@
 """The list's documents made by PostgreSQL (``sql.fetch_page(documents=True)``,
-docs/benchmarks.md, Finding 13) are byte for byte the documents of the instances
+docs/benchmarks.md, Finding 14) are byte for byte the documents of the instances
 (``to_dict()``), on the same rows; anything a host changed keeps the instances."""
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_orders import services
@@ -41,6 +42,28 @@ def test_a_claim_is_a_heap_only_update() -> None:
         assert len(claim.events) == 200
         cursor.execute(hot, [OutboxEvent._meta.db_table])
         assert cursor.fetchone()[0] - before == 200
+
+
+def test_a_claim_is_one_statement_whose_commit_does_not_wait_for_the_wal_flush() -> None:
+    """The claim sets synchronous_commit off for its own transaction (the statement's
+    set_config, PostgresClaimStore.claim says why that is safe): seen here inside the
+    test's transaction, which the claim's setting lasts until. One statement: no BEGIN,
+    SET or COMMIT of its own."""
+    bulk_events(3, versions=1)
+    store = claim_store_for("default")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+        with CaptureQueriesContext(connection) as queries:
+            claim = store.claim(10)
+        assert claim is not None
+        assert len(claim.events) == 3
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "off"
+    # The test's transaction adds a savepoint around it; a relay runs it in autocommit.
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 1, statements
+    assert "set_config('synchronous_commit', 'off', true)" in statements[0]
 
 
 def test_the_claim_probes_per_candidate_even_with_stale_statistics() -> None:

@@ -20,10 +20,18 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_orders.models import OutboxEvent
-from django_orders.outbox.claims import PARKED_UNTIL, Claim, ClaimedEvent, ClaimStore, Failure
+from django_orders.outbox.claims import (
+    CLAIMED_FIELDS,
+    PARKED_UNTIL,
+    Claim,
+    ClaimedEvent,
+    ClaimStore,
+    Failure,
+)
 from django_orders.outbox.maintenance import discard, requeue
 from django_orders.outbox.postgres import PostgresClaimStore
 from django_orders.sql import CLAIMED_COLUMNS
+from django_orders.timestamps import rfc3339
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +83,9 @@ def claimed(claim: Claim | None) -> list[tuple[str, int]]:
 def fail(event: OutboxEvent, *, dead: bool = False, after: dt.timedelta = SOON) -> Failure:
     """The failure of a claimed ``event`` as a relay writes it back."""
     row = OutboxEvent.objects.filter(pk=event.pk).values(*CLAIMED_COLUMNS).get()
-    return Failure(ClaimedEvent(**row), "boom", dead=dead, available_at=timezone.now() + after)
+    return Failure(
+        ClaimedEvent.from_values(row), "boom", dead=dead, available_at=timezone.now() + after
+    )
 
 
 def run_out(*events: OutboxEvent) -> None:
@@ -97,7 +107,9 @@ def test_a_claim_takes_only_the_oldest_unfinished_event_of_each_aggregate(
         [(str(first[0].aggregate_id), 1), (str(second[0].aggregate_id), 1)]
     )
     assert claim is not None
-    assert all(e.attempts == 1 and e.lease_token == claim.token for e in claim.events)
+    assert all(e.attempts == 1 for e in claim.events)
+    leases = OutboxEvent.objects.filter(id__in=claim.ids).values_list("lease_token", flat=True)
+    assert set(leases) == {claim.token}
 
 
 def test_a_claim_is_in_due_order_and_stops_at_its_limit(store: ClaimStore) -> None:
@@ -110,8 +122,49 @@ def test_a_claim_is_in_due_order_and_stops_at_its_limit(store: ClaimStore) -> No
     claim = store.claim(3)
     assert claim is not None
     # The three due first; then (published order within a batch) by created_at, id.
-    assert {e.id for e in claim.events} == {events[3].id, events[1].id, events[4].id}
+    assert {e.id for e in claim.events} == {str(events[i].id) for i in (3, 1, 4)}
     assert [e.id for e in claim.events] == sorted(e.id for e in claim.events)
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        dt.datetime(2026, 1, 2, 3, 4, 5, 60, tzinfo=dt.UTC),
+        # Whole seconds (PostgreSQL's own output drops the fraction), another zone.
+        dt.datetime(2026, 7, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+    ],
+)
+def test_a_claimed_event_is_read_alike_by_both_stores(
+    store: ClaimStore, created_at: dt.datetime
+) -> None:
+    """What the relay builds the CloudEvent from: the id's text, ``time`` as the
+    CloudEvent writes ``created_at``, the JSON decoded — the same from either store."""
+    (event,) = aggregate(1)
+    payload = {"naïve": "ünïcode ✓", "nested": [1, 2.5, None, True, {"a": "\u0001\n"}], "n": -3}
+    extensions = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    OutboxEvent.objects.filter(pk=event.pk).update(
+        payload=payload, extensions=extensions, created_at=created_at
+    )
+    (plain,) = aggregate(1)  # no extensions: {}
+    claim = store.claim(10)
+    assert claim is not None
+    by_id = {e.id: e for e in claim.events}
+    claimed_event = by_id[str(event.id)]
+    assert claimed_event == ClaimedEvent(
+        id=str(event.id),
+        tenant_id=event.tenant_id,
+        aggregate_type=event.aggregate_type,
+        aggregate_id=event.aggregate_id,
+        aggregate_version=1,
+        type=event.type,
+        payload=payload,
+        extensions=extensions,
+        time=rfc3339(created_at),
+        attempts=1,
+    )
+    assert claimed_event.created_at == created_at
+    assert by_id[str(plain.id)].extensions == {}
+    assert by_id[str(plain.id)].payload == {"version": 1}
 
 
 def test_a_leased_event_is_not_claimed_again_until_its_lease_runs_out(
@@ -159,7 +212,7 @@ def test_reconfirm_names_what_the_claim_still_holds(store: ClaimStore) -> None:
     run_out(kept)
     stale.leased_at -= 3600  # by the stale relay's clock, long ago (it was paused)
 
-    assert store.reconfirm(stale) == {kept.id}
+    assert store.reconfirm(stale) == {str(kept.id)}
     assert fresh(kept).leased_until > timezone.now() + dt.timedelta(seconds=25)  # type: ignore[operator]
     assert stale.leased_at > time.monotonic() - 60
 
@@ -226,7 +279,7 @@ def test_an_aggregate_is_its_tenant_type_and_id(store: ClaimStore) -> None:
     )
     claim = store.claim(10)
     assert claim is not None
-    assert {e.id for e in claim.events} == {other_tenant[1].id, other_type[1].id}
+    assert {e.id for e in claim.events} == {str(other_tenant[1].id), str(other_type[1].id)}
 
 
 # -- the outcome of a batch -------------------------------------------------------------
@@ -345,4 +398,8 @@ def test_a_stale_relay_can_neither_publish_renew_nor_release(store: ClaimStore) 
 
 
 def test_the_claimed_columns_are_the_claimed_events_fields() -> None:
-    assert tuple(f.name for f in dataclasses.fields(ClaimedEvent)) == CLAIMED_COLUMNS
+    assert tuple(f.name for f in dataclasses.fields(ClaimedEvent)) == CLAIMED_FIELDS
+    assert (
+        tuple("time" if name == "created_at" else name for name in CLAIMED_COLUMNS)
+        == CLAIMED_FIELDS
+    )

@@ -21,7 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import CONTENT_TYPE, serialize
 from django_orders.models import OutboxEvent
-from django_orders.publishers.base import TIMEOUT, UNAVAILABLE, PublishError
+from django_orders.publishers.base import PublishError, Reason
 from tests import docs_snippets
 from tests.cloudevent_samples import assert_sdk_event_is, sample_batch, sample_cloudevent
 from tests.kafka_broker import (
@@ -238,7 +238,7 @@ def test_an_unreachable_broker_is_a_retryable_error_within_the_timeout(
 
     assert time.monotonic() - started < 1.5 + 1.5
     assert all(isinstance(r, PublishError) and not r.permanent for r in results)
-    assert {r.reason for r in results if r is not None} == {UNAVAILABLE}
+    assert {r.reason for r in results if r is not None} == {Reason.UNAVAILABLE}
 
 
 def test_a_broker_that_never_answers_costs_one_timeout() -> None:
@@ -251,7 +251,10 @@ def test_a_broker_that_never_answers_costs_one_timeout() -> None:
             results = publisher.publish_batch(sample_batch(5))
             assert time.monotonic() - started < 1 + 1.5
             assert all(isinstance(r, PublishError) and not r.permanent for r in results)
-            assert {r.reason for r in results if r is not None} <= {TIMEOUT, UNAVAILABLE}
+            assert {r.reason for r in results if r is not None} <= {
+                Reason.TIMEOUT,
+                Reason.UNAVAILABLE,
+            }
         finally:
             publisher.close()
 

@@ -23,7 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import CONTENT_TYPE, serialize
 from django_orders.models import OutboxEvent
-from django_orders.publishers.base import TIMEOUT, UNAVAILABLE, PublishError
+from django_orders.publishers.base import PublishError, Reason
 from tests import docs_snippets
 from tests.cloudevent_samples import sample_batch, sample_cloudevent
 from tests.kafka_broker import free_port
@@ -218,7 +218,7 @@ def test_an_unreachable_server_is_a_retryable_error(make_publisher: Any) -> None
 
     assert time.monotonic() - started < 2
     assert all(isinstance(r, PublishError) and not r.permanent for r in results)
-    assert {r.reason for r in results if r is not None} == {UNAVAILABLE}
+    assert {r.reason for r in results if r is not None} == {Reason.UNAVAILABLE}
 
 
 def test_a_server_that_never_answers_costs_one_timeout() -> None:
@@ -229,7 +229,10 @@ def test_a_server_that_never_answers_costs_one_timeout() -> None:
             results = publisher.publish_batch(sample_batch(3))
             assert time.monotonic() - started < 0.5 + 1
             assert all(isinstance(r, PublishError) and not r.permanent for r in results)
-            assert {r.reason for r in results if r is not None} <= {TIMEOUT, UNAVAILABLE}
+            assert {r.reason for r in results if r is not None} <= {
+                Reason.TIMEOUT,
+                Reason.UNAVAILABLE,
+            }
             assert peer.connections == 1
         finally:
             publisher.close()

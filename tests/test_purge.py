@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
 from io import StringIO
 
 import pytest
@@ -12,6 +13,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
+from django_orders.management.commands.orders_purge import paced
 from django_orders.models import IdempotencyKey, OutboxEvent
 from django_orders.outbox.maintenance import purge_idempotency_keys, purge_published_events
 from tests.outbox_rows import bulk_events
@@ -114,6 +116,29 @@ def test_a_pause_between_batches_still_purges_everything() -> None:
     assert "and 5 published event(s)" in output
     assert not OutboxEvent.objects.exists()
     assert time.monotonic() - started >= 0.1  # slept after the first two batches at least
+
+
+def test_by_default_the_purge_rests_as_long_as_each_batch_took() -> None:
+    def batches() -> Iterator[int]:
+        for _ in range(3):
+            time.sleep(0.05)  # a batch's DELETE taking 50 ms
+            yield 10
+
+    started = time.monotonic()
+    assert sum(paced(batches(), None)) == 30
+    assert time.monotonic() - started >= 0.3  # 3 batches of 50 ms, each followed by a rest as long
+    started = time.monotonic()
+    assert sum(paced(batches(), 0)) == 30
+    assert time.monotonic() - started < 0.3  # --pause 0: full speed
+
+
+def test_the_default_pause_still_purges_everything() -> None:
+    events = bulk_events(5, versions=1)
+    OutboxEvent.objects.filter(id__in=[e.id for e in events]).update(
+        status="published", published_at=timezone.now() - dt.timedelta(days=8)
+    )
+    assert "and 5 published event(s)" in purge("--batch-size", "2", "--pause", "auto")
+    assert not OutboxEvent.objects.exists()
 
 
 @pytest.mark.parametrize("pause", ["-1", "nan", "soon"])

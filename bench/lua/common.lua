@@ -17,6 +17,34 @@ function M.read_lines(path)
   return lines
 end
 
+-- A thread's walk through the lines of a file: a function that gives the next line, round
+-- and round. The file is read at the first call, in the thread, which then starts at its
+-- own index (setup() has set thread_index by then) and moves `step` lines at a time: with
+-- 1 (the default) every thread goes through every line, with BENCH_THREADS the threads
+-- share the lines out. (wrk calls request() before it starts a request's clock.)
+function M.cycle(path, step)
+  local lines, i
+  return function()
+    if lines == nil then
+      lines, i = M.read_lines(path), thread_index or 0
+    else
+      i = i + (step or 1)
+    end
+    return lines[i % #lines + 1]
+  end
+end
+
+-- The body and headers of a create (create.lua, replay.lua, replay_pool.lua); the body is
+-- run_api.py's BODY, which its replays must repeat to the byte.
+M.CREATE_BODY = '{"totalCents": 1234, "currency": "EUR", "metadata": {"source": "bench"}}'
+
+function M.create_headers()
+  return {
+    ["Content-Type"] = "application/json",
+    ["X-Tenant-Id"] = M.env("BENCH_TENANT", "bench-create"),
+  }
+end
+
 -- Threads get an index in setup() so they can split work (ids, key space) between them.
 local thread_count = 0
 function M.setup(thread)

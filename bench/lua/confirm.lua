@@ -16,20 +16,13 @@ local headers = {
   ["If-Match"] = tag,
 }
 if body then headers["Content-Type"] = "application/json" end
-local ids
-local i, step
+local next_id = common.cycle(
+  common.env("BENCH_IDS_FILE", "ids.txt"), tonumber(common.env("BENCH_THREADS", "1"))
+)
 
 setup = common.setup
 done = common.done
 
-function init(args)
-  ids = common.read_lines(common.env("BENCH_IDS_FILE", "ids.txt"))
-  step = tonumber(common.env("BENCH_THREADS", "1"))
-  i = (thread_index or 0) + 1
-end
-
 function request()
-  local id = ids[(i - 1) % #ids + 1]
-  i = i + step
-  return wrk.format(method, "/orders/" .. id .. "/" .. action, headers, body)
+  return wrk.format(method, "/orders/" .. next_id() .. "/" .. action, headers, body)
 end

@@ -5,11 +5,7 @@ local common = dofile(dir .. "common.lua")
 
 local path = common.env("BENCH_PATH", "/orders")
 local prefix = common.env("BENCH_KEY_PREFIX", "bench")
-local body = '{"totalCents": 1234, "currency": "EUR", "metadata": {"source": "bench"}}'
-local headers = {
-  ["Content-Type"] = "application/json",
-  ["X-Tenant-Id"] = common.env("BENCH_TENANT", "bench-create"),
-}
+local headers = common.create_headers()
 local counter = 0
 
 setup = common.setup
@@ -18,5 +14,5 @@ done = common.done
 function request()
   counter = counter + 1
   headers["Idempotency-Key"] = prefix .. "-" .. (thread_index or 0) .. "-" .. counter
-  return wrk.format("POST", path, headers, body)
+  return wrk.format("POST", path, headers, common.CREATE_BODY)
 end

@@ -3,16 +3,12 @@
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local common = dofile(dir .. "common.lua")
 
-local body = '{"totalCents": 1234, "currency": "EUR", "metadata": {"source": "bench"}}'
-local headers = {
-  ["Content-Type"] = "application/json",
-  ["X-Tenant-Id"] = common.env("BENCH_TENANT", "bench-create"),
-  ["Idempotency-Key"] = common.env("BENCH_KEY", "bench-replay"),
-}
+local headers = common.create_headers()
+headers["Idempotency-Key"] = common.env("BENCH_KEY", "bench-replay")
 
 setup = common.setup
 done = common.done
 
 function request()
-  return wrk.format("POST", common.env("BENCH_PATH", "/orders"), headers, body)
+  return wrk.format("POST", common.env("BENCH_PATH", "/orders"), headers, common.CREATE_BODY)
 end

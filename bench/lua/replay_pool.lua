@@ -4,24 +4,13 @@
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local common = dofile(dir .. "common.lua")
 
-local body = '{"totalCents": 1234, "currency": "EUR", "metadata": {"source": "bench"}}'
-local headers = {
-  ["Content-Type"] = "application/json",
-  ["X-Tenant-Id"] = common.env("BENCH_TENANT", "bench-create"),
-}
-local keys
-local i = 0
+local headers = common.create_headers()
+local next_key = common.cycle(common.env("BENCH_KEYS_FILE", "keys.txt"))
 
 setup = common.setup
 done = common.done
 
-function init(args)
-  keys = common.read_lines(common.env("BENCH_KEYS_FILE", "keys.txt"))
-  i = (thread_index or 0)
-end
-
 function request()
-  i = i % #keys + 1
-  headers["Idempotency-Key"] = keys[i]
-  return wrk.format("POST", "/orders", headers, body)
+  headers["Idempotency-Key"] = next_key()
+  return wrk.format("POST", "/orders", headers, common.CREATE_BODY)
 end

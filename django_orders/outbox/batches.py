@@ -20,7 +20,6 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +31,7 @@ from django_orders.outbox.backoff import retry_delay
 from django_orders.outbox.claims import Claim, ClaimedEvent, ClaimStore, Failure
 from django_orders.outbox.cloudevents import to_cloudevent
 from django_orders.outbox.lease import LeaseKeeper
-from django_orders.outbox.metrics import BatchReport, RelayMetrics
+from django_orders.outbox.metrics import BatchReport, RelayMetrics, measures_latency
 from django_orders.outbox.tracing import PublishSpan, start_publish_span
 from django_orders.publishers.base import InFlight, NotSent, Publisher, PublishError
 
@@ -94,6 +93,8 @@ class Batches:
         self.batch_size = batch_size
         self.stopping = stopping
         self.metrics = metrics or RelayMetrics()
+        # The events' creation times (parsed per event) only for a hook that reads them.
+        self._wants_latency = measures_latency(self.metrics)
         #: Batches handed to the publisher whose results are not in yet. A stopping relay
         #: waits for them (at most the publisher's timeout); read from a signal handler.
         self.in_flight = 0
@@ -210,11 +211,12 @@ class Batches:
             self.in_flight -= 1
             batch.acknowledged_at = timezone.now()
         failed = 0
-        for position, result in zip(batch.positions, published, strict=True):
-            if result is not None and not isinstance(result, PublishError):
-                result = PublishError(f"{type(result).__name__}: {result}", reason=ERROR)
-            results[position] = result
-            failed += result is not None and not isinstance(result, NotSent)
+        if published.count(None) != count:  # all published: results are None already
+            for position, result in zip(batch.positions, published, strict=True):
+                if result is not None and not isinstance(result, PublishError):
+                    result = PublishError(f"{type(result).__name__}: {result}", reason=ERROR)
+                results[position] = result
+                failed += result is not None and not isinstance(result, NotSent)
         if batch.span is not None:
             batch.span.end(sent=count, failed=failed)
         return results
@@ -264,7 +266,7 @@ class Batches:
         (the batch's outcome is written already)."""
         metrics = self.metrics
         try:
-            if batch.acknowledged_at is not None and report.published:
+            if self._wants_latency and batch.acknowledged_at is not None and report.published:
                 metrics.events_published(
                     [
                         event.created_at
@@ -284,20 +286,24 @@ class Batches:
         now = timezone.now()
         max_attempts = int(orders_settings.OUTBOX_MAX_ATTEMPTS)
         cap = orders_settings.OUTBOX_BACKOFF_MAX.total_seconds()
-        published: list[uuid.UUID] = []
+        published: list[str] = []
         failures: list[Failure] = []
         unsent: list[ClaimedEvent] = []
         reasons: dict[str, int] = {}
-        for event, result in zip(claim.events, results, strict=True):
-            if result is None:
-                published.append(event.id)
-            elif isinstance(result, NotSent) and self.stopping():
-                # Only while stopping: a NotSent at any other time (a publisher bug) is a
-                # failure with backoff, or a release would make the event due again at once.
-                unsent.append(event)
-            else:
-                failures.append(_failure(event, result, now, max_attempts, cap))
-                reasons[result.reason] = reasons.get(result.reason, 0) + 1
+        if results.count(None) == len(results):  # the common case: all published
+            published = claim.ids
+        else:
+            for event, result in zip(claim.events, results, strict=True):
+                if result is None:
+                    published.append(event.id)
+                elif isinstance(result, NotSent) and self.stopping():
+                    # Only while stopping: a NotSent at any other time (a publisher bug)
+                    # is a failure with backoff, or a release would make the event due
+                    # again at once.
+                    unsent.append(event)
+                else:
+                    failures.append(_failure(event, result, now, max_attempts, cap))
+                    reasons[result.reason] = reasons.get(result.reason, 0) + 1
         settled = self.store.settle(claim.token, published, failures)
         report = BatchReport(
             claimed=len(claim.events),

@@ -43,6 +43,7 @@ from django.utils import timezone
 from django_orders.conf import orders_settings
 from django_orders.models import OutboxEvent
 from django_orders.sql import CLAIMED_COLUMNS
+from django_orders.timestamps import rfc3339
 
 PENDING = OutboxEvent.Status.PENDING
 PUBLISHED = OutboxEvent.Status.PUBLISHED
@@ -79,7 +80,7 @@ class OutboxQuerySet(models.QuerySet[OutboxEvent]):
         )
         return self.filter(~Exists(earlier))
 
-    def held(self, token: uuid.UUID, ids: Sequence[uuid.UUID]) -> OutboxQuerySet:
+    def held(self, token: uuid.UUID, ids: Sequence[str | uuid.UUID]) -> OutboxQuerySet:
         """Those of ``ids`` still held by the claim ``token``: the fence of every write
         after the claim.
 
@@ -93,13 +94,18 @@ class OutboxQuerySet(models.QuerySet[OutboxEvent]):
 
 @dataclasses.dataclass(slots=True)
 class ClaimedEvent:
-    """What the relay needs of a claimed event (the columns of :data:`CLAIMED_FIELDS`).
+    """What the relay needs of a claimed event (:data:`CLAIMED_FIELDS`).
 
     A plain row, not a model instance: building 100 ``OutboxEvent`` instances (and
     converting columns the relay never reads) cost about as much as the claim statement.
+    ``id`` and ``created_at`` are kept as the CloudEvent writes them — the UUID's text and
+    ``time`` (RFC 3339, UTC): the PostgreSQL claim returns them so, and the relay needs the
+    datetime only for a metrics hook that wants the publish latency (:attr:`created_at`,
+    parsed then).
     """
 
-    id: uuid.UUID
+    #: The event's UUID as text (the CloudEvent's ``id``; what the write-back sends).
+    id: str
     tenant_id: str
     aggregate_type: str
     aggregate_id: str
@@ -107,13 +113,26 @@ class ClaimedEvent:
     type: str
     payload: Any
     extensions: dict[str, Any]
-    created_at: dt.datetime
+    time: str
     attempts: int
-    lease_token: uuid.UUID | None
+
+    @property
+    def created_at(self) -> dt.datetime:
+        """When the event was recorded (``time`` as a datetime)."""
+        return dt.datetime.fromisoformat(self.time)
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> ClaimedEvent:
+        """The claimed event of a row read as ``.values(*CLAIMED_COLUMNS)``."""
+        values = dict(values)
+        values["id"] = str(values["id"])
+        values["time"] = rfc3339(values.pop("created_at"))
+        return cls(**values)
 
 
-#: The columns a claim reads, named as :class:`ClaimedEvent`'s fields (a test keeps them so).
-CLAIMED_FIELDS = CLAIMED_COLUMNS
+#: :class:`ClaimedEvent`'s fields (a test keeps them so): the columns a claim reads
+#: (:data:`~django_orders.sql.CLAIMED_COLUMNS`), ``created_at`` read as ``time``.
+CLAIMED_FIELDS = tuple("time" if name == "created_at" else name for name in CLAIMED_COLUMNS)
 
 
 @dataclasses.dataclass
@@ -132,7 +151,7 @@ class Claim:
     leased_at: float = dataclasses.field(default_factory=time.monotonic)
 
     @property
-    def ids(self) -> list[uuid.UUID]:
+    def ids(self) -> list[str]:
         return [event.id for event in self.events]
 
     def renewed(self, count: int, leased_at: float) -> None:
@@ -217,7 +236,7 @@ class ClaimStore:
                 lease_token=token, leased_until=now + lease, attempts=F("attempts") + 1
             )
         rows = self.events().held(token, ids).order_by("created_at", "id")
-        batch = [ClaimedEvent(**row) for row in rows.values(*CLAIMED_FIELDS)]
+        batch = [ClaimedEvent.from_values(row) for row in rows.values(*CLAIMED_COLUMNS)]
         return Claim(token, batch, leased_at) if batch else None
 
     def renew(self, claim: Claim) -> int:
@@ -228,8 +247,8 @@ class ClaimStore:
         claim.renewed(renewed, leased_at)
         return renewed
 
-    def reconfirm(self, claim: Claim) -> set[uuid.UUID]:
-        """Renew the lease and return the ids this claim still holds.
+    def reconfirm(self, claim: Claim) -> set[str]:
+        """Renew the lease and return the ids (as text) this claim still holds.
 
         A relay calls it before it sends a batch whose lease may have run out: an event
         another relay has claimed since (a new token) is no longer this relay's to send.
@@ -240,10 +259,13 @@ class ClaimStore:
             held = set(self.events().held(claim.token, claim.ids).values_list("id", flat=True))
             self.events().filter(id__in=held).update(leased_until=leased_until)
         claim.leased_at = leased_at
-        return held
+        return {str(pk) for pk in held}
 
     def settle(
-        self, token: uuid.UUID, published: Sequence[uuid.UUID], failures: Sequence[Failure]
+        self,
+        token: uuid.UUID,
+        published: Sequence[str | uuid.UUID],
+        failures: Sequence[Failure],
     ) -> Settled:
         """Write the outcome of a batch back, fenced on ``token``."""
         settled = Settled()
@@ -283,7 +305,7 @@ class ClaimStore:
         return retried, dead
 
     def mark_published(
-        self, token: uuid.UUID, published: Sequence[uuid.UUID], now: dt.datetime
+        self, token: uuid.UUID, published: Sequence[str | uuid.UUID], now: dt.datetime
     ) -> int:
         """Mark the events of ``published`` still held by ``token`` as published."""
         return (

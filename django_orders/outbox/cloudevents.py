@@ -20,7 +20,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from django_orders.conf import orders_settings
-from django_orders.outbox.tracing import TRACE_ATTRIBUTES
+from django_orders.outbox.tracing import TRACE_ATTRIBUTES, TRACEPARENT, TRACESTATE
 from django_orders.timestamps import rfc3339
 
 if TYPE_CHECKING:
@@ -37,13 +37,15 @@ DATA_CONTENT_TYPE = "application/json"
 def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
     """The CloudEvents 1.0 document of an outbox event (a model instance, or the row a
     relay claimed), as a JSON-ready dict."""
+    # A claimed event carries its time as the document writes it already.
+    time = getattr(event, "time", None) or rfc3339(event.created_at)
     document = {
         "specversion": SPECVERSION,
         "id": str(event.id),
         "source": orders_settings.EVENT_SOURCE,
         "type": event.type,
         "subject": str(event.aggregate_id),
-        "time": rfc3339(event.created_at),
+        "time": time,
         "datacontenttype": DATA_CONTENT_TYPE,
         "tenantid": event.tenant_id,
     }
@@ -55,6 +57,11 @@ def to_cloudevent(event: OutboxEvent | ClaimedEvent) -> dict[str, Any]:
     return document
 
 
+#: ``json.dumps(…, separators=(",", ":"), ensure_ascii=False)`` without building an encoder
+#: per call (``json.dumps`` reuses one only for its default arguments).
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def serialize(cloudevent: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON of a CloudEvent: the body every shipped publisher sends.
 
@@ -63,7 +70,7 @@ def serialize(cloudevent: dict[str, Any]) -> bytes:
     A lone surrogate cannot be UTF-8 encoded: then the text is escaped instead (still
     valid JSON), so an odd payload never makes a publish crash.
     """
-    text = json.dumps(cloudevent, separators=(",", ":"), ensure_ascii=False)
+    text = _encode(cloudevent)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -74,4 +81,6 @@ def trace_headers(cloudevent: dict[str, Any]) -> dict[str, str]:
     """The W3C Trace Context of a CloudEvent as headers (``traceparent``, ``tracestate``):
     what each publisher also sends natively, so a consumer's instrumentation finds it
     without parsing the body. Empty for an event recorded outside a trace."""
+    if TRACEPARENT not in cloudevent and TRACESTATE not in cloudevent:
+        return {}  # the common case, without a comprehension per event
     return {name: cloudevent[name] for name in TRACE_ATTRIBUTES if name in cloudevent}

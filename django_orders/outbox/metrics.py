@@ -101,6 +101,12 @@ class RelayMetrics:
         """The relay has stopped (release what :meth:`relay_started` set up)."""
 
 
+def measures_latency(metrics: RelayMetrics) -> bool:
+    """Whether ``metrics`` wants the publish latency (overrides :meth:`events_published`):
+    the relay then gives it each published event's creation time."""
+    return type(metrics).events_published is not RelayMetrics.events_published
+
+
 def measures_backlog(metrics: RelayMetrics) -> bool:
     """Whether ``metrics`` wants the backlog (overrides :meth:`backlog_measured`)."""
     return type(metrics).backlog_measured is not RelayMetrics.backlog_measured

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django_orders.publishers.base import InFlight, NotSent, Publisher, PublishError
+from django_orders.publishers.base import InFlight, NotSent, Publisher, PublishError, Reason
 from django_orders.publishers.log import LoggingPublisher
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "PublishError",
     "Publisher",
     "RabbitMQPublisher",
+    "Reason",
     "RedisStreamPublisher",
     "WebhookPublisher",
 ]

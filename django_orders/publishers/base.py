@@ -10,6 +10,7 @@ missing, rather than failing every batch.
 from __future__ import annotations
 
 import abc
+import enum
 import importlib
 import logging
 import math
@@ -22,11 +23,19 @@ from django.core.exceptions import ImproperlyConfigured
 logger = logging.getLogger("django_orders.publishers")
 
 
-#: Why a publish failed, as the relay's metrics count it (``events_failed{reason}``).
-PERMANENT = "permanent"  # the receiver refuses this event and will again
-TRANSIENT = "transient"  # refused for now (a 5xx, a 429, a nack, an unroutable message)
-TIMEOUT = "timeout"  # no complete answer within the publisher's timeout
-UNAVAILABLE = "unavailable"  # no connection: refused, dropped, the broker down
+class Reason(enum.StrEnum):
+    """Why a publish failed, as the relay's metrics count it (``events_failed{reason}``):
+    a :class:`PublishError`'s ``reason``. Members are strings (``Reason.TIMEOUT ==
+    "timeout"``), so a publisher may also pass a reason of its own."""
+
+    PERMANENT = "permanent"  # the receiver refuses this event and will again
+    TRANSIENT = "transient"  # refused for now (a 5xx, a 429, a nack, an unroutable message)
+    TIMEOUT = "timeout"  # no complete answer within the publisher's timeout
+    UNAVAILABLE = "unavailable"  # no connection: refused, dropped, the broker down
+
+
+#: The reasons under the module-level names earlier releases documented.
+PERMANENT, TRANSIENT, TIMEOUT, UNAVAILABLE = Reason
 
 
 class PublishError(Exception):
@@ -45,7 +54,7 @@ class PublishError(Exception):
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
-        self.reason = reason or (PERMANENT if permanent else TRANSIENT)
+        self.reason = reason or (Reason.PERMANENT if permanent else Reason.TRANSIENT)
 
 
 class NotSent(PublishError):

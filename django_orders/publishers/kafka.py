@@ -39,19 +39,13 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import CONTENT_TYPE, serialize, trace_headers
-from django_orders.publishers.base import (
-    TIMEOUT,
-    TRANSIENT,
-    UNAVAILABLE,
-    InFlight,
-    Publisher,
-    PublishError,
-    import_driver,
-)
+from django_orders.publishers.base import InFlight, Publisher, PublishError, Reason, import_driver
 
 logger = logging.getLogger(__name__)
 
 CLIENT_ID = "django-orders-relay"
+#: The headers of a structured-mode record (and its trace context, if any).
+STRUCTURED_HEADERS = [("content-type", CONTENT_TYPE.encode())]
 MODES = ("structured", "binary")
 #: librdkafka properties the publisher sets and a ``config`` may not weaken: what the
 #: delivery guarantee rests on.
@@ -240,9 +234,11 @@ class KafkaPublisher(Publisher):
 
     def _record(self, event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
         """The record's value and headers (CloudEvents Kafka protocol binding)."""
-        trace = [(name, value.encode()) for name, value in trace_headers(event).items()]
+        context = trace_headers(event)
+        trace = [(name, value.encode()) for name, value in context.items()] if context else []
         if self.mode == "structured":
-            return serialize(event), [("content-type", CONTENT_TYPE.encode()), *trace]
+            # produce() copies the headers: an event without trace context shares the list.
+            return serialize(event), [*STRUCTURED_HEADERS, *trace] if trace else STRUCTURED_HEADERS
         headers = [("content-type", str(event.get("datacontenttype", "")).encode())]
         for name, value in event.items():
             if name not in ("data", "datacontenttype"):
@@ -285,14 +281,17 @@ class KafkaPublisher(Publisher):
                 return PublishError(
                     f"Kafka unavailable: no delivery report within {self.timeout:g}s "
                     f"({recent[1].str()})",
-                    reason=UNAVAILABLE,
+                    reason=Reason.UNAVAILABLE,
                 )
             return PublishError(
-                f"Kafka timed out: no delivery report within {self.timeout:g}s", reason=TIMEOUT
+                f"Kafka timed out: no delivery report within {self.timeout:g}s",
+                reason=Reason.TIMEOUT,
             )
         if name in UNAVAILABLE_ERRORS:
-            return PublishError(f"Kafka unavailable: {name}: {error.str()}", reason=UNAVAILABLE)
-        return PublishError(text, reason=TRANSIENT)
+            return PublishError(
+                f"Kafka unavailable: {name}: {error.str()}", reason=Reason.UNAVAILABLE
+            )
+        return PublishError(text, reason=Reason.TRANSIENT)
 
     def close(self) -> None:
         with self._lock:
@@ -325,8 +324,13 @@ class _Batch(InFlight):
         self._pending = set(range(size))
 
     def reporter(self, index: int) -> Any:
+        pending = self._pending
+
         def on_delivery(error: Any, message: Any) -> None:
-            self.settle(index, None if error is None else self._publisher._error(error))
+            if error is None:  # its result is None already
+                pending.discard(index)
+            else:
+                self.settle(index, self._publisher._error(error))
 
         return on_delivery
 
@@ -348,7 +352,7 @@ class _Batch(InFlight):
                 index,
                 PublishError(
                     f"Kafka timed out: no delivery report within {self._publisher.timeout:g}s",
-                    reason=TIMEOUT,
+                    reason=Reason.TIMEOUT,
                 ),
             )
         if any(r is not None and not r.permanent for r in self._results):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import re
 import string
 import threading
 import time
@@ -43,16 +44,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import CONTENT_TYPE, serialize, trace_headers
-from django_orders.publishers.base import (
-    PERMANENT,
-    TIMEOUT,
-    TRANSIENT,
-    UNAVAILABLE,
-    InFlight,
-    Publisher,
-    PublishError,
-    import_driver,
-)
+from django_orders.publishers.base import InFlight, Publisher, PublishError, Reason, import_driver
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +77,7 @@ class _Batch(InFlight):
         except concurrent.futures.TimeoutError:  # pragma: no cover - the loop is stuck
             self._future.cancel()
             error = f"NATS timed out: the batch did not end within {self._timeout:g}s"
-            return [PublishError(error, reason=TIMEOUT) for _ in range(self._size)]
+            return [PublishError(error, reason=Reason.TIMEOUT) for _ in range(self._size)]
 
 
 class NatsJetStreamPublisher(Publisher):
@@ -180,11 +172,11 @@ class NatsJetStreamPublisher(Publisher):
         except Exception as exc:
             if time.monotonic() >= deadline:
                 error = PublishError(
-                    f"NATS timed out: no connection within {self.timeout:g}s", reason=TIMEOUT
+                    f"NATS timed out: no connection within {self.timeout:g}s", reason=Reason.TIMEOUT
                 )
             else:
                 error = PublishError(
-                    f"NATS unavailable: {type(exc).__name__}: {exc}", reason=UNAVAILABLE
+                    f"NATS unavailable: {type(exc).__name__}: {exc}", reason=Reason.UNAVAILABLE
                 )
             return [error for _ in events]
         jetstream = connection.jetstream()
@@ -197,7 +189,7 @@ class NatsJetStreamPublisher(Publisher):
             if isinstance(outcome, BaseException) and not isinstance(outcome, PublishError):
                 outcome = self._publish_error(outcome)
             results.append(outcome)
-        if any(r is not None and r.reason in (TIMEOUT, UNAVAILABLE) for r in results):
+        if any(r is not None and r.reason in (Reason.TIMEOUT, Reason.UNAVAILABLE) for r in results):
             await self._disconnect()  # its state is unknown: the next batch reconnects
         return results
 
@@ -234,7 +226,7 @@ class NatsJetStreamPublisher(Publisher):
             return PublishError(
                 f"NATS JetStream refused the message: {exc}",
                 permanent=permanent,
-                reason=PERMANENT if permanent else TRANSIENT,
+                reason=Reason.PERMANENT if permanent else Reason.TRANSIENT,
             )
         if isinstance(exc, errors.MaxPayloadError):
             return PublishError(f"NATS refused the message: {text}", permanent=True)
@@ -242,10 +234,11 @@ class NatsJetStreamPublisher(Publisher):
             return PublishError(f"NATS refused the subject: {text}", permanent=True)
         if isinstance(exc, asyncio.TimeoutError):
             return PublishError(
-                f"NATS timed out: no acknowledgement within {self.timeout:g}s", reason=TIMEOUT
+                f"NATS timed out: no acknowledgement within {self.timeout:g}s",
+                reason=Reason.TIMEOUT,
             )
         if isinstance(exc, errors.Error | OSError | asyncio.CancelledError):
-            return PublishError(f"NATS unavailable: {text}", reason=UNAVAILABLE)
+            return PublishError(f"NATS unavailable: {text}", reason=Reason.UNAVAILABLE)
         raise exc
 
     async def _no_stream(self, jetstream: Any, subject: str) -> PublishError:
@@ -262,11 +255,11 @@ class NatsJetStreamPublisher(Publisher):
             return PublishError(
                 f"NATS JetStream did not answer for subject {subject!r}: "
                 f"{type(exc).__name__}: {exc}",
-                reason=UNAVAILABLE,
+                reason=Reason.UNAVAILABLE,
             )
         return PublishError(
             f"NATS JetStream: the stream for subject {subject!r} did not answer",
-            reason=UNAVAILABLE,
+            reason=Reason.UNAVAILABLE,
         )
 
     async def _connected(self, deadline: float) -> Any:
@@ -347,11 +340,13 @@ def _checked_template(template: str) -> str:
     return template
 
 
+#: Dot-separated non-empty tokens without whitespace, none of them a wildcard (``*``,
+#: ``>``). ``\s`` is what ``str.isspace()`` calls whitespace.
+_TOKEN = r"(?![*>](?:\.|\Z))[^.\s]+"
+_SUBJECT = re.compile(rf"{_TOKEN}(?:\.{_TOKEN})*\Z")
+
+
 def _valid_subject(subject: str) -> bool:
     """A subject to publish to: dot-separated non-empty tokens, no whitespace, no wildcard
     (NATS "Subject-Based Messaging")."""
-    tokens = subject.split(".")
-    return all(
-        token and token not in ("*", ">") and not any(c.isspace() for c in token)
-        for token in tokens
-    )
+    return _SUBJECT.match(subject) is not None

@@ -46,14 +46,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import CONTENT_TYPE, serialize, trace_headers
-from django_orders.publishers.base import (
-    TIMEOUT,
-    UNAVAILABLE,
-    InFlight,
-    Publisher,
-    PublishError,
-    import_driver,
-)
+from django_orders.publishers.base import InFlight, Publisher, PublishError, Reason, import_driver
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +127,7 @@ class RabbitMQPublisher(Publisher):
                 except _LinkError as exc:
                     return InFlight(
                         [
-                            PublishError(f"RabbitMQ unavailable: {exc}", reason=UNAVAILABLE)
+                            PublishError(f"RabbitMQ unavailable: {exc}", reason=Reason.UNAVAILABLE)
                             for _ in events
                         ]
                     )
@@ -188,7 +181,7 @@ class _Batch(InFlight):
             if self.remaining == 0:
                 self.done.set()
 
-    def fail_unsettled(self, message: str, reason: str = UNAVAILABLE) -> None:
+    def fail_unsettled(self, message: str, reason: str = Reason.UNAVAILABLE) -> None:
         """Fail every message still without an outcome (and ignore late confirms): the
         connection or channel is gone, unless ``reason`` says otherwise."""
         with self._lock:
@@ -273,7 +266,8 @@ class _Link:
             # The broker may still confirm (and deliver) these later: at-least-once, the
             # relay retries them. This link's state is unknown now; the next batch reconnects.
             batch.fail_unsettled(
-                f"no publisher confirm from RabbitMQ within {batch.timeout:g}s", reason=TIMEOUT
+                f"no publisher confirm from RabbitMQ within {batch.timeout:g}s",
+                reason=Reason.TIMEOUT,
             )
             self.close(batch.timeout, graceful=False)
         return batch.results

@@ -28,14 +28,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from django_orders.cloudevents import serialize, trace_headers
-from django_orders.publishers.base import (
-    TIMEOUT,
-    TRANSIENT,
-    UNAVAILABLE,
-    Publisher,
-    PublishError,
-    import_driver,
-)
+from django_orders.publishers.base import Publisher, PublishError, Reason, import_driver
 from django_orders.publishers.deadline import Watchdog
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -127,13 +120,13 @@ class RedisStreamPublisher(Publisher):
             # the deadline); they are added again on retry (at-least-once).
             if guard.expired:
                 error = f"Redis timed out: no complete answer within {self.timeout:g}s"
-                reason = TIMEOUT
+                reason = Reason.TIMEOUT
             elif isinstance(failure, self._errors):
                 error = f"Redis unavailable: {type(failure).__name__}: {failure}"
-                reason = UNAVAILABLE
+                reason = Reason.UNAVAILABLE
             elif isinstance(failure, self._redis_error):
                 error = f"Redis error: {type(failure).__name__}: {failure}"
-                reason = TRANSIENT
+                reason = Reason.TRANSIENT
             else:
                 raise failure
             return [PublishError(error, reason=reason) for _ in events]

@@ -49,22 +49,16 @@ import math
 import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
 import django_orders
 from django_orders.cloudevents import CONTENT_TYPE, serialize, trace_headers
-from django_orders.publishers.base import (
-    TIMEOUT,
-    UNAVAILABLE,
-    NotSent,
-    Publisher,
-    PublishError,
-)
+from django_orders.publishers.base import NotSent, Publisher, PublishError, Reason
 from django_orders.publishers.deadline import SocketInterrupt, Watchdog, time_left
 
 logger = logging.getLogger(__name__)
@@ -142,6 +136,33 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+
+def take_turns(
+    items: Sequence[ItemT], results: list[ResultT]
+) -> Callable[[Callable[[ItemT], ResultT]], None]:
+    """A worker's loop over ``items``, for threads that share them out: each call takes
+    the next item not yet taken until none is left, and puts what its ``send`` returns at
+    the item's place in ``results``. Earlier items go first, and the hand-over costs a
+    lock, not a future per item. :meth:`WebhookPublisher.publish_batch` runs it in its
+    workers (and bench/run_relay.py's bare webhook loop, to hand over as the publisher does).
+    """
+    indexes = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work(send: Callable[[ItemT], ResultT]) -> None:
+        while True:
+            with lock:
+                index = next(indexes, None)
+            if index is None:
+                return
+            results[index] = send(items[index])
+
+    return work
+
+
 class WebhookPublisher(Publisher):
     """POSTs each CloudEvent to ``url``, signed with ``secret``.
 
@@ -203,24 +224,12 @@ class WebhookPublisher(Publisher):
         workers = min(self.max_concurrency, len(events))
         if workers <= 1:
             return [send(event) for event in events]
-        # Each worker takes the next unsent event until none is left: earlier events go
-        # first, and the hand-over costs a lock, not a future per event. The calling thread
-        # is one of the workers.
+        # The calling thread is one of the workers.
         results: list[PublishError | None] = [None] * len(events)
-        indexes = iter(range(len(events)))
-        lock = threading.Lock()
-
-        def work() -> None:
-            while True:
-                with lock:
-                    index = next(indexes, None)
-                if index is None:
-                    return
-                results[index] = send(events[index])
-
-        helpers = [self._executor().submit(work) for _ in range(workers - 1)]
+        work = take_turns(events, results)
+        helpers = [self._executor().submit(work, send) for _ in range(workers - 1)]
         try:
-            work()
+            work(send)
         finally:
             for helper in helpers:
                 helper.result()
@@ -264,10 +273,12 @@ class WebhookPublisher(Publisher):
         try:
             status, reason, response_headers, text = self._connections.post(body, headers, deadline)
         except TimeoutError:
-            return _receiver_down(f"webhook timed out after {self.timeout:g}s", reason=TIMEOUT)
+            return _receiver_down(
+                f"webhook timed out after {self.timeout:g}s", reason=Reason.TIMEOUT
+            )
         except (OSError, http.client.HTTPException) as exc:
             return _receiver_down(
-                f"webhook request failed: {type(exc).__name__}: {exc}", reason=UNAVAILABLE
+                f"webhook request failed: {type(exc).__name__}: {exc}", reason=Reason.UNAVAILABLE
             )
         except Exception as exc:  # a bug must not lose the rest of the batch
             logger.exception("Unexpected error while sending webhook %s", msg_id)

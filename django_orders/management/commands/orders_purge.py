@@ -18,20 +18,28 @@ from django_orders.outbox.heartbeat import purge_stale_heartbeats
 from django_orders.outbox.maintenance import purge_idempotency_keys, purge_published_events
 
 
-def non_negative_float(value: str) -> float:
+def pause_seconds(value: str) -> float | None:
+    """``--pause``: ``auto`` (``None``) or a number of seconds, not negative."""
+    if value == "auto":
+        return None
     number = float(value)
     if not number >= 0:  # NaN too
         raise ValueError(value)
     return number
 
 
-def paced(batches: Iterator[int], pause: float) -> Iterator[int]:
-    """The batches' counts, sleeping ``pause`` seconds after each (the generator holds no
-    transaction or lock between batches: each one is its own statement)."""
+def paced(batches: Iterator[int], pause: float | None) -> Iterator[int]:
+    """The batches' counts, sleeping ``pause`` seconds after each, or — ``None``, the
+    default — as long as the batch took, so the purge keeps a database connection busy
+    half the time at most (the generator holds no transaction or lock between batches:
+    each one is its own statement)."""
+    started = time.monotonic()
     for count in batches:
         yield count
-        if pause:
-            time.sleep(pause)
+        took = time.monotonic() - started
+        if pause is None or pause:
+            time.sleep(took if pause is None else pause)
+        started = time.monotonic()
 
 
 class Command(BaseCommand):
@@ -51,10 +59,13 @@ class Command(BaseCommand):
 
         parser.add_argument(
             "--pause",
-            type=non_negative_float,
-            default=0.0,
+            type=pause_seconds,
+            default=None,
             metavar="SECONDS",
-            help="Sleep between batches, to leave a busy database room for the API [0].",
+            help=(
+                "Sleep between batches, to leave a busy database room for the API: "
+                "'auto' sleeps as long as the last batch took, 0 not at all [auto]."
+            ),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
