@@ -27,7 +27,7 @@ How it works, in one database transaction per request:
    package's create of a plainly valid body on PostgreSQL): the same ``INSERT``, storing
    the response, then guards the writes in their statement, which write only if it
    inserted; a key already there writes nothing and is then looked up as above
-   (docs/benchmarks.md, Finding 13). When that statement is all the request writes and
+   (docs/benchmarks.md, Finding 14). When that statement is all the request writes and
    nothing after it can change the answer (``writes_in_one_statement()``), it runs
    without a transaction of its own: it is atomic by itself. The transaction opens only
    if the key was there.
@@ -233,7 +233,7 @@ class IdempotencyMixin:
             and not _RECENT_KEYS.seen((tenant_id, key))
             and self.defers_idempotency_claim(request, using)
         )
-        # One statement needs no transaction of its own (docs/benchmarks.md, Finding 13).
+        # One statement needs no transaction of its own (docs/benchmarks.md, Finding 14).
         one_statement = (
             deferred
             and self.writes_in_one_statement(request, using)
@@ -323,7 +323,7 @@ class IdempotencyMixin:
         Say yes only when nothing the handler does before that statement can answer
         otherwise than a replay would, nor act outside the database transaction: a key
         that turns out to exist is replayed or refused after that work
-        (docs/benchmarks.md, Finding 13).
+        (docs/benchmarks.md, Finding 14).
         """
         return False
 
@@ -372,7 +372,7 @@ class IdempotencyMixin:
         self._idempotency_deferred = None
         inserted = deferred.statement.inserted
         # A retry of this key, if it reaches this process, is claimed first: a replay
-        # then costs no order built for nothing (docs/benchmarks.md, Finding 13).
+        # then costs no order built for nothing (docs/benchmarks.md, Finding 14).
         _RECENT_KEYS.add((deferred.tenant_id, deferred.key))
         if inserted is None:
             self._idempotency_stored = None

@@ -196,40 +196,52 @@ class KeysetPagination(BasePagination):
         self, queryset: models.QuerySet[Any], request: Request, view: Any = None
     ) -> list[Any]:
         """One page of ``queryset``: a single query fetching ``limit + 1`` rows."""
-        self.request = request
-        self.base_url = request.build_absolute_uri()
-        limit = self.get_limit(request)
-        position = self.decode_cursor(request, queryset)
-        rows = list(self.get_page_queryset(queryset, position, limit))
-        self.next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            self.next_cursor = self.encode_cursor(request, queryset, rows[-1])
-        return rows
+        return self._paginate(
+            request,
+            lambda: self.decode_cursor(request, queryset),
+            lambda position, limit: list(self.get_page_queryset(queryset, position, limit)),
+            lambda row: self.encode_cursor(request, queryset, row),
+        )
 
     def paginate_rows(
         self,
         model: type[models.Model],
         fetch: Callable[[Sequence[Any] | None, int], list[Any]],
         request: Request,
+        *,
+        key: Callable[[Any], Sequence[Any]] | None = None,
     ) -> list[Any]:
         """One page of ``model``'s rows read by ``fetch(position, limit)`` instead of a
         queryset: up to ``limit + 1`` rows, in ``ordering``, after ``position`` (the
         values of the ordering fields, or ``None`` for the first page).
 
         For a view that reads its rows with a statement of its own (the package's list:
-        docs/benchmarks.md, Finding 11). Limits, cursors and the response are
-        :meth:`paginate_queryset`'s.
+        docs/benchmarks.md, Findings 11 and 14). The rows are instances, or anything
+        ``key(row)`` gives the values of the ordering fields of. Limits, cursors and the
+        response are :meth:`paginate_queryset`'s.
         """
+        return self._paginate(
+            request,
+            lambda: self._decode_cursor(request, model),
+            fetch,
+            lambda row: self._encode_cursor(request, model, row, key),
+        )
+
+    def _paginate(
+        self,
+        request: Request,
+        decode: Callable[[], Sequence[Any] | None],
+        fetch: Callable[[Sequence[Any] | None, int], list[Any]],
+        encode: Callable[[Any], str],
+    ) -> list[Any]:
         self.request = request
         self.base_url = request.build_absolute_uri()
         limit = self.get_limit(request)
-        position = self._decode_cursor(request, model)
-        rows = fetch(position, limit)
+        rows = fetch(decode(), limit)
         self.next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
-            self.next_cursor = self._encode_cursor(request, model, rows[-1])
+            self.next_cursor = encode(rows[-1])
         return rows
 
     def get_page_queryset(
@@ -297,10 +309,17 @@ class KeysetPagination(BasePagination):
         """The position the request's cursor points at (``None`` for the first page)."""
         return self._decode_cursor(request, queryset.model)
 
-    def _encode_cursor(self, request: Request, model: type[models.Model], row: Any) -> str:
+    def _encode_cursor(
+        self,
+        request: Request,
+        model: type[models.Model],
+        row: Any,
+        key: Callable[[Any], Sequence[Any]] | None = None,
+    ) -> str:
         fields, _descending = self._ordering_fields(model)
-        key = [_encode_key(field, getattr(row, field.attname)) for field in fields]
-        payload = [self.get_cursor_scope(request), key]
+        values = [getattr(row, field.attname) for field in fields] if key is None else key(row)
+        encoded = [_encode_key(field, value) for field, value in zip(fields, values, strict=True)]
+        payload = [self.get_cursor_scope(request), encoded]
         return self.get_signer(model).sign_object(payload, compress=True)
 
     def _decode_cursor(self, request: Request, model: type[models.Model]) -> list[Any] | None:

@@ -120,7 +120,7 @@ def create_order(
     ``claim``, given the order about to be written, answers an ``INSERT … ON CONFLICT DO
     NOTHING RETURNING`` of the caller's (the idempotent create's key): the order, its
     event and the ``NOTIFY`` are then written in its statement and only if it inserts a
-    row (docs/benchmarks.md, Finding 13). If it inserts nothing, nothing is written and
+    row (docs/benchmarks.md, Finding 14). If it inserts nothing, nothing is written and
     no signal is sent: the order returned is unsaved (``order._state.adding``). Only
     where :func:`can_claim_with_writes` says yes.
     """

@@ -11,7 +11,7 @@ once:
   PostgreSQL, values adapted by each field (``get_db_prep_save``) as the ORM adapts them
   (:func:`save_params`: Django's own field classes' adaptation without the calls, Finding
   13); :func:`insert_objects_if_claimed` — the same in one statement guarded by a claim's
-  ``INSERT … ON CONFLICT DO NOTHING`` (the idempotent create's key, Finding 13);
+  ``INSERT … ON CONFLICT DO NOTHING`` (the idempotent create's key, Finding 14);
 - :func:`fetch_one`, :func:`fetch_page` — an order by tenant and id (locked for a
   transition) and the list's keyset page, rows made into instances as a queryset makes
   them; :func:`update_with_insert` — a transition's ``UPDATE``, its event's ``INSERT`` and
@@ -38,16 +38,18 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import DatabaseError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Manager, Model
-from django.db.models.signals import post_save, pre_save
+from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
-from django_orders.models import IdempotencyKey, OutboxEvent, OutboxSequence
+from django_orders.models import AbstractOrder, IdempotencyKey, OutboxEvent, OutboxSequence
 
 T = TypeVar("T")
 
@@ -163,7 +165,7 @@ def save_params(
     what ``save()`` sends. For a field of a class whose adaptation is Django's own (the
     package's: ``CharField``, ``UUIDField``, ``DateTimeField``, …) and a value of the type
     it expects, the same adaptation without the calls in between (docs/benchmarks.md,
-    Finding 13); any other field or value goes through the field."""
+    Finding 14); any other field or value goes through the field."""
     ops = connection.ops
     params = []
     for field, adapt in zip(fields, _adapters(connection, fields), strict=True):
@@ -322,7 +324,7 @@ def insert_objects_if_claimed(
 ) -> bool:
     """INSERT the new instances ``objs`` and ``pg_notify(notify, '')`` only if ``claim``
     inserts its row: one statement, one round trip (PostgreSQL; docs/benchmarks.md,
-    Finding 13)::
+    Finding 14)::
 
         WITH claimed AS (<claim>), i0 AS (INSERT INTO <table> (…) SELECT %s, … FROM claimed),
              … SELECT claimed.*, pg_notify(%s, '') FROM claimed
@@ -475,14 +477,15 @@ def _page_statement(
     filters: tuple[str, ...],
     ordering: tuple[str, ...],
     after: bool,
-) -> tuple[str, _Columns]:
-    """``SELECT <every concrete column> … WHERE <filter> = %s AND … [AND (<ordering
-    columns>) < (%s, …)] ORDER BY … LIMIT %s`` (``>`` when ascending) and what reading its
-    rows needs: the keyset page of ``pagination.KeysetPagination``."""
+    select: str,
+) -> str:
+    """``SELECT <select> … WHERE <filter> = %s AND … [AND (<ordering columns>) < (%s, …)]
+    ORDER BY … LIMIT %s`` (``>`` when ascending): the keyset page of
+    ``pagination.KeysetPagination``. ``select`` names what a row is made of: ``"instances"``
+    (every concrete column) or ``"documents"`` (:data:`DOCUMENT_COLUMNS`)."""
 
-    def build() -> tuple[str, _Columns]:
+    def build() -> str:
         c = Columns(model, connection)
-        read = _select_parts(connection, model)
         where = [f"{c[name]} = %s" for name in filters]
         descending = ordering[0].startswith("-")
         columns = [c[name.lstrip("-")] for name in ordering]
@@ -490,15 +493,21 @@ def _page_statement(
             operator = "<" if descending else ">"
             where.append(f"({', '.join(columns)}) {operator} ({', '.join(['%s'] * len(columns))})")
         direction = " DESC" if descending else " ASC"
-        sql = (
-            f"SELECT {c.listed(f.name for f in read.fields)} FROM {c['table']} "
-            f"WHERE {' AND '.join(where)} "
-            f"ORDER BY {', '.join(column + direction for column in columns)} LIMIT %s"
+        selected = (
+            c.listed(f.name for f in model._meta.concrete_fields)
+            if select == "instances"
+            else _document_columns(c)
         )
-        return sql, read
+        # Qualified: an unqualified ORDER BY name means an output column first, and the
+        # documents' ``id::text`` is one (a text sort, not the index's order).
+        order_by = ", ".join(f"{c['table']}.{column}{direction}" for column in columns)
+        return (
+            f"SELECT {selected} FROM {c['table']} WHERE {' AND '.join(where)} "
+            f"ORDER BY {order_by} LIMIT %s"
+        )
 
     key = f"page:{model._meta.label_lower}:{','.join(filters)}:{','.join(ordering)}:{after}"
-    return cached(connection, key, build)
+    return cached(connection, f"{key}:{select}", build)
 
 
 def fetch_page(
@@ -508,16 +517,26 @@ def fetch_page(
     ordering: Sequence[str],
     position: Sequence[Any] | None,
     limit: int,
+    *,
+    documents: bool = False,
 ) -> list[Any]:
     """Up to ``limit + 1`` instances of ``model`` whose fields equal ``filters`` (none of
     them ``None``), in ``ordering`` (field names, all ``-`` or none), after
     ``position`` — what ``KeysetPagination.get_page_queryset()`` reads, without
     compiling a query per page (docs/benchmarks.md, Finding 11). The row-value
     comparison needs PostgreSQL or SQLite; only for :func:`plain_manager` models.
+
+    With ``documents``, the rows' ``to_dict()`` documents instead of instances, made by
+    PostgreSQL (:func:`page_documents`): in :data:`DOCUMENT_ORDERING`, and only where
+    :func:`can_fetch_documents` says yes.
     """
+    if documents and tuple(ordering) != DOCUMENT_ORDERING:
+        raise ValueError(f"documents are read in {DOCUMENT_ORDERING}, not {ordering}")
     connection = connections[using]
-    names = tuple(filters)
-    sql, read = _page_statement(connection, model, names, tuple(ordering), position is not None)
+    select = "documents" if documents else "instances"
+    sql = _page_statement(
+        connection, model, tuple(filters), tuple(ordering), position is not None, select
+    )
     params = [_field(model, name).get_db_prep_value(v, connection) for name, v in filters.items()]
     if position is not None:
         params += [
@@ -528,7 +547,121 @@ def fetch_page(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
+    if documents:
+        return page_documents(rows)
+    read = cached(
+        connection, f"read:{model._meta.label_lower}", lambda: _select_parts(connection, model)
+    )
     return [_instance(connection, using, model, read, row) for row in rows]
+
+
+# -- the list's documents, made by PostgreSQL ---------------------------------------------
+
+#: ``AbstractOrder.to_dict()``'s members in its order, each with the model field it shows.
+DOCUMENT_COLUMNS = (
+    ("id", "id"),
+    ("tenantId", "tenant_id"),
+    ("status", "status"),
+    ("version", "version"),
+    ("totalCents", "total_cents"),
+    ("currency", "currency"),
+    ("metadata", "metadata"),
+    ("createdAt", "created_at"),
+    ("updatedAt", "updated_at"),
+    ("confirmedAt", "confirmed_at"),
+    ("closedAt", "closed_at"),
+)
+#: The ordering a page of documents is read in (the cursor's key is parsed back from them).
+DOCUMENT_ORDERING = ("-created_at", "-id")
+_TIMESTAMPS = frozenset({"created_at", "updated_at", "confirmed_at", "closed_at"})
+
+
+def _document_columns(c: Columns) -> str:
+    """The ``SELECT`` list of :data:`DOCUMENT_COLUMNS`: the id and ``metadata`` as text,
+    timestamps as ``rfc3339()`` writes them (UTC, microseconds, ``Z``)."""
+    selected = []
+    for _key, name in DOCUMENT_COLUMNS:
+        if name in _TIMESTAMPS:
+            selected.append(_RFC3339.format(column=c[name]))
+        elif name in ("id", "metadata"):
+            selected.append(f"{c[name]}::text")
+        else:
+            selected.append(c[name])
+    return ", ".join(selected)
+
+
+def can_fetch_documents(model: type[Model], connection: BaseDatabaseWrapper) -> bool:
+    """Whether :func:`fetch_page` with ``documents`` gives exactly what ``model``'s instances'
+    ``to_dict()`` would: PostgreSQL with time zones on, a :func:`plain_manager` model that
+    keeps ``AbstractOrder``'s ``to_dict()``, ``__init__()``, ``from_db()`` and fields
+    (their classes; ``metadata`` without a decoder), and no ``pre_init`` / ``post_init``
+    receiver. Anything else a host changed reads instances (docs/benchmarks.md, Finding 15).
+    """
+    if connection.vendor != "postgresql" or not settings.USE_TZ:
+        return False
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return False
+    return (
+        issubclass(model, AbstractOrder)
+        and model.to_dict is AbstractOrder.to_dict
+        and model.__init__ is Model.__init__
+        and model.from_db.__func__ is Model.from_db.__func__  # type: ignore[attr-defined]
+        and plain_manager(model)
+        and _keeps_order_fields(model)
+    )
+
+
+@functools.cache
+def _keeps_order_fields(model: type[Model]) -> bool:
+    for _key, name in DOCUMENT_COLUMNS:
+        field = model._meta.get_field(name)
+        own = AbstractOrder._meta.get_field(name)
+        if type(field) is not type(own) or getattr(field, "decoder", None) is not None:
+            return False
+    return True
+
+
+def page_documents(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The ``to_dict()`` documents of rows of :data:`DOCUMENT_COLUMNS`: PostgreSQL
+    formatted the timestamps and the id, so no row's timestamp is parsed in Python, nor an
+    instance made (docs/benchmarks.md, Finding 15). The cursor's key of a document is
+    :func:`document_key`.
+    """
+    loads = json.loads
+    return [
+        {
+            "id": pk,
+            "tenantId": tenant_id,
+            "status": status,
+            "version": version,
+            "totalCents": total_cents,
+            "currency": currency,
+            # to_dict()'s sorted members (jsonb's own order is by length first).
+            "metadata": {} if metadata == "{}" else dict(sorted(loads(metadata).items())),
+            "createdAt": created_at,
+            "updatedAt": updated_at,
+            "confirmedAt": confirmed_at,
+            "closedAt": closed_at,
+        }
+        for (
+            pk,
+            tenant_id,
+            status,
+            version,
+            total_cents,
+            currency,
+            metadata,
+            created_at,
+            updated_at,
+            confirmed_at,
+            closed_at,
+        ) in rows
+    ]
+
+
+def document_key(document: Mapping[str, Any]) -> tuple[datetime.datetime, uuid.UUID]:
+    """The values of :data:`DOCUMENT_ORDERING`'s fields a document shows."""
+    return datetime.datetime.fromisoformat(document["createdAt"]), uuid.UUID(document["id"])
 
 
 def _update_statement(

@@ -260,7 +260,7 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
             validated = serializer.validated_data
         elif self._idempotency_deferred is not None:
             # The key is claimed in the statement of the writes (docs/benchmarks.md,
-            # Finding 13); a key already there writes nothing and is claimed as before.
+            # Finding 14); a key already there writes nothing and is claimed as before.
             created = self._create_claiming(request, context, validated)
             if created is not None:
                 return created
@@ -341,30 +341,41 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         # The filters' values are part of a cursor's scope (docs/api/list-orders.md).
         paginator = KeysetPagination(filter_query_params=names)
 
-        def read_page() -> list[Any]:
+        def read_page() -> tuple[list[Any], bool]:
+            """The page: its instances, or (True) already its documents."""
             # The router answers for the replica inside reading(), so ``using`` is looked
             # up there (docs/guide/replicas.md).
             using = router.db_for_read(model)
+            connection = connections[using]
             if (
-                filter_class is OrderListFilterSerializer
-                and sql.plain_manager(model)
-                and connections[using].vendor in paginator.row_value_vendors
-            ):
-                # The page's SELECT built once, not compiled per request (docs/benchmarks.md,
-                # Finding 11); a host's filters or manager get the queryset below.
-                return paginator.paginate_rows(
-                    model,
-                    lambda position, limit: sql.fetch_page(
-                        using, model, lookups, paginator.ordering, position, limit
-                    ),
-                    request,
-                )
-            orders = model._default_manager.filter(**lookups)
-            return paginator.paginate_queryset(orders, request, view=self)
+                filter_class is not OrderListFilterSerializer
+                or not sql.plain_manager(model)
+                or connection.vendor not in paginator.row_value_vendors
+            ):  # a host's filters or manager: the queryset
+                orders = model._default_manager.filter(**lookups)
+                return paginator.paginate_queryset(orders, request, view=self), False
+            # The documents made by PostgreSQL, no instance per row (docs/benchmarks.md,
+            # Finding 15; the same bytes as to_dict()'s: tests/test_list_documents.py), or
+            # the instances; the page's SELECT built once, not compiled per request
+            # (Finding 11).
+            documents = tuple(paginator.ordering) == sql.DOCUMENT_ORDERING and (
+                sql.can_fetch_documents(model, connection)
+            )
+            page = paginator.paginate_rows(
+                model,
+                lambda position, limit: sql.fetch_page(
+                    using, model, lookups, paginator.ordering, position, limit, documents=documents
+                ),
+                request,
+                key=sql.document_key if documents else None,
+            )
+            return page, documents
 
         # On a replica when READ_REPLICAS are configured, else (or if it fails) the primary.
-        page = self.read_replica_or_primary(read_page)
-        return paginator.get_paginated_response([order.to_dict() for order in page])
+        page, documents = self.read_replica_or_primary(read_page)
+        return paginator.get_paginated_response(
+            page if documents else [order.to_dict() for order in page]
+        )
 
 
 class OrderDetailView(OrdersAPIView):
@@ -514,7 +525,7 @@ def order_url(request: Request, name: str, order: AbstractOrder) -> str:
     """The path of ``order``'s route ``name`` under wherever the host mounted the URLs.
 
     ``reverse()`` once per route, URL configuration, script prefix and language, with a
-    placeholder id that the order's then replaces (docs/benchmarks.md, Finding 13): the
+    placeholder id that the order's then replaces (docs/benchmarks.md, Finding 14): the
     routes take any segment, and a UUID's text needs no quoting, so the path is the one
     ``reverse()`` gives. Another kind of id goes through ``reverse()`` each time.
     """

@@ -209,7 +209,7 @@ def test_tenant_errors_come_before_anything_else() -> None:
 
 def test_each_location_is_what_reverse_gives_for_its_order(api: OrdersClient) -> None:
     # The route's path is reversed once and the id replaced (docs/benchmarks.md,
-    # Finding 13): every order gets its own, under whatever the URLs are at the time.
+    # Finding 14): every order gets its own, under whatever the URLs are at the time.
     for urlconf, path in ((None, "/orders"), ("tests.urls_prefixed", "/api/v1/orders")):
         with override_settings(**({"ROOT_URLCONF": urlconf} if urlconf else {})):
             for key in ("a", "b"):

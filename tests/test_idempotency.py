@@ -516,7 +516,7 @@ def test_a_failure_while_storing_the_response_leaves_neither_key_nor_order_nor_e
     api = OrdersClient()
     # The response's storing fails, after the order and its event are written: on
     # PostgreSQL the key is inserted completed, at the end of the statement that writes
-    # them (docs/benchmarks.md, Finding 13); elsewhere the last statement updates it.
+    # them (docs/benchmarks.md, Finding 14); elsewhere the last statement updates it.
     event = "INSERT" if connection.vendor == "postgresql" else "UPDATE"
     trigger = failing_trigger("django_orders_idempotency_key", event, "NEW.state = 'completed'")
     with trigger, pytest.raises(DatabaseError):

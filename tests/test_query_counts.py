@@ -162,7 +162,7 @@ def test_a_request_refused_for_its_tenant_makes_no_query(tenant: str | None, pat
 
 @pytest.mark.django_db(transaction=True)
 def test_outside_a_transaction_the_create_opens_none_on_postgresql() -> None:
-    """One statement is atomic by itself: no BEGIN / COMMIT around it (Finding 13). A
+    """One statement is atomic by itself: no BEGIN / COMMIT around it (Finding 14). A
     replay opens the transaction its lookup (and a takeover's writes) runs in."""
     seen: list[tuple[str, bool]] = []
 

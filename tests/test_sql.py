@@ -181,7 +181,7 @@ def test_with_server_side_binding_the_transitions_and_the_page_work(
 
 
 def transitions_and_a_page() -> None:
-    # The create's claim guarding its inserts (Finding 13), its parameters typed by the
+    # The create's claim guarding its inserts (Finding 14), its parameters typed by the
     # server from their target columns, then its replay.
     api = OrdersClient()
     created = api.create({"totalCents": 2, "metadata": {"k": "v"}}, key="server-side")
