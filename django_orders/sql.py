@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import DatabaseError, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Field, Manager, Model
+from django.db.models import NOT_PROVIDED, Field, Manager, Model
 from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
 from django_orders.models import AbstractOrder, IdempotencyKey, OutboxEvent, OutboxSequence
@@ -104,14 +104,27 @@ def row(cursor: Any, fields: Sequence[str]) -> dict[str, Any] | None:
 
 
 def can_insert_raw(*models: type[Model]) -> bool:
-    """True unless one of ``models`` overrides ``save()`` or has a ``pre_save`` /
-    ``post_save`` receiver: a host's model then goes through ``save()``, as it would
-    through the ORM."""
+    """True unless one of ``models`` overrides ``save()``, has a ``pre_save`` /
+    ``post_save`` receiver or a field the database fills (``db_default`` without a
+    ``default``): a host's model then goes through ``save()``, as it would through the
+    ORM."""
     return not any(
         model.save is not Model.save
         or pre_save.has_listeners(model)
         or post_save.has_listeners(model)
+        or has_database_defaults(model)
         for model in models
+    )
+
+
+@functools.cache
+def has_database_defaults(model: type[Model]) -> bool:
+    """Whether a new instance of ``model`` may hold a ``DatabaseDefault`` — a field with a
+    ``db_default`` and no ``default`` —, which the ORM's insert writes as ``DEFAULT`` and
+    a parameter cannot carry (found in review)."""
+    return any(
+        getattr(field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED and not field.has_default()
+        for field in model._meta.concrete_fields
     )
 
 

@@ -141,7 +141,7 @@ def test_the_default_pause_still_purges_everything() -> None:
     assert not OutboxEvent.objects.exists()
 
 
-@pytest.mark.parametrize("pause", ["-1", "nan", "soon"])
+@pytest.mark.parametrize("pause", ["-1", "nan", "soon", "inf", "1e400"])
 def test_a_pause_is_a_non_negative_number(pause: str) -> None:
     with pytest.raises(CommandError):
         purge("--pause", pause)

@@ -16,10 +16,11 @@ import pytest
 from django.db import DatabaseError, connection, models, transaction
 from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext, isolate_apps
+from django.utils import timezone
 
 from django_orders import services, sql
 from django_orders.models import AbstractOrder, Order, OutboxEvent
-from django_orders.outbox.recording import NOTIFY_CHANNEL
+from django_orders.outbox.recording import NOTIFY_CHANNEL, insert_with_notify
 from tests.orders_api import OrdersClient
 
 pytestmark = pytest.mark.django_db
@@ -319,3 +320,27 @@ def test_a_model_whose_save_fills_a_field_is_told_apart() -> None:
     assert not sql.fills_fields_on_save(Plain)
     assert sql.fills_fields_on_save(Stamped)
     assert sql.fills_fields_on_save(Slugged)
+
+
+@pytest.mark.postgres  # the table made inside the test's transaction
+@isolate_apps("django_orders")
+def test_a_field_the_database_fills_is_inserted_as_the_orm_inserts_it() -> None:
+    """A host field with ``db_default`` and no ``default`` holds a ``DatabaseDefault`` on a
+    new instance, which the ORM writes as ``DEFAULT``: such a model goes through
+    ``save()`` (found in review: the raw insert sent the object as a parameter, a 500)."""
+
+    class Ranked(AbstractOrder):
+        rank = models.IntegerField(db_default=7)
+
+        class Meta(AbstractOrder.Meta):
+            app_label = "django_orders"
+
+    assert not sql.can_insert_raw(Ranked)
+    assert sql.can_insert_raw(Order, OutboxEvent)  # its extensions: db_default and default
+    with connection.schema_editor() as editor:
+        editor.create_model(Ranked)
+    now = timezone.now()
+    insert_with_notify(
+        "default", [Ranked(tenant_id="shop-1", currency="EUR", created_at=now, updated_at=now)]
+    )
+    assert list(Ranked._default_manager.values_list("rank", flat=True)) == [7]

@@ -5,6 +5,7 @@ scheduler, e.g. every few minutes."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +24,7 @@ def pause_seconds(value: str) -> float | None:
     if value == "auto":
         return None
     number = float(value)
-    if not number >= 0:  # NaN too
+    if not 0 <= number < math.inf:  # NaN too; time.sleep() refuses infinity
         raise ValueError(value)
     return number
 
