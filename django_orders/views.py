@@ -288,6 +288,7 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         # holds, so a replay or a refusal found afterwards answers as it did before.
         return (
             type(self).post is OrderCollectionView.post
+            and type(self).created_response is OrderCollectionView.created_response
             and self.get_create_serializer_class() is OrderCreateSerializer
             and not orders_settings.ORDER_RULES
             and not orders_settings.EVENT_ENRICHERS

@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIRequestFactory
 from rest_framework.throttling import SimpleRateThrottle
 
 from django_orders import views
@@ -161,3 +162,20 @@ def test_a_response_changed_after_the_handler_is_the_one_replayed(
     assert replay.content == first.content
     assert (replay["Location"], replay["ETag"]) == (first["Location"], first["ETag"])
     assert Order.objects.count() == 1
+
+
+@pytest.mark.postgres
+def test_a_subclass_making_its_own_created_response_claims_its_key_first() -> None:
+    """The key is claimed in the writes' statement only where nothing of the host's runs
+    before the writes (docs/guide/idempotency.md): a ``created_response()`` of a subclass
+    is the host's."""
+
+    class OwnResponse(views.OrderCollectionView):
+        def created_response(self, request: Any, order: Any) -> Any:
+            return super().created_response(request, order)
+
+    raw = APIRequestFactory().post("/orders", {"currency": "EUR"}, format="json")
+    for view_class, defers in ((views.OrderCollectionView, True), (OwnResponse, False)):
+        view = view_class()
+        request = view.initialize_request(raw)
+        assert view.defers_idempotency_claim(request, "default") is defers
