@@ -26,7 +26,6 @@ from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connections, router, transaction
-from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from django_orders import signals, sql
@@ -168,8 +167,7 @@ def create_order(
             events.record_order_event(order, events.ORDER_CREATED)
             if then is not None:
                 with connections[db].cursor() as cursor:
-                    for statement, params in then(order):
-                        cursor.execute(statement, params or None)
+                    sql.run_statements(cursor, then(order))
         _send_on_commit(signals.order_created, order, db)
     return order
 
@@ -188,11 +186,7 @@ def can_claim_with_writes(using: str) -> bool:
         and router.db_for_write(OutboxEvent) == using
         and sql.can_insert_raw(model, OutboxEvent)
         and not sql.fills_fields_on_save(model)
-        and not any(
-            signal.has_listeners(sender)
-            for signal in (pre_init, post_init)
-            for sender in (model, OutboxEvent)
-        )
+        and not sql.has_init_receivers(model, OutboxEvent)
     )
 
 

@@ -315,10 +315,16 @@ def insert_objects(
                 [p for _, params in inserts for p in params],
             )
         else:
-            for sql, params in inserts:
-                cursor.execute(sql, params or None)
+            run_statements(cursor, inserts)
     for obj in objs:
         mark_saved(obj, using)
+
+
+def run_statements(cursor: Any, statements: Statements) -> None:
+    """Execute ``statements`` one by one on ``cursor`` (no parameters: ``None``, so a
+    literal ``%`` stays as written)."""
+    for statement, params in statements:
+        cursor.execute(statement, params or None)
 
 
 @dataclasses.dataclass
@@ -612,7 +618,7 @@ def can_fetch_documents(model: type[Model], connection: BaseDatabaseWrapper) -> 
     """
     if connection.vendor != "postgresql" or not settings.USE_TZ:
         return False
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+    if has_init_receivers(model):
         return False
     return (
         issubclass(model, AbstractOrder)
@@ -622,6 +628,13 @@ def can_fetch_documents(model: type[Model], connection: BaseDatabaseWrapper) -> 
         and plain_manager(model)
         and _keeps_order_fields(model)
     )
+
+
+def has_init_receivers(*models: type[Model]) -> bool:
+    """Whether a ``pre_init`` / ``post_init`` receiver listens for one of ``models``: the
+    host's code then runs whenever an instance is made, which a path that makes none (or
+    makes one a replay would not) must leave to the ORM."""
+    return any(signal.has_listeners(model) for signal in (pre_init, post_init) for model in models)
 
 
 @functools.cache

@@ -268,8 +268,7 @@ def insert_with_notify(
     notify_relays(using)
     if after is not None:
         with connections[using].cursor() as cursor:
-            for statement, params in after():
-                cursor.execute(statement, params or None)
+            sql.run_statements(cursor, after())
 
 
 def notify_statement(using: str) -> str | None:
