@@ -15,16 +15,17 @@ from django.core.management.base import BaseCommand, CommandParser
 from django_orders import rls
 from django_orders.conf import orders_settings
 from django_orders.management.commands.orders_outbox_relay import positive_int
+from django_orders.management.commands.orders_outbox_status import seconds
 from django_orders.outbox.heartbeat import purge_stale_heartbeats
 from django_orders.outbox.maintenance import purge_idempotency_keys, purge_published_events
 
 
 def pause_seconds(value: str) -> float | None:
-    """``--pause``: ``auto`` (``None``) or a number of seconds, not negative."""
+    """``--pause``: ``auto`` (``None``) or a number of seconds, not negative, finite."""
     if value == "auto":
         return None
-    number = float(value)
-    if not 0 <= number < math.inf:  # NaN too; time.sleep() refuses infinity
+    number = seconds(value)
+    if number == math.inf:  # time.sleep() refuses it
         raise ValueError(value)
     return number
 
@@ -37,9 +38,9 @@ def paced(batches: Iterator[int], pause: float | None) -> Iterator[int]:
     started = time.monotonic()
     for count in batches:
         yield count
-        took = time.monotonic() - started
-        if pause is None or pause:
-            time.sleep(took if pause is None else pause)
+        rest = time.monotonic() - started if pause is None else pause
+        if rest:
+            time.sleep(rest)
         started = time.monotonic()
 
 
