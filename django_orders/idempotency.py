@@ -175,7 +175,7 @@ class _Deferred:
     key: str
     fingerprint: str
     transaction_open: bool
-    statement: sql.Claim | None = None
+    statement: sql.KeyClaim | None = None
 
 
 class _Replay(Exception):
@@ -335,7 +335,7 @@ class IdempotencyMixin:
         (``ATOMIC_REQUESTS``, row-level security's), whose savepoint is kept."""
         return False
 
-    def claim_statement(self, response: Any) -> sql.Claim:
+    def claim_statement(self, response: Any) -> sql.KeyClaim:
         """The deferred claim of this request's key, storing ``response`` (2xx, rendered
         here) as its answer: the ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` the
         handler's writes are made conditional on (:func:`sql.insert_objects_if_claimed`)."""
@@ -354,7 +354,7 @@ class IdempotencyMixin:
             response_headers=_HEADERS_FIELD.get_db_prep_save(dict(headers), connection),
         )
         self._idempotency_stored = (response, snapshot)
-        deferred.statement = sql.Claim(
+        deferred.statement = sql.KeyClaim(
             sql.idempotency_statements(connection).insert,
             [deferred.tenant_id, deferred.key, *(values[name] for name in sql.KEY_CLAIM_COLUMNS)],
         )

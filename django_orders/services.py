@@ -105,7 +105,7 @@ def create_order(
     metadata: Mapping[str, str] | None = None,
     context: Mapping[str, Any] | None = None,
     then: Callable[[AbstractOrder], sql.Statements] | None = None,
-    claim: Callable[[AbstractOrder], sql.Claim] | None = None,
+    claim: Callable[[AbstractOrder], sql.KeyClaim] | None = None,
     **fields: Any,
 ) -> AbstractOrder:
     """Create a draft order (version 1) and its ``order.created`` event.

@@ -23,10 +23,12 @@ once:
 Table and column names come from ``Model._meta`` (a ``db_table`` or ``db_column`` change
 follows), statuses from the models' choices, and rows read back are mapped by column name
 (:class:`Row` types list the columns a ``SELECT`` / ``RETURNING`` names), never by a
-position kept in step by hand elsewhere. One cache (:func:`cached`) holds them all.
+position kept in step by hand elsewhere. Each builder is decorated with :func:`built_once`,
+which names its statements (by the builder and its arguments) and keeps them.
 
 One module on purpose, though past 400 lines: a reader looking for "the SQL this package
-writes by hand" finds all of it here, with the one cache and the one column mapping.
+writes by hand" finds all of it here, with the one way of caching and the one column
+mapping.
 
 Django's ``pre_save`` / ``post_save`` signals are part of what ``Model.save()`` does: when
 a receiver is connected for a model, :func:`can_insert_raw` says no and callers use
@@ -41,7 +43,7 @@ import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.db import DatabaseError, connections, models
@@ -51,19 +53,25 @@ from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
 from django_orders.models import AbstractOrder, IdempotencyKey, OutboxEvent, OutboxSequence
 
-T = TypeVar("T")
-
-_CACHE: dict[tuple[str, str], Any] = {}
+Builder = TypeVar("Builder", bound=Callable[..., Any])
 
 
-def cached(connection: BaseDatabaseWrapper, name: str, build: Callable[[], T]) -> T:
-    """``build()``'s result for this connection's vendor, built on first use only."""
-    key = (connection.vendor, name)
-    try:
-        return _CACHE[key]
-    except KeyError:
-        value = _CACHE[key] = build()
-        return value
+def built_once(build: Builder) -> Builder:
+    """Decorate ``build(connection, *args)`` so it runs once per database vendor and
+    ``args`` (positional, hashable: models, names, flags); later calls read its result
+    from a dict, keyed by ``(connection.vendor, *args)`` — a statement's name."""
+    made: dict[tuple[Any, ...], Any] = {}
+
+    @functools.wraps(build)
+    def built(connection: BaseDatabaseWrapper, *args: Any) -> Any:
+        key = (connection.vendor, *args)
+        try:
+            return made[key]
+        except KeyError:
+            value = made[key] = build(connection, *args)
+            return value
+
+    return cast(Builder, built)
 
 
 class Columns(Mapping[str, str]):
@@ -146,22 +154,34 @@ def fills_fields_on_save(model: type[Model]) -> bool:
     )
 
 
+class WrittenFields(tuple["Field[Any, Any]", ...]):  # quoted: Field is no generic at run time
+    """The fields a statement writes, in its parameters' order, with their adapters
+    (:func:`save_params`), made once with the statement by its builder."""
+
+    adapters: tuple[_Adapter | None, ...]
+
+    @classmethod
+    def of(
+        cls, connection: BaseDatabaseWrapper, fields: Iterable[Field[Any, Any]]
+    ) -> WrittenFields:
+        written = cls(fields)
+        written.adapters = tuple(_adapter(connection, field) for field in written)
+        return written
+
+
+@built_once
 def insert_statement(
     connection: BaseDatabaseWrapper, model: type[Model]
-) -> tuple[str, tuple[Field[Any, Any], ...]]:
+) -> tuple[str, WrittenFields]:
     """``INSERT INTO <table> (<every concrete column>) VALUES (%s, …)`` and its fields."""
-
-    def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
-        meta = model._meta
-        qn = connection.ops.quote_name
-        fields = tuple(meta.concrete_fields)
-        sql = (
-            f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(str(f.column)) for f in fields)}) "
-            f"VALUES ({', '.join(['%s'] * len(fields))})"
-        )
-        return sql, fields
-
-    return cached(connection, f"insert:{model._meta.label_lower}", build)
+    meta = model._meta
+    qn = connection.ops.quote_name
+    fields = WrittenFields.of(connection, meta.concrete_fields)
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(str(f.column)) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))})"
+    )
+    return sql, fields
 
 
 def insert_params(
@@ -178,10 +198,16 @@ def save_params(
     what ``save()`` sends. For a field of a class whose adaptation is Django's own (the
     package's: ``CharField``, ``UUIDField``, ``DateTimeField``, …) and a value of the type
     it expects, the same adaptation without the calls in between (docs/benchmarks.md,
-    Finding 14); any other field or value goes through the field."""
+    Finding 14); any other field or value goes through the field. The statement builders'
+    :class:`WrittenFields` carry their adapters; for other fields they are made here."""
     ops = connection.ops
     params = []
-    for field, adapt in zip(fields, _adapters(connection, fields), strict=True):
+    adapters = (
+        fields.adapters
+        if isinstance(fields, WrittenFields)
+        else WrittenFields.of(connection, fields).adapters
+    )
+    for field, adapt in zip(fields, adapters, strict=True):
         if adapt is not None:
             value = adapt(getattr(obj, field.attname), ops)
             if value is not _AS_FIELD_DOES:
@@ -194,23 +220,6 @@ def save_params(
 #: An adapter's answer for a value it does not know: the field adapts it.
 _AS_FIELD_DOES: Any = object()
 _Adapter = Callable[[Any, Any], Any]
-
-
-def _adapters(
-    connection: BaseDatabaseWrapper, fields: Sequence[Field[Any, Any]]
-) -> tuple[_Adapter | None, ...]:
-    # By identity: ``fields`` are the statement builders' cached tuples (hashing 27 fields
-    # per call would cost what is saved); the entry holds them, so no id is reused.
-    key = (connection.vendor, id(fields))
-    found = _ADAPTERS.get(key)
-    if found is not None and found[0] is fields:
-        return found[1]
-    adapters = tuple(_adapter(connection, field) for field in fields)
-    _ADAPTERS[key] = (fields, adapters)
-    return adapters
-
-
-_ADAPTERS: dict[tuple[str, int], tuple[Sequence[Any], tuple[_Adapter | None, ...]]] = {}
 
 
 def _adapter(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> _Adapter | None:
@@ -328,10 +337,11 @@ def run_statements(cursor: Any, statements: Statements) -> None:
 
 
 @dataclasses.dataclass
-class Claim:
-    """A caller's ``INSERT … ON CONFLICT DO NOTHING RETURNING <one column>`` that guards
-    other inserts (:func:`insert_objects_if_claimed`); ``inserted`` is what it returned,
-    ``None`` until it ran or when it inserted nothing."""
+class KeyClaim:
+    """A caller's ``INSERT … ON CONFLICT DO NOTHING RETURNING <one column>`` of a unique
+    key (the idempotent create's ``Idempotency-Key``) that guards other inserts
+    (:func:`insert_objects_if_claimed`); ``inserted`` is what it returned, ``None`` until it
+    ran or when it inserted nothing. Not ``outbox.claims.Claim``, a relay's claimed batch."""
 
     sql: str
     params: Sequence[Any]
@@ -339,7 +349,7 @@ class Claim:
 
 
 def insert_objects_if_claimed(
-    using: str, claim: Claim, objs: Sequence[Model], *, notify: str
+    using: str, claim: KeyClaim, objs: Sequence[Model], *, notify: str
 ) -> bool:
     """INSERT the new instances ``objs`` and ``pg_notify(notify, '')`` only if ``claim``
     inserts its row: one statement, one round trip (PostgreSQL; docs/benchmarks.md,
@@ -373,19 +383,16 @@ def insert_objects_if_claimed(
     return True
 
 
+@built_once
 def _insert_select_statement(
     connection: BaseDatabaseWrapper, model: type[Model]
-) -> tuple[str, tuple[Field[Any, Any], ...]]:
+) -> tuple[str, WrittenFields]:
     """``INSERT INTO <table> (<every concrete column>) SELECT %s, … FROM claimed``: one row
     per row of the ``claimed`` CTE (none or one). PostgreSQL types the parameters by their
     target columns, as it does in ``VALUES``."""
-
-    def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
-        sql, fields = insert_statement(connection, model)
-        head, _, _ = sql.partition(" VALUES (")
-        return f"{head} SELECT {', '.join(['%s'] * len(fields))} FROM claimed", fields
-
-    return cached(connection, f"insert-if-claimed:{model._meta.label_lower}", build)
+    sql, fields = insert_statement(connection, model)
+    head, _, _ = sql.partition(" VALUES (")
+    return f"{head} SELECT {', '.join(['%s'] * len(fields))} FROM claimed", fields
 
 
 # -- one order: read, lock, change --------------------------------------------------------
@@ -422,6 +429,7 @@ class _Columns:
     conversions: tuple[tuple[int, Any, Any], ...]
 
 
+@built_once
 def _select_parts(connection: BaseDatabaseWrapper, model: type[Model]) -> _Columns:
     fields = tuple(model._meta.concrete_fields)
     conversions = tuple(
@@ -434,23 +442,20 @@ def _select_parts(connection: BaseDatabaseWrapper, model: type[Model]) -> _Colum
     return _Columns(fields, tuple(f.attname for f in fields), conversions)
 
 
+@built_once
 def _select_statement(
     connection: BaseDatabaseWrapper, model: type[Model], for_update: bool
 ) -> tuple[str, _Columns]:
     """``SELECT <every concrete column> … WHERE tenant_id = %s AND <pk> = %s [FOR UPDATE]``
     and what reading its row needs."""
-
-    def build() -> tuple[str, _Columns]:
-        c = Columns(model, connection)
-        read = _select_parts(connection, model)
-        lock = " FOR UPDATE" if for_update and connection.features.has_select_for_update else ""
-        sql = (
-            f"SELECT {c.listed(f.name for f in read.fields)} FROM {c['table']} "
-            f"WHERE {c['tenant_id']} = %s AND {c[_pk_name(model)]} = %s{lock}"
-        )
-        return sql, read
-
-    return cached(connection, f"select:{model._meta.label_lower}:{for_update}", build)
+    c = Columns(model, connection)
+    read = _select_parts(connection, model)
+    lock = " FOR UPDATE" if for_update and connection.features.has_select_for_update else ""
+    sql = (
+        f"SELECT {c.listed(f.name for f in read.fields)} FROM {c['table']} "
+        f"WHERE {c['tenant_id']} = %s AND {c[_pk_name(model)]} = %s{lock}"
+    )
+    return sql, read
 
 
 def fetch_one(
@@ -490,6 +495,7 @@ def _instance(
     return model.from_db(using, columns.attnames, values)
 
 
+@built_once
 def _page_statement(
     connection: BaseDatabaseWrapper,
     model: type[Model],
@@ -502,31 +508,26 @@ def _page_statement(
     ORDER BY … LIMIT %s`` (``>`` when ascending): the keyset page of
     ``pagination.KeysetPagination``. ``select`` names what a row is made of: ``"instances"``
     (every concrete column) or ``"documents"`` (:data:`DOCUMENT_COLUMNS`)."""
-
-    def build() -> str:
-        c = Columns(model, connection)
-        where = [f"{c[name]} = %s" for name in filters]
-        descending = ordering[0].startswith("-")
-        columns = [c[name.lstrip("-")] for name in ordering]
-        if after:
-            operator = "<" if descending else ">"
-            where.append(f"({', '.join(columns)}) {operator} ({', '.join(['%s'] * len(columns))})")
-        direction = " DESC" if descending else " ASC"
-        selected = (
-            c.listed(f.name for f in model._meta.concrete_fields)
-            if select == "instances"
-            else _document_columns(c)
-        )
-        # Qualified: an unqualified ORDER BY name means an output column first, and the
-        # documents' ``id::text`` is one (a text sort, not the index's order).
-        order_by = ", ".join(f"{c['table']}.{column}{direction}" for column in columns)
-        return (
-            f"SELECT {selected} FROM {c['table']} WHERE {' AND '.join(where)} "
-            f"ORDER BY {order_by} LIMIT %s"
-        )
-
-    key = f"page:{model._meta.label_lower}:{','.join(filters)}:{','.join(ordering)}:{after}"
-    return cached(connection, f"{key}:{select}", build)
+    c = Columns(model, connection)
+    where = [f"{c[name]} = %s" for name in filters]
+    descending = ordering[0].startswith("-")
+    columns = [c[name.lstrip("-")] for name in ordering]
+    if after:
+        operator = "<" if descending else ">"
+        where.append(f"({', '.join(columns)}) {operator} ({', '.join(['%s'] * len(columns))})")
+    direction = " DESC" if descending else " ASC"
+    selected = (
+        c.listed(f.name for f in model._meta.concrete_fields)
+        if select == "instances"
+        else _document_columns(c)
+    )
+    # Qualified: an unqualified ORDER BY name means an output column first, and the
+    # documents' ``id::text`` is one (a text sort, not the index's order).
+    order_by = ", ".join(f"{c['table']}.{column}{direction}" for column in columns)
+    return (
+        f"SELECT {selected} FROM {c['table']} WHERE {' AND '.join(where)} "
+        f"ORDER BY {order_by} LIMIT %s"
+    )
 
 
 def fetch_page(
@@ -568,9 +569,7 @@ def fetch_page(
         rows = cursor.fetchall()
     if documents:
         return page_documents(rows)
-    read = cached(
-        connection, f"read:{model._meta.label_lower}", lambda: _select_parts(connection, model)
-    )
+    read = _select_parts(connection, model)
     return [_instance(connection, using, model, read, row) for row in rows]
 
 
@@ -690,19 +689,16 @@ def document_key(document: Mapping[str, Any]) -> tuple[datetime.datetime, uuid.U
     return datetime.datetime.fromisoformat(document["createdAt"]), uuid.UUID(document["id"])
 
 
+@built_once
 def _update_statement(
     connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
-) -> tuple[str, tuple[Field[Any, Any], ...]]:
+) -> tuple[str, WrittenFields]:
     """``UPDATE <table> SET <column> = %s, … WHERE <pk> = %s`` for the fields ``names``."""
-
-    def build() -> tuple[str, tuple[Field[Any, Any], ...]]:
-        c = Columns(model, connection)
-        fields = tuple(_field(model, name) for name in names)
-        assignments = ", ".join(f"{c[name]} = %s" for name in names)
-        sql = f"UPDATE {c['table']} SET {assignments} WHERE {c[_pk_name(model)]} = %s"
-        return sql, fields
-
-    return cached(connection, f"update:{model._meta.label_lower}:{','.join(names)}", build)
+    c = Columns(model, connection)
+    fields = WrittenFields.of(connection, (_field(model, name) for name in names))
+    assignments = ", ".join(f"{c[name]} = %s" for name in names)
+    sql = f"UPDATE {c['table']} SET {assignments} WHERE {c[_pk_name(model)]} = %s"
+    return sql, fields
 
 
 def update_with_insert(
@@ -911,54 +907,52 @@ _RENEW = """
 """
 
 
+@built_once
 def outbox_statements(connection: BaseDatabaseWrapper) -> OutboxStatements:
     """The PostgreSQL relay's statements, built once."""
-
-    def build() -> OutboxStatements:
-        columns = Columns(OutboxEvent, connection)
-        status = OutboxEvent.Status
-        names = {
-            **{name: columns[name] for name in [*columns, "table"]},
-            "PENDING": status.PENDING.value,
-            "PUBLISHED": status.PUBLISHED.value,
-            "DEAD": status.DEAD.value,
-            "returning": columns.listed(CLAIMED_COLUMNS, prefix="o."),
-            "claimed": ", ".join(
-                _RFC3339.format(column=f"claimed.{columns[name]}")
-                if name == "created_at"
-                else f"claimed.{columns[name]}::text"
-                if name == "id"
-                else f"claimed.{columns[name]}"
-                for name in CLAIMED_COLUMNS
-            ),
-        }
-        claim = {
-            (dead_blocks, due_by_given): _CLAIM.format_map(
-                {
-                    **names,
-                    # Unfinished = neither published nor dead-and-ignored: the predicate
-                    # of the orders_outbox_unfinished index when dead events block.
-                    "blocking": f"b.{columns['status']} <> '{status.PUBLISHED.value}'"
-                    if dead_blocks
-                    else f"b.{columns['status']} = '{status.PENDING.value}'",
-                    "due_by": "%s" if due_by_given else "statement_timestamp()",
-                }
-            )
-            for dead_blocks in (True, False)
-            for due_by_given in (True, False)
-        }
-        renew = _RENEW.format_map(names)
-        return OutboxStatements(
-            claim=claim,
-            published=_PUBLISHED.format_map(names),
-            failed=_FAILED.format_map(names),
-            renew=renew,
-            reconfirm=f"{renew} RETURNING {columns['id']}",
+    columns = Columns(OutboxEvent, connection)
+    status = OutboxEvent.Status
+    names = {
+        **{name: columns[name] for name in [*columns, "table"]},
+        "PENDING": status.PENDING.value,
+        "PUBLISHED": status.PUBLISHED.value,
+        "DEAD": status.DEAD.value,
+        "returning": columns.listed(CLAIMED_COLUMNS, prefix="o."),
+        "claimed": ", ".join(
+            _RFC3339.format(column=f"claimed.{columns[name]}")
+            if name == "created_at"
+            else f"claimed.{columns[name]}::text"
+            if name == "id"
+            else f"claimed.{columns[name]}"
+            for name in CLAIMED_COLUMNS
+        ),
+    }
+    claim = {
+        (dead_blocks, due_by_given): _CLAIM.format_map(
+            {
+                **names,
+                # Unfinished = neither published nor dead-and-ignored: the predicate
+                # of the orders_outbox_unfinished index when dead events block.
+                "blocking": f"b.{columns['status']} <> '{status.PUBLISHED.value}'"
+                if dead_blocks
+                else f"b.{columns['status']} = '{status.PENDING.value}'",
+                "due_by": "%s" if due_by_given else "statement_timestamp()",
+            }
         )
+        for dead_blocks in (True, False)
+        for due_by_given in (True, False)
+    }
+    renew = _RENEW.format_map(names)
+    return OutboxStatements(
+        claim=claim,
+        published=_PUBLISHED.format_map(names),
+        failed=_FAILED.format_map(names),
+        renew=renew,
+        reconfirm=f"{renew} RETURNING {columns['id']}",
+    )
 
-    return cached(connection, "outbox", build)
 
-
+@built_once
 def sequence_statement(connection: BaseDatabaseWrapper) -> str:
     """The next version of a host aggregate (``outbox.recording.record_event``): upsert its
     counter row and return the new value. Params: tenant, aggregate type, aggregate id.
@@ -967,18 +961,14 @@ def sequence_statement(connection: BaseDatabaseWrapper) -> str:
     ends, so a concurrent recorder of the same aggregate waits and then counts on from
     the committed value (PostgreSQL; SQLite ≥ 3.35 serialises writers anyway).
     """
-
-    def build() -> str:
-        c = Columns(OutboxSequence, connection)
-        keys = ("tenant_id", "aggregate_type", "aggregate_id")
-        return (
-            f"INSERT INTO {c['table']} ({c.listed((*keys, 'last_version'))}) "
-            f"VALUES (%s, %s, %s, 1) ON CONFLICT ({c.listed(keys)}) "
-            f"DO UPDATE SET {c['last_version']} = {c['table']}.{c['last_version']} + 1 "
-            f"RETURNING {c['last_version']}"
-        )
-
-    return cached(connection, "outbox-sequence", build)
+    c = Columns(OutboxSequence, connection)
+    keys = ("tenant_id", "aggregate_type", "aggregate_id")
+    return (
+        f"INSERT INTO {c['table']} ({c.listed((*keys, 'last_version'))}) "
+        f"VALUES (%s, %s, %s, 1) ON CONFLICT ({c.listed(keys)}) "
+        f"DO UPDATE SET {c['last_version']} = {c['table']}.{c['last_version']} + 1 "
+        f"RETURNING {c['last_version']}"
+    )
 
 
 # -- idempotency keys ---------------------------------------------------------------------
@@ -1021,34 +1011,31 @@ class IdempotencyStatements:
     store: str
 
 
+@built_once
 def idempotency_statements(connection: BaseDatabaseWrapper) -> IdempotencyStatements:
     """The key table's statements for this connection's vendor, built once."""
-
-    def build() -> IdempotencyStatements:
-        c = Columns(IdempotencyKey, connection)
-        claimed = ("tenant_id", "key", *KEY_CLAIM_COLUMNS)
-        assignments = ", ".join(f"{c[name]} = %s" for name in KEY_CLAIM_COLUMNS)
-        lookup = {name: c[name] for name in KEY_LOOKUP_COLUMNS if name != "expired"}
-        lookup["expired"] = f"{c['expires_at']} <= %s"
-        return IdempotencyStatements(
-            insert=(
-                f"INSERT INTO {c['table']} ({c.listed(claimed)}) "
-                f"VALUES ({', '.join(['%s'] * len(claimed))}) "
-                f"ON CONFLICT ({c['tenant_id']}, {c['key']}) DO NOTHING RETURNING {c['id']}"
-            ),
-            lookup=(
-                f"SELECT {', '.join(lookup[name] for name in KEY_LOOKUP_COLUMNS)} "
-                f"FROM {c['table']} WHERE {c['tenant_id']} = %s AND {c['key']} = %s"
-            ),
-            takeover=(
-                f"UPDATE {c['table']} SET {assignments} "
-                f"WHERE {c['id']} = %s AND {c['expires_at']} <= %s RETURNING {c['id']}"
-            ),
-            store=(
-                f"UPDATE {c['table']} SET {c['state']} = %s, {c['response_status']} = %s, "
-                f"{c['response_body']} = %s, {c['response_headers']} = %s "
-                f"WHERE {c['id']} = %s"
-            ),
-        )
-
-    return cached(connection, "idempotency", build)
+    c = Columns(IdempotencyKey, connection)
+    claimed = ("tenant_id", "key", *KEY_CLAIM_COLUMNS)
+    assignments = ", ".join(f"{c[name]} = %s" for name in KEY_CLAIM_COLUMNS)
+    lookup = {name: c[name] for name in KEY_LOOKUP_COLUMNS if name != "expired"}
+    lookup["expired"] = f"{c['expires_at']} <= %s"
+    return IdempotencyStatements(
+        insert=(
+            f"INSERT INTO {c['table']} ({c.listed(claimed)}) "
+            f"VALUES ({', '.join(['%s'] * len(claimed))}) "
+            f"ON CONFLICT ({c['tenant_id']}, {c['key']}) DO NOTHING RETURNING {c['id']}"
+        ),
+        lookup=(
+            f"SELECT {', '.join(lookup[name] for name in KEY_LOOKUP_COLUMNS)} "
+            f"FROM {c['table']} WHERE {c['tenant_id']} = %s AND {c['key']} = %s"
+        ),
+        takeover=(
+            f"UPDATE {c['table']} SET {assignments} "
+            f"WHERE {c['id']} = %s AND {c['expires_at']} <= %s RETURNING {c['id']}"
+        ),
+        store=(
+            f"UPDATE {c['table']} SET {c['state']} = %s, {c['response_status']} = %s, "
+            f"{c['response_body']} = %s, {c['response_headers']} = %s "
+            f"WHERE {c['id']} = %s"
+        ),
+    )

@@ -308,7 +308,7 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         when the key was there (then claimed now, or its replay / 422 / 409 raised)."""
         responses: list[Response] = []
 
-        def claim(order: AbstractOrder) -> sql.Claim:
+        def claim(order: AbstractOrder) -> sql.KeyClaim:
             responses.append(self.created_response(request, order))
             return self.claim_statement(responses[0])
 

@@ -276,6 +276,11 @@ def test_save_params_are_what_the_fields_make_of_the_values(adding: bool) -> Non
         orm = [f.get_db_prep_save(f.pre_save(obj, adding), connection) for f in fields]
         assert [_comparable(v) for v in fast] == [_comparable(v) for v in orm]
         assert [type(v) for v in fast] == [type(v) for v in orm]
+        # The builder's fields carry the adapters made with its statement: the same values.
+        _, written = sql.insert_statement(connection, type(obj))
+        assert written == fields
+        built = sql.save_params(connection, obj, written, adding=adding)
+        assert [_comparable(v) for v in built] == [_comparable(v) for v in orm]
 
 
 def _comparable(value: Any) -> Any:
