@@ -108,37 +108,50 @@ def evaluate_if_match(
     """
     if header_value is None:
         if required:
-            raise Problem(
-                428,
-                "precondition_required",
-                'This request requires an If-Match header with the current ETag, e.g. "1".',
-            )
+            raise precondition_required()
         return
     if header_value.strip(_OWS) == "*":
         return
     tags = parse_entity_tags(header_value)
     if not tags:
-        raise Problem(
-            400,
-            "invalid_if_match",
-            'The If-Match header is not a list of entity-tags such as "3".',
-        )
+        raise invalid_if_match()
     current = str(current_version)
     if any(not tag.weak and tag.opaque == current for tag in tags):
         return
     if any(tag.weak and tag.opaque == current for tag in tags):
         # The client holds the current version but sent it as a weak tag: saying "the
         # resource has changed" would send it looking for a change that never happened.
-        detail = (
+        raise version_mismatch(
+            current_version,
             f'If-Match uses strong comparison, so the weak tag W/"{current}" never matches '
-            f'(RFC 9110 §13.1.1): send "{current}".'
+            f'(RFC 9110 §13.1.1): send "{current}".',
         )
-    else:
-        detail = f"The resource has changed: its current version is {current_version}."
-    raise Problem(
+    raise version_mismatch(current_version)
+
+
+def precondition_required() -> Problem:
+    """428 ``precondition_required``: ``If-Match`` is required and missing (RFC 6585 §3)."""
+    return Problem(
+        428,
+        "precondition_required",
+        'This request requires an If-Match header with the current ETag, e.g. "1".',
+    )
+
+
+def invalid_if_match() -> Problem:
+    """400 ``invalid_if_match``: the header is not a list of entity-tags."""
+    return Problem(
+        400, "invalid_if_match", 'The If-Match header is not a list of entity-tags such as "3".'
+    )
+
+
+def version_mismatch(current_version: int, detail: str | None = None) -> Problem:
+    """412 ``version_mismatch`` with ``currentVersion`` and the current ``ETag``; ``detail``
+    says why, by default that the resource has changed."""
+    return Problem(
         412,
         "version_mismatch",
-        detail,
+        detail or f"The resource has changed: its current version is {current_version}.",
         headers={"ETag": etag(current_version)},
         currentVersion=current_version,
     )

@@ -19,6 +19,7 @@ from rest_framework import serializers
 from django_orders.conf import orders_settings
 from django_orders.models import AbstractOrder, get_order_model
 from django_orders.serializers import (
+    CURRENCY_PATTERN,
     MAX_METADATA_KEY_LENGTH,
     MAX_METADATA_KEYS,
     MAX_METADATA_VALUE_LENGTH,
@@ -89,9 +90,12 @@ def metadata_schema() -> dict[str, Any]:
 
 
 def currency_schema() -> dict[str, Any]:
+    """``currency``: :data:`~django_orders.serializers.CURRENCY_PATTERN`, the check of the
+    package's serializers, as a JSON Schema pattern (``\\A`` / ``\\Z`` as ``^`` / ``$``)."""
+    pattern = CURRENCY_PATTERN.pattern.replace("\\A", "^").replace("\\Z", "$")
     return {
         "type": "string",
-        "pattern": "^[A-Z]{3}$",
+        "pattern": pattern,
         "description": "ISO 4217 alphabetic code: three uppercase letters.",
     }
 

@@ -9,13 +9,15 @@ read from the settings in force when the schema is generated — the tenant head
 permissions and throttles on the view, its tenant access check and order rules.
 
 ``OrdersAutoSchema`` has more methods than a class here usually has, on purpose: one per
-operation and one per part of an operation (parameters, body, headers, the cases of each
-status), so that each operation reads as a short list of the parts it is made of.
+operation (confirm and close share one, :data:`TRANSITIONS` holds what differs) and one
+per part of an operation (parameters, body, headers, the cases of each status), so that
+each operation reads as a short list of the parts it is made of.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import functools
+from typing import Any, NamedTuple, cast
 
 from drf_spectacular.openapi import AutoSchema
 from rest_framework.authentication import SessionAuthentication
@@ -38,6 +40,34 @@ BODY_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
+class Transition(NamedTuple):
+    """What tells a transition's operation apart from the other's."""
+
+    summary: str
+    page: str
+    #: Whether a body is required (confirm's ``totalCents``).
+    body_required: bool
+    #: What a client does next with the order answered.
+    links: tuple[str, ...]
+
+
+#: The transitions' operations, by operation id (docs/api/).
+TRANSITIONS = {
+    "orders_confirm": Transition(
+        "Confirm a draft order, setting totalCents",
+        "docs/api/confirm-order.md",
+        body_required=True,
+        links=("orders_close", "orders_retrieve"),
+    ),
+    "orders_close": Transition(
+        "Close a confirmed order",
+        "docs/api/close-order.md",
+        body_required=False,
+        links=("orders_retrieve",),
+    ),
+}
+
+
 class OrdersAutoSchema(AutoSchema):
     """The description of one of the package's views (or a host's subclass of it)."""
 
@@ -57,9 +87,9 @@ class OrdersAutoSchema(AutoSchema):
         elif isinstance(view, views.OrderDetailView):
             builder = self.retrieve
         elif isinstance(view, views.OrderConfirmView):
-            builder = self.confirm
+            builder = functools.partial(self.transition, "orders_confirm")
         elif isinstance(view, views.OrderCloseView):
-            builder = self.close
+            builder = functools.partial(self.transition, "orders_close")
         else:  # pragma: no cover - only installed on the package's views
             return super().get_operation(path, path_regex, path_prefix, method, registry)
         operation = builder()
@@ -167,33 +197,9 @@ class OrdersAutoSchema(AutoSchema):
             cases=[p.NOT_FOUND],
         )
 
-    def confirm(self) -> dict[str, Any]:
-        return self.transition(
-            "orders_confirm",
-            "Confirm a draft order, setting totalCents",
-            "docs/api/confirm-order.md",
-            body_required=True,
-            links=("orders_close", "orders_retrieve"),
-        )
-
-    def close(self) -> dict[str, Any]:
-        return self.transition(
-            "orders_close",
-            "Close a confirmed order",
-            "docs/api/close-order.md",
-            body_required=False,
-            links=("orders_retrieve",),
-        )
-
-    def transition(
-        self,
-        operation_id: str,
-        summary: str,
-        page: str,
-        *,
-        body_required: bool,
-        links: tuple[str, ...],
-    ) -> dict[str, Any]:
+    def transition(self, operation_id: str) -> dict[str, Any]:
+        """Confirm or close: the same parts, but for :data:`TRANSITIONS`."""
+        summary, page, body_required, links = TRANSITIONS[operation_id]
         success = {
             "200": {
                 "description": "The order after the change (or, with `Idempotent-Replayed`, "

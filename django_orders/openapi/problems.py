@@ -4,6 +4,11 @@ One :class:`Case` per ``code`` the package answers (docs/api/); an operation lis
 cases that apply to it under the settings in force, and :func:`responses` groups them by
 status into ``application/problem+json`` responses with one example per code and the
 headers those problems carry.
+
+Where the code that answers a problem makes it in a function of its own (the package's,
+or DRF's exception turned into ours by :func:`~django_orders.problems.as_problem`), the
+example is that function's problem (:meth:`Case.of`): the schema shows what the API
+answers, in one place. The others are written here, as examples.
 """
 
 from __future__ import annotations
@@ -13,7 +18,16 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from django_orders.problems import PROBLEM_CONTENT_TYPE, problem_body
+from rest_framework import exceptions
+
+from django_orders import conditional, parsers, permissions
+from django_orders.problems import (
+    PROBLEM_CONTENT_TYPE,
+    Problem,
+    as_problem,
+    concurrent_conflict,
+    problem_body,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,18 @@ class Case:
     detail: str
     extensions: dict[str, Any] = field(default_factory=dict)
     headers: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, problem: Problem | exceptions.APIException) -> Case:
+        """The case of a problem the API answers (a DRF exception as it is answered)."""
+        problem = as_problem(problem)
+        return cls(
+            problem.status_code,
+            problem.problem_code,
+            problem.problem_detail,
+            problem.extensions,
+            tuple(problem.headers),
+        )
 
     def example(self) -> dict[str, Any]:
         return problem_body(self.status, self.code, self.detail, **self.extensions)
@@ -67,9 +93,7 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
 }
 
-MISSING_TENANT = Case(400, "missing_tenant", "The X-Tenant-Id header is required.")
-INVALID_TENANT = Case(400, "invalid_tenant", "The X-Tenant-Id header is not a valid tenant id.")
-TENANT_FORBIDDEN = Case(403, "tenant_forbidden", "You may not act for this tenant.")
+TENANT_FORBIDDEN = Case.of(permissions.tenant_forbidden())
 NOT_AUTHENTICATED_401 = Case(
     401,
     "not_authenticated",
@@ -79,15 +103,8 @@ NOT_AUTHENTICATED_401 = Case(
 NOT_AUTHENTICATED_403 = Case(
     403, "not_authenticated", "Authentication credentials were not provided."
 )
-PERMISSION_DENIED = Case(
-    403, "permission_denied", "You do not have permission to perform this action."
-)
-THROTTLED = Case(
-    429,
-    "throttled",
-    "Request was throttled. Expected available in 7 seconds.",
-    headers=("Retry-After",),
-)
+PERMISSION_DENIED = Case.of(exceptions.PermissionDenied())
+THROTTLED = Case.of(exceptions.Throttled(wait=7))
 METHOD_NOT_ALLOWED = Case(
     405, "method_not_allowed", 'Method "DELETE" not allowed.', headers=("Allow",)
 )
@@ -107,12 +124,7 @@ KEY_IN_USE = Case(
     "A request with this Idempotency-Key is still being processed; retry later.",
     headers=("Retry-After",),
 )
-CONCURRENT_CONFLICT = Case(
-    409,
-    "concurrent_conflict",
-    "The request collided with a concurrent change and was not applied; retry it.",
-    headers=("Retry-After",),
-)
+CONCURRENT_CONFLICT = Case.of(concurrent_conflict())
 INVALID_JSON = Case(400, "invalid_json", "JSON parse error - Expecting value: line 1 column 1")
 LENGTH_REQUIRED = Case(411, "length_required", "Send the body with a Content-Length header.")
 UNSUPPORTED_MEDIA_TYPE = Case(
@@ -126,7 +138,6 @@ VALIDATION_ERROR = Case(
     "The request body is not valid.",
     {"errors": {"status": ["This field is read-only."]}},
 )
-INVALID_LIMIT = Case(400, "invalid_limit", "limit must be an integer from 1 to 100.")
 INVALID_FILTER = Case(
     400,
     "invalid_filter",
@@ -134,21 +145,9 @@ INVALID_FILTER = Case(
     {"errors": {"status": ["status must be one of: draft, confirmed, closed."]}},
 )
 INVALID_CURSOR = Case(400, "invalid_cursor", "The cursor was issued for another tenant or filter.")
-PRECONDITION_REQUIRED = Case(
-    428,
-    "precondition_required",
-    'This request requires an If-Match header with the current ETag, e.g. "1".',
-)
-INVALID_IF_MATCH = Case(
-    400, "invalid_if_match", 'The If-Match header is not a list of entity-tags such as "3".'
-)
-VERSION_MISMATCH = Case(
-    412,
-    "version_mismatch",
-    "The resource has changed: its current version is 2.",
-    {"currentVersion": 2},
-    headers=("ETag",),
-)
+PRECONDITION_REQUIRED = Case.of(conditional.precondition_required())
+INVALID_IF_MATCH = Case.of(conditional.invalid_if_match())
+VERSION_MISMATCH = Case.of(conditional.version_mismatch(2))
 INVALID_TRANSITION = Case(
     409,
     "invalid_transition",
@@ -161,11 +160,7 @@ HOST_RULE_409 = Case(409, "host_rule_code", "A rule of the host refused the chan
 
 
 def payload_too_large(limit: int) -> Case:
-    return Case(
-        413,
-        "payload_too_large",
-        f"The request body is larger than the limit of {limit} bytes.",
-    )
+    return Case.of(parsers.OrdersJSONParser().too_large(limit))
 
 
 def responses(cases: Iterable[Case], problem_ref: dict[str, Any]) -> dict[str, Any]:
