@@ -20,6 +20,7 @@ from django_orders.idempotency import IdempotencyMixin, parse_key, request_finge
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
 from django_orders.parsers import OrdersJSONParser
 from django_orders.tenancy import TenantScopedMixin
+from django_orders.views import OrderCollectionView
 from tests.orders_api import OrdersClient, assert_problem, failing_trigger, sqlite_write_lock_held
 
 pytestmark = pytest.mark.django_db
@@ -200,6 +201,60 @@ def test_the_query_string_is_not_part_of_the_fingerprint(api: OrdersClient) -> N
     api.create({}, key="query")
     response = api.call("POST", "/orders?x=1", {}, headers={"Idempotency-Key": "query"})
     assert response["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit: the claim's statement is the unit
+@pytest.mark.parametrize("process", ["first", "another"])
+def test_a_create_that_defers_its_claim_has_made_it_before_its_2xx(
+    api: OrdersClient, monkeypatch: pytest.MonkeyPatch, process: str
+) -> None:
+    """The create claims its key in the statement of its writes (docs/benchmarks.md,
+    Finding 14): no 2xx leaves the view before that claim is settled — the key's row holds
+    the stored 201 when the response reaches ``finalize_response()``, so a retry anywhere
+    replays it; a key that was there already is replayed, never written twice."""
+    if not services.can_claim_with_writes("default"):
+        pytest.skip("the claim is deferred to the writes on PostgreSQL only")
+    if process == "another":
+        first = api.create({"totalCents": 7}, key="deferred")
+        forget_recent_keys()  # as in another process: the deferred path is taken again
+    seen: list[Any] = []
+    taken = IdempotencyMixin.deferred_claim_taken
+    finalize = OrderCollectionView.finalize_response
+
+    def spy_taken(self: Any) -> bool:
+        seen.append("claiming")
+        result = taken(self)  # raises the replay when the key was there
+        seen.append(("claimed", result))
+        return result
+
+    def spy_finalize(self: Any, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        if 200 <= response.status_code < 300:
+            record = IdempotencyKey.objects.filter(tenant_id="shop-1", key="deferred")
+            seen.append(
+                (
+                    "2xx",
+                    response.status_code,
+                    self._idempotency_deferred,  # settled: nothing left to claim
+                    list(record.values_list("state", "response_status")),
+                )
+            )
+        return finalize(self, request, response, *args, **kwargs)
+
+    monkeypatch.setattr(IdempotencyMixin, "deferred_claim_taken", spy_taken)
+    monkeypatch.setattr(OrderCollectionView, "finalize_response", spy_finalize)
+    response = api.create({"totalCents": 7}, key="deferred")
+
+    assert response.status_code == 201
+    stored = ("2xx", 201, None, [(IdempotencyKey.State.COMPLETED, 201)])
+    if process == "first":
+        assert seen == ["claiming", ("claimed", True), stored]
+        assert "Idempotent-Replayed" not in response
+    else:
+        assert seen == ["claiming", stored]  # the replay raised from the claim
+        assert response["Idempotent-Replayed"] == "true"
+        assert response.content == first.content
+    assert Order.objects.count() == 1
+    assert OutboxEvent.objects.count() == 1
 
 
 def forget_recent_keys() -> None:
