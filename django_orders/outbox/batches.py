@@ -232,7 +232,7 @@ class Batches:
     def write_back(self, batch: Batch, results: list[Result]) -> BatchReport:
         """Record each event's outcome, stop renewing the lease, log the batch's line."""
         try:
-            report, reasons = self._settle(batch.claim, results)
+            report, reasons, delivered = self._settle(batch.claim, results)
         finally:
             self.keeper.release(batch.claim)
         report.claimed += batch.lost
@@ -251,13 +251,13 @@ class Batches:
                 "outbox_batch": {**dataclasses.asdict(report), "duration_ms": round(duration_ms, 1)}
             },
         )
-        self._report(batch, results, report, reasons, seconds)
+        self._report(batch, delivered, report, reasons, seconds)
         return report
 
     def _report(
         self,
         batch: Batch,
-        results: list[Result],
+        delivered: list[ClaimedEvent],
         report: BatchReport,
         reasons: dict[str, int],
         seconds: float,
@@ -268,12 +268,7 @@ class Batches:
         try:
             if self._wants_latency and batch.acknowledged_at is not None and report.published:
                 metrics.events_published(
-                    [
-                        event.created_at
-                        for event, result in zip(batch.claim.events, results, strict=True)
-                        if result is None
-                    ],
-                    batch.acknowledged_at,
+                    [event.created_at for event in delivered], batch.acknowledged_at
                 )
             for reason, count in reasons.items():
                 metrics.events_failed(reason, count)
@@ -281,21 +276,24 @@ class Batches:
         except Exception:
             logger.exception("The relay's metrics hook raised")
 
-    def _settle(self, claim: Claim, results: list[Result]) -> tuple[BatchReport, dict[str, int]]:
-        """Write each event's outcome back; the batch's report, and its failures by reason."""
+    def _settle(
+        self, claim: Claim, results: list[Result]
+    ) -> tuple[BatchReport, dict[str, int], list[ClaimedEvent]]:
+        """Write each event's outcome back, reading the results once: the batch's report,
+        its failures by reason, and the events the publisher delivered."""
         now = timezone.now()
         max_attempts = int(orders_settings.OUTBOX_MAX_ATTEMPTS)
         cap = orders_settings.OUTBOX_BACKOFF_MAX.total_seconds()
-        published: list[str] = []
+        delivered: list[ClaimedEvent] = []
         failures: list[Failure] = []
         unsent: list[ClaimedEvent] = []
         reasons: dict[str, int] = {}
         if results.count(None) == len(results):  # the common case: all published
-            published = claim.ids
+            delivered = claim.events
         else:
             for event, result in zip(claim.events, results, strict=True):
                 if result is None:
-                    published.append(event.id)
+                    delivered.append(event)
                 elif isinstance(result, NotSent) and self.stopping():
                     # Only while stopping: a NotSent at any other time (a publisher bug)
                     # is a failure with backoff, or a release would make the event due
@@ -304,7 +302,7 @@ class Batches:
                 else:
                     failures.append(_failure(event, result, now, max_attempts, cap))
                     reasons[result.reason] = reasons.get(result.reason, 0) + 1
-        settled = self.store.settle(claim.token, published, failures)
+        settled = self.store.settle(claim.token, [event.id for event in delivered], failures)
         report = BatchReport(
             claimed=len(claim.events),
             published=settled.published,
@@ -323,7 +321,7 @@ class Batches:
                 "Outbox relay: %d outcomes not written, their lease had passed to another relay",
                 report.lost,
             )
-        return report, reasons
+        return report, reasons, delivered
 
 
 def _failure(
