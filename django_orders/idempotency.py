@@ -37,8 +37,11 @@ How it works, in one database transaction per request:
 Works under ``ATOMIC_REQUESTS = True`` (the transaction is then a savepoint of the request's)
 on PostgreSQL and on SQLite ≥ 3.35 (``RETURNING``).
 
-One module, a little past 400 lines, on purpose: the four steps above are one protocol
-whose race-safety rests on their order; a reader checking it finds every step here.
+One module past 400 lines, and :class:`IdempotencyMixin` with more methods than a class
+here usually has, on purpose: the four steps above are one protocol whose race-safety
+rests on their order, hooked into DRF's ``dispatch`` / ``initial`` / ``handle_exception`` /
+``finalize_response`` and offering a view the deferred claim's hooks; a reader checking
+it finds every step here.
 """
 
 from __future__ import annotations

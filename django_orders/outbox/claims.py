@@ -23,6 +23,11 @@ Two implementations of the same rules:
 - :class:`~django_orders.outbox.postgres.PostgresClaimStore`: the claim and a batch's
   failures each in one statement (:func:`django_orders.sql.outbox_statements`); leases use
   the database clock. tests/test_outbox_rules.py runs both on the same data, rule by rule.
+
+:class:`ClaimStore` has more methods than a class here usually has, on purpose: each is
+one step of the lease (claim, renew, reconfirm, settle, release, unpark) or one rule
+(``defer_followers``), the interface the relay calls and the PostgreSQL store overrides
+step by step.
 """
 
 from __future__ import annotations
