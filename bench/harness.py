@@ -341,21 +341,30 @@ def run_wrk(
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _proc_stat(pid: int | str) -> tuple[int, str, float] | None:
+    """(ppid, comm, cpu seconds: user + system, every thread) of a process, from
+    /proc/<pid>/stat; None when it is gone or unreadable."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds a process has used so far (all its threads); None when it is gone."""
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[2]
+
+
 def _proc_stats() -> list[tuple[int, int, str, float]]:
     """(pid, ppid, comm, cpu seconds) of every process we can read."""
     rows = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        rows.append(
-            (int(entry.name), int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / _CLK_TCK)
-        )
+        if entry.name.isdigit() and (stat := _proc_stat(entry.name)) is not None:
+            rows.append((int(entry.name), *stat))
     return rows
 
 

@@ -28,7 +28,7 @@ import pstats
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,61 @@ class Profiles:
             stats.sort_stats("tottime").print_stats(top)
 
 
+def start_broker(broker: str) -> Any:
+    """A broker of the benchmark's own: tansu or nats-server, as
+    ``bench/run_relay_brokers.py`` starts them; ``stop()`` ends it."""
+    import run_relay_brokers
+
+    return run_relay_brokers.Tansu() if broker == "kafka" else run_relay_brokers.NatsServer()
+
+
+def started_publisher(server: Any, kafka_config: dict[str, Any] | None = None) -> Any:
+    """The package's publisher on ``server`` (Kafka: a new topic; NATS: the stream made
+    anew), its client started (the producer id fetched; connected)."""
+    import run_relay
+    import run_relay_brokers
+
+    publisher: Any
+    if isinstance(server, run_relay_brokers.Tansu):
+        from django_orders.publishers.kafka import KafkaPublisher
+
+        publisher = KafkaPublisher(
+            bootstrap_servers=server.bootstrap, topic=server.new_topic(3), config=kafka_config
+        )
+    else:
+        from django_orders.publishers.nats_jetstream import NatsJetStreamPublisher
+
+        server.reset_stream()
+        publisher = NatsJetStreamPublisher(servers=server.url, subject="bench.orders.{type}")
+    publisher.start_batch(run_relay.sample_events(1)).wait()
+    return publisher
+
+
+def relay_once(
+    publisher: Any,
+    events: int,
+    batch_size: int,
+    around: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> dict[str, Any]:
+    """``events`` events inserted as ``bench/run_relay.py`` inserts them, then one relay
+    in this process, ``Relay.run(once=True)`` (pipelined), inside ``around()``. Returns
+    the relay, the wall-clock seconds and this process's CPU seconds of the run."""
+    import run_relay
+
+    from django_orders.outbox.relay import Relay
+
+    run_relay.truncate_outbox()
+    run_relay.insert_events(events)
+    relay = Relay(publisher, batch_size=batch_size, listen=False)
+    process_before = time.process_time()
+    started = time.perf_counter()
+    with around():
+        relay.run(once=True)
+    seconds = time.perf_counter() - started
+    return {"relay": relay, "seconds": seconds,
+            "process_cpu": time.process_time() - process_before}  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--broker", choices=["kafka", "nats"], default="kafka")
@@ -98,11 +153,7 @@ def main() -> None:
     ensure_database()
     setup_django()
 
-    import run_relay
-    import run_relay_brokers
-
     from django_orders.outbox import strategies
-    from django_orders.outbox.relay import Relay
 
     profiles = Profiles(args.profile)
     run_job = strategies._DatabaseThread._run
@@ -113,48 +164,25 @@ def main() -> None:
 
     strategies._DatabaseThread._run = profiled_run  # type: ignore[method-assign]
 
-    broker: Any
-    if args.broker == "kafka":
-        from django_orders.publishers.kafka import KafkaPublisher
+    broker = start_broker(args.broker)
+    publisher = started_publisher(broker, json.loads(args.kafka_config))
+    if args.profile and args.broker == "nats":  # the event loop's thread too, until closed
+        loop, close = publisher._loop, publisher.close
 
-        broker = run_relay_brokers.Tansu()
-        publisher: Any = KafkaPublisher(
-            bootstrap_servers=broker.bootstrap,
-            topic=broker.new_topic(3),
-            config=json.loads(args.kafka_config),
-        )
-        publisher.start_batch(run_relay.sample_events(1)).wait()  # producer id fetched
-    else:
-        from django_orders.publishers.nats_jetstream import NatsJetStreamPublisher
+        async def stop_profile() -> None:
+            profiles._profile().disable()
 
-        broker = run_relay_brokers.NatsServer()
-        broker.reset_stream()
-        publisher = NatsJetStreamPublisher(servers=broker.url, subject="bench.orders.{type}")
-        publisher.start_batch(run_relay.sample_events(1)).wait()  # connected
-        if args.profile:  # the event loop's thread too, until the relay closes it
-            loop, close = publisher._loop, publisher.close
+        def close_profiled() -> None:
+            asyncio.run_coroutine_threadsafe(stop_profile(), loop).result(5)
+            close()
 
-            async def stop_profile() -> None:
-                profiles._profile().disable()
-
-            def close_profiled() -> None:
-                asyncio.run_coroutine_threadsafe(stop_profile(), loop).result(5)
-                close()
-
-            loop.call_soon_threadsafe(lambda: profiles._profile().enable())
-            publisher.close = close_profiled
+        loop.call_soon_threadsafe(lambda: profiles._profile().enable())
+        publisher.close = close_profiled
     try:
-        run_relay.truncate_outbox()
-        run_relay.insert_events(args.events)
-        relay = Relay(publisher, batch_size=args.batch_size, listen=False)
-        process_before = time.process_time()
-        started = time.perf_counter()
-        with profiles.on():
-            relay.run(once=True)
-        seconds = time.perf_counter() - started
-        process = time.process_time() - process_before
+        run = relay_once(publisher, args.events, args.batch_size, profiles.on)
     finally:
         broker.stop()
+    relay, seconds, process = run["relay"], run["seconds"], run["process_cpu"]
     print(
         f"{args.broker}: {relay.totals.published} published in {seconds:.2f} s: "
         f"{args.events / seconds:,.0f} events/s (batch {args.batch_size})"

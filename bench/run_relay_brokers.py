@@ -15,7 +15,8 @@ directory for NATS. Each round, alternating which goes first:
 - **bare loop**: the same N CloudEvents, pre-serialised, sent by a loop with the same
   client and the same guarantees, no database — Kafka: one confluent-kafka producer
   (idempotent, ``acks=all``), every record produced then ``flush()``; NATS: nats-py in one
-  asyncio loop, ``js.publish`` awaited ``--batch-size`` at a time (``asyncio.gather``);
+  asyncio loop, ``js.publish`` awaited ``--batch-size`` at a time (``asyncio.gather``),
+  and the same windows on ``js.publish_async`` (a second reference: the cheaper call);
 - **publisher alone**: the package's publisher, batches of ``--batch-size``, no database.
 
 Latency (``--only latency`` is part of the default): one relay listening; orders created
@@ -243,8 +244,14 @@ def bare_kafka(
             "failed": failed[0]}  # fmt: skip
 
 
-def bare_nats(url: str, events: list[dict[str, Any]], window: int) -> dict[str, Any]:
-    """nats-py, one asyncio loop: ``window`` publishes awaited together, then the next."""
+def bare_nats(
+    url: str, events: list[dict[str, Any]], window: int, *, publish_async: bool = False
+) -> dict[str, Any]:
+    """nats-py, one asyncio loop, ``window`` messages at a time, each window's
+    acknowledgements awaited before the next: ``js.publish`` (a request, with its own
+    reply subscription and future per message) awaited together (``asyncio.gather``); or,
+    with ``publish_async``, ``js.publish_async`` (one shared reply subscription, a future
+    per message) and then the window's futures."""
     from django_orders.cloudevents import CONTENT_TYPE, serialize
 
     messages = [
@@ -260,9 +267,15 @@ def bare_nats(url: str, events: list[dict[str, Any]], window: int) -> dict[str, 
         js = connection.jetstream()
         started = time.perf_counter()
         for i in range(0, len(messages), window):
-            await asyncio.gather(
-                *(js.publish(s, d, headers=h) for s, d, h in messages[i : i + window])
-            )
+            if publish_async:
+                acks = [
+                    await js.publish_async(s, d, headers=h) for s, d, h in messages[i : i + window]
+                ]
+                await asyncio.gather(*acks)
+            else:
+                await asyncio.gather(
+                    *(js.publish(s, d, headers=h) for s, d, h in messages[i : i + window])
+                )
         seconds = time.perf_counter() - started
         await connection.close()
         return seconds
@@ -348,14 +361,21 @@ def nats_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dict
     try:
         for rnd in range(args.rounds):
             row: dict[str, Any] = {}
-            order = ["relay", "bare", "alone"] if rnd % 2 == 0 else ["bare", "alone", "relay"]
+            order = ["relay", "bare", "bare_async", "alone"]
+            if rnd % 2:
+                order.reverse()
             for what in order:
                 server.reset_stream()
                 if what == "relay":
                     options = {"servers": server.url, "subject": subject}
                     row["relay"] = relay_throughput(args, NATS, options, relays=args.relays)
-                elif what == "bare":
-                    row["bare"] = bare_nats(server.url, sample_events(args.events), args.batch_size)
+                elif what.startswith("bare"):
+                    row[what] = bare_nats(
+                        server.url,
+                        sample_events(args.events),
+                        args.batch_size,
+                        publish_async=what == "bare_async",
+                    )
                 else:
                     publisher = NatsJetStreamPublisher(servers=server.url, subject=subject)
                     row["alone"] = publisher_alone(
@@ -363,11 +383,13 @@ def nats_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dict
                     )
                 row[what]["stored"] = server.stored()
             row["ratio"] = row["relay"]["rate"] / row["bare"]["rate"]
+            row["ratio_async"] = row["relay"]["rate"] / row["bare_async"]["rate"]
             rounds.append(row)
             print(
                 f"  nats round {rnd + 1}: bare {row['bare']['rate']:7.0f}/s  "
+                f"bare publish_async {row['bare_async']['rate']:7.0f}/s  "
                 f"alone {row['alone']['rate']:7.0f}/s  relay {row['relay']['rate']:7.0f}/s  "
-                f"ratio {row['ratio']:.2f}"
+                f"ratio {row['ratio']:.2f} / {row['ratio_async']:.2f}"
             )
     finally:
         server.stop()
@@ -508,6 +530,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
             if "batched" in rounds[0]:
                 summary[part]["batched_rate"] = median([r["batched"]["rate"] for r in rounds])
                 summary[part]["ratio_batched"] = median([r["ratio_batched"] for r in rounds])
+            if "bare_async" in rounds[0]:
+                summary[part]["async_rate"] = median([r["bare_async"]["rate"] for r in rounds])
+                summary[part]["ratio_async"] = median([r["ratio_async"] for r in rounds])
     return summary
 
 
@@ -526,6 +551,11 @@ def render_markdown(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {part}, bare loop flushing every batch | | {fmt_int(s['batched_rate'])} | "
                 f"{fmt_ratio(s['ratio_batched'])} | |"
+            )
+        if "async_rate" in s:
+            lines.append(
+                f"| {part}, bare loop on publish_async | | {fmt_int(s['async_rate'])} | "
+                f"{fmt_ratio(s['ratio_async'])} | |"
             )
     latency = results.get("latency") or {}
     if latency:
