@@ -8,6 +8,7 @@ its own ``nats-server -js``. The relay tests run ``orders_outbox_relay`` subproc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -260,6 +261,63 @@ def test_the_server_killed_and_restarted_between_batches() -> None:
         assert len(stream_messages(server.url, name)) == 4
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def core_subscriber(url: str, subject: str, answer: bytes | None) -> Iterator[None]:
+    """A plain NATS subscriber on ``subject`` (no stream captures it) on a loop of its
+    own: it answers each message with ``answer``, or never when ``None``."""
+    import nats
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def on_message(message: Any) -> None:
+        if answer is not None:
+            await message.respond(answer)
+
+    async def subscribe() -> Any:
+        connection = await nats.connect(url)
+        await connection.subscribe(subject, cb=on_message)
+        await connection.flush()
+        return connection
+
+    connection = asyncio.run_coroutine_threadsafe(subscribe(), loop).result(10)
+    try:
+        yield
+    finally:
+        asyncio.run_coroutine_threadsafe(connection.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_no_acknowledgement_by_the_deadline_is_a_timeout_and_nothing_waits_on(
+    make_publisher: Any, nats_url: str
+) -> None:
+    """Messages delivered, acknowledgements never coming (a subscriber that is not a
+    stream): the batch fails as a timeout at its deadline, then forgets them."""
+    silent = f"silent{uuid.uuid4().hex[:8]}"
+    publisher = make_publisher(subject=f"{silent}.{{type}}", timeout=0.5)
+    with core_subscriber(nats_url, f"{silent}.>", answer=None):
+        started = time.monotonic()
+        results = publisher.publish_batch(sample_batch(3))
+        assert time.monotonic() - started < 0.5 + 1
+    assert {r.reason for r in results if r is not None} == {Reason.TIMEOUT}
+    assert all(r is not None and not r.permanent for r in results)
+    assert publisher._waiting == {}
+
+
+def test_an_answer_that_is_no_pub_ack_is_a_retryable_error(
+    make_publisher: Any, nats_url: str
+) -> None:
+    other = f"other{uuid.uuid4().hex[:8]}"
+    publisher = make_publisher(subject=f"{other}.{{type}}", timeout=3)
+    with core_subscriber(nats_url, f"{other}.>", answer=b"hello"):
+        results = publisher.publish_batch(sample_batch(2))
+    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+    assert "not a JetStream acknowledgement" in str(results[0])
 
 
 @pytest.mark.parametrize(

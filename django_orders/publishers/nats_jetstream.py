@@ -15,12 +15,15 @@ replicas have it). A duplicate acknowledged as such counts as published too.
 How a synchronous relay drives an asyncio client: nats-py is asyncio only, so the publisher
 runs one event loop on a private thread (``django-orders-nats``) for its whole life; the
 connection lives there. :meth:`NatsJetStreamPublisher.publish_batch` hands the batch to that
-loop (``asyncio.run_coroutine_threadsafe``) and blocks on the result. On the loop the
-batch's publishes run concurrently (``asyncio.gather``): every message is written before
-the first acknowledgement is awaited, so a batch costs about one round trip, not one per
-event. What it costs: one thread, and per batch one wake-up of the loop and one of the
-relay's thread (tens of microseconds), next to a coroutine and a reply future per event.
-``asyncio.run()`` per batch would instead open a new connection each time.
+loop (``asyncio.run_coroutine_threadsafe``) and blocks on the result. On the loop every
+message of the batch is written before the first acknowledgement is awaited, so a batch
+costs about one round trip, not one per event. The acknowledgements come back on one reply
+subscription per connection (``<inbox>.*``), each message with a reply subject of its own
+under it — the technique of nats-py's ``publish_async`` — and are matched to their batch
+by that token: per event a dictionary entry, no request, future or timer of its own (about
+half the client's CPU per event of ``js.publish`` per message, docs/benchmarks.md). Per
+batch: one wake-up of the loop and one of the relay's thread. ``asyncio.run()`` per batch
+would instead open a new connection each time.
 
 The timeout is end to end: connecting (when there is no connection) and every
 acknowledgement of the batch share one deadline, enforced on the loop; a batch whose
@@ -33,6 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
+import json
 import logging
 import re
 import string
@@ -54,6 +59,34 @@ CONNECTION_NAME = "django-orders outbox relay"
 SUBJECT_FIELDS = ("type", "tenantid", "subject")
 #: Seconds past a batch's deadline the relay's thread waits for the loop to answer.
 LOOP_GRACE = 1.0
+#: The ``Status`` header of the server's reply to a message nothing subscribes to (NATS
+#: "no responders", ADR-9).
+NO_RESPONDERS = "503"
+#: A message's outcome while it has no answer.
+_NO_ANSWER = object()
+
+
+class _Acks:
+    """The acknowledgements of one batch, on the loop: an outcome per message, set by
+    the reply subscription as they arrive (``None``: acknowledged)."""
+
+    def __init__(self, size: int) -> None:
+        self.outcomes: list[Any] = [_NO_ANSWER] * size
+        self.sent = 0  # messages written and not answered yet
+        self._sending = True
+        self._done = asyncio.get_running_loop().create_future()
+
+    def answered(self, i: int, outcome: BaseException | None) -> None:
+        self.outcomes[i] = outcome
+        self.sent -= 1
+        if not self.sent and not self._sending and not self._done.done():
+            self._done.set_result(None)
+
+    async def all_answered(self) -> None:
+        """Every message is written: wait for the answers still to come."""
+        self._sending = False
+        if self.sent:
+            await self._done
 
 
 class _Batch(InFlight):
@@ -128,6 +161,11 @@ class NatsJetStreamPublisher(Publisher):
         self.timeout = float(timeout)
         self._connect_options = dict(connect_options or {})
         self._connection: Any = None
+        # On the loop: the messages sent and not answered yet (reply token → batch, index)
+        # and the prefix of their reply subjects on the connection.
+        self._waiting: dict[str, tuple[_Acks, int]] = {}
+        self._tokens = itertools.count()
+        self._replies = ""
         self._connecting = asyncio.Lock()  # bound to the loop on first use
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -179,22 +217,31 @@ class NatsJetStreamPublisher(Publisher):
                     f"NATS unavailable: {type(exc).__name__}: {exc}", reason=Reason.UNAVAILABLE
                 )
             return [error for _ in events]
-        jetstream = connection.jetstream()
-        outcomes = await asyncio.gather(
-            *(self._publish_one(jetstream, event, deadline) for event in events),
-            return_exceptions=True,
-        )
-        results: list[PublishError | None] = []
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, PublishError):
-                outcome = self._publish_error(outcome)
-            results.append(outcome)
+        acks = _Acks(len(events))
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                for i, event in enumerate(events):
+                    try:
+                        await self._send(connection, event, acks, i)
+                    except Exception as exc:  # this message only; the batch goes on
+                        acks.outcomes[i] = exc
+                await acks.all_answered()
+        except TimeoutError:
+            # The events without an acknowledgement fail as timeouts (below); an
+            # acknowledgement that comes later finds nobody waiting for it.
+            for token in [t for t, (batch, _) in self._waiting.items() if batch is acks]:
+                del self._waiting[token]
+        no_stream: dict[str, PublishError] = {}  # JetStream asked once per subject
+        results = [await self._result(connection, event, outcome, no_stream)
+                   for event, outcome in zip(events, acks.outcomes, strict=True)]  # fmt: skip
         if any(r is not None and r.reason in (Reason.TIMEOUT, Reason.UNAVAILABLE) for r in results):
             await self._disconnect()  # its state is unknown: the next batch reconnects
         return results
 
-    async def _publish_one(self, jetstream: Any, event: dict[str, Any], deadline: float) -> None:
-        subject = self.subject.format_map({name: event.get(name, "") for name in SUBJECT_FIELDS})
+    async def _send(self, connection: Any, event: dict[str, Any], acks: _Acks, i: int) -> None:
+        """Write the event's message, its ``PubAck`` to come to the connection's reply
+        subscription as ``acks``'s ``i``-th."""
+        subject = self._subject(event)
         if not _valid_subject(subject):
             raise PublishError(
                 f"NATS subject {subject!r} (from {self.subject!r}) is not a valid subject",
@@ -205,15 +252,75 @@ class NatsJetStreamPublisher(Publisher):
             "Content-Type": CONTENT_TYPE,
             **trace_headers(event),
         }
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise self._errors.TimeoutError
+        if self.stream is not None:
+            headers["Nats-Expected-Stream"] = self.stream
+        payload = serialize(event)
+        token = str(next(self._tokens))
+        self._waiting[token] = (acks, i)
+        acks.sent += 1
         try:
-            await jetstream.publish(
-                subject, serialize(event), timeout=left, stream=self.stream, headers=headers
-            )
-        except self._js_errors.NoStreamResponseError:
-            raise await self._no_stream(jetstream, subject) from None
+            await connection.publish(subject, payload, reply=self._replies + token, headers=headers)
+        except BaseException:
+            del self._waiting[token]
+            acks.sent -= 1
+            raise
+
+    async def _on_reply(self, message: Any) -> None:
+        """A reply to a message of ours: JetStream's ``PubAck`` (or its error), or the
+        server's "no responders" when nothing captures the subject."""
+        entry = self._waiting.pop(message.subject.rpartition(".")[2], None)
+        if entry is None:
+            return  # its batch gave up at its deadline
+        acks, i = entry
+        outcome: BaseException | None
+        if message.headers and message.headers.get("Status") == NO_RESPONDERS:
+            outcome = self._js_errors.NoStreamResponseError()
+        else:
+            try:
+                reply = json.loads(message.data)
+                error = reply.get("error")
+                if error is None and "stream" not in reply:
+                    raise ValueError
+            except (ValueError, AttributeError):
+                outcome = self._errors.Error(
+                    f"not a JetStream acknowledgement: {message.data[:200]!r}"
+                )
+            else:
+                outcome = None if error is None else self._api_error(error)
+        acks.answered(i, outcome)
+
+    def _api_error(self, error: dict[str, Any]) -> BaseException:
+        """nats-py's exception for JetStream's error (``APIError.from_error`` raises it)."""
+        try:
+            self._js_errors.APIError.from_error(error)
+        except self._js_errors.APIError as exc:
+            return exc
+        return self._js_errors.APIError(**error)  # pragma: no cover - it always raises
+
+    async def _result(
+        self,
+        connection: Any,
+        event: dict[str, Any],
+        outcome: Any,
+        no_stream: dict[str, PublishError],
+    ) -> PublishError | None:
+        """The event's result from its outcome: ``None`` (acknowledged), no answer by the
+        deadline (a timeout), or what went wrong."""
+        if outcome is None:
+            return None
+        if outcome is _NO_ANSWER:
+            outcome = TimeoutError()
+        if isinstance(outcome, PublishError):
+            return outcome
+        if isinstance(outcome, self._js_errors.NoStreamResponseError):
+            subject = self._subject(event)
+            if subject not in no_stream:
+                no_stream[subject] = await self._no_stream(connection, subject)
+            return no_stream[subject]
+        return self._publish_error(outcome)
+
+    def _subject(self, event: dict[str, Any]) -> str:
+        return self.subject.format_map({name: event.get(name, "") for name in SUBJECT_FIELDS})
 
     def _publish_error(self, exc: BaseException) -> PublishError:
         """The :class:`PublishError` for what ``publish()`` raised."""
@@ -241,12 +348,12 @@ class NatsJetStreamPublisher(Publisher):
             return PublishError(f"NATS unavailable: {text}", reason=Reason.UNAVAILABLE)
         raise exc
 
-    async def _no_stream(self, jetstream: Any, subject: str) -> PublishError:
+    async def _no_stream(self, connection: Any, subject: str) -> PublishError:
         """Nobody answered a publish: permanent when JetStream says no stream captures
         the subject; transient when JetStream itself did not answer (not ready yet after a
         restart, a stream's leader being elected)."""
         try:
-            await jetstream.find_stream_name_by_subject(subject)
+            await connection.jetstream().find_stream_name_by_subject(subject)
         except self._js_errors.NotFoundError:
             return PublishError(
                 f"NATS JetStream has no stream for subject {subject!r}", permanent=True
@@ -301,6 +408,13 @@ class NatsJetStreamPublisher(Publisher):
             # its half-open socket unless it is closed.
             await self._close(client)
             raise
+        # One reply subscription for every message's PubAck, each message's own reply
+        # subject under it: nats-py's request() per message would make a future, a
+        # timer task and a PubAck object for each (publish_async is the same technique,
+        # but leaves its future pending forever on a JetStream error: nats.py#985).
+        replies = client.new_inbox()
+        await client.subscribe(f"{replies}.*", cb=self._on_reply)
+        self._replies = f"{replies}."
         self._connection = client
         return client
 
