@@ -309,12 +309,13 @@ def test_no_acknowledgement_by_the_deadline_is_a_timeout_and_nothing_waits_on(
     assert publisher._waiting == {}
 
 
+@pytest.mark.parametrize("answer", [b"hello", b"[1]", b'{"seq": 1}', b'{"error": "no"}'])
 def test_an_answer_that_is_no_pub_ack_is_a_retryable_error(
-    make_publisher: Any, nats_url: str
+    make_publisher: Any, nats_url: str, answer: bytes
 ) -> None:
     other = f"other{uuid.uuid4().hex[:8]}"
     publisher = make_publisher(subject=f"{other}.{{type}}", timeout=3)
-    with core_subscriber(nats_url, f"{other}.>", answer=b"hello"):
+    with core_subscriber(nats_url, f"{other}.>", answer=answer):
         results = publisher.publish_batch(sample_batch(2))
     assert all(isinstance(r, PublishError) and not r.permanent for r in results)
     assert "not a JetStream acknowledgement" in str(results[0])

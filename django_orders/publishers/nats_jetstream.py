@@ -59,8 +59,8 @@ CONNECTION_NAME = "django-orders outbox relay"
 SUBJECT_FIELDS = ("type", "tenantid", "subject")
 #: Seconds past a batch's deadline the relay's thread waits for the loop to answer.
 LOOP_GRACE = 1.0
-#: The ``Status`` header of the server's reply to a message nothing subscribes to (NATS
-#: "no responders", ADR-9).
+#: The ``Status`` header of the server's reply to a message nothing subscribes to (the
+#: "no responders" status a client asks for with headers on).
 NO_RESPONDERS = "503"
 #: A message's outcome while it has no answer.
 _NO_ANSWER = object()
@@ -289,13 +289,16 @@ class NatsJetStreamPublisher(Publisher):
                 outcome = None if error is None else self._api_error(error)
         acks.answered(i, outcome)
 
-    def _api_error(self, error: dict[str, Any]) -> BaseException:
-        """nats-py's exception for JetStream's error (``APIError.from_error`` raises it)."""
+    def _api_error(self, error: Any) -> BaseException:
+        """nats-py's exception for JetStream's error (``APIError.from_error`` raises it);
+        an error that is not JetStream's shape, as a reply that is no acknowledgement."""
         try:
             self._js_errors.APIError.from_error(error)
         except self._js_errors.APIError as exc:
             return exc
-        return self._js_errors.APIError(**error)  # pragma: no cover - it always raises
+        except (KeyError, TypeError):
+            pass
+        return self._errors.Error(f"not a JetStream acknowledgement: error {error!r}")
 
     async def _result(
         self,
