@@ -131,6 +131,9 @@ def broker_part(args: Any, name: str, backends: Backends) -> list[dict[str, Any]
             "bare loop": (topic, lambda events, t: brokers.bare_kafka(server.bootstrap, t, events)),
             "bare loop, flush per batch": (topic, lambda events, t: brokers.bare_kafka(
                 server.bootstrap, t, events, args.batch_size)),
+            # The producer started first (one record out of the time), as the relay's is.
+            "bare loop, started first": (topic, lambda events, t: brokers.bare_kafka(
+                server.bootstrap, t, events, warm=True)),
         }  # fmt: skip
     else:
         bare = {

@@ -266,13 +266,24 @@ def wait_published(count: int, timeout: float) -> float:
 
 
 def relay_throughput(
-    args: argparse.Namespace, publisher: str, options: dict[str, Any], *, relays: int = 1
+    args: argparse.Namespace,
+    publisher: str,
+    options: dict[str, Any],
+    *,
+    relays: int = 1,
+    warm_up: bool = False,
 ) -> dict[str, Any]:
+    """``args.events`` events committed at once, drained by ``relays`` relay processes
+    started just before; with ``warm_up``, one event is published first (not timed): the
+    clients' start-up (connections, the Kafka producer id) stays out of the time."""
     truncate_outbox()
     procs = start_relays(
         relays, publisher, options, batch_size=args.batch_size, observe=args.observe
     )
     try:
+        if warm_up:
+            insert_events(1, analyze=False)
+            wait_published(1, timeout=30)
         committed = insert_events(args.events, traced=args.observe)
         last = wait_published(args.events, timeout=max(120, args.events / 100))
     finally:
