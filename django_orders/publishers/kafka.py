@@ -54,14 +54,16 @@ REQUIRED = {"enable.idempotence": True, "acks": "all"}
 #: reports: librdkafka times records out on its own timer, a little after the deadline.
 REPORT_GRACE = 1.0
 #: librdkafka's ``linger.ms``: how long a record may wait for more to share its request.
-#: It only has to cover the ``produce()`` calls of one batch (~20 µs each): while the
+#: It only has to cover the ``produce()`` calls of one batch (~20 µs each): when the
 #: relay waits for a batch, :meth:`_Batch.wait` sends what is queued (``flush()``
 #: overrides ``linger.ms`` for as long as it runs, librdkafka ≥ 1.8).
 LINGER_MS = 5
-#: Seconds of one ``flush()`` call in :meth:`_Batch.wait` (``flush()`` sends every queued
-#: record at once, linger or not, and returns when all of them are reported — the next
-#: batch's too — or after this long).
+#: Seconds of a ``flush()`` that sends what is queued (:meth:`_Batch.send_now`). It
+#: returns when every record of the producer is reported — the next batch's too — or
+#: after this long: it only has to last until librdkafka's threads have seen it.
 SEND_NOW = 0.001
+#: Seconds without a delivery report after which :meth:`_Batch.wait` sends again.
+SEND_AGAIN = 0.05
 #: Broker answers that will be the same on a retry: the event is parked as dead.
 PERMANENT_ERRORS = frozenset(
     {
@@ -355,8 +357,9 @@ class _Batch(InFlight):
             self._results[index] = result
 
     def send_now(self) -> None:
-        """Serve delivery reports for up to :data:`SEND_NOW` seconds, with ``flush()``:
-        for as long as it runs, librdkafka sends every queued record without lingering."""
+        """While a record of this batch is unreported, ``flush()`` for at most
+        :data:`SEND_NOW` seconds: for as long as it runs, librdkafka sends every queued
+        record without lingering (and serves reports)."""
         left = self._deadline + REPORT_GRACE - time.monotonic()
         if self._pending and left > 0:
             self._producer.flush(min(left, SEND_NOW))
@@ -365,14 +368,18 @@ class _Batch(InFlight):
         """Serve delivery reports (this batch's and any other's) until every record of
         this batch has one; librdkafka sends each by ``message.timeout.ms``.
 
-        In short ``flush()`` calls rather than ``poll()``: while the relay waits, nothing
-        lingers — this batch's records, the next batch's (produced meanwhile), records
-        that could not go yet (the producer's start-up, a retry) are sent as soon as
-        they can be. ``flush()`` returns when every record of the producer is reported,
-        the next batch's too: in slices, it is back within :data:`SEND_NOW` of this
-        batch's last report."""
-        while self._pending and self._deadline + REPORT_GRACE > time.monotonic():
-            self.send_now()
+        Nothing waited for lingers: first :meth:`send_now` sends this batch's records if
+        they still wait, and the next batch's, produced meanwhile; then ``poll()`` serves
+        the reports, and after :data:`SEND_AGAIN` seconds with none, :meth:`send_now`
+        again — for records that could not go at the first one (the producer still
+        starting, a retry)."""
+        self.send_now()
+        while self._pending:
+            left = self._deadline + REPORT_GRACE - time.monotonic()
+            if left <= 0:
+                break
+            if not self._producer.poll(min(left, SEND_AGAIN)):
+                self.send_now()
         for index in list(self._pending):  # pragma: no cover - librdkafka missed its timer
             self.settle(
                 index,
