@@ -18,8 +18,11 @@ event twice: consumers dedupe on the CloudEvent ``id``, as with every publisher.
 
 A batch is handed to librdkafka at once (``produce()`` only queues a record) and its
 delivery reports come back as the broker answers, so the records of a batch are in flight
-together. :meth:`KafkaPublisher.start_batch` returns at once; two batches may be in flight
-(:attr:`KafkaPublisher.max_batches_in_flight`). The timeout is end to end without a
+together. While a batch is being produced its records linger (``linger.ms`` 5), so that it
+goes in one produce request per partition rather than a few records a request; when the
+relay waits for a batch, a short ``flush()`` sends whatever lingers at once.
+:meth:`KafkaPublisher.start_batch` returns at once (within a millisecond); two batches may
+be in flight (:attr:`KafkaPublisher.max_batches_in_flight`). The timeout is end to end without a
 watchdog thread: librdkafka's ``message.timeout.ms`` (set to the publisher's ``timeout``)
 bounds each record from ``produce()`` to its delivery report, however the broker answers —
 slowly, partially or not at all — and reports the record as timed out then.
@@ -112,7 +115,8 @@ class KafkaPublisher(Publisher):
     - ``config``: librdkafka properties passed to the producer as they are, e.g. the
       security ones (``security.protocol``, ``sasl.mechanism``, ``sasl.username``,
       ``sasl.password``, ``ssl.ca.location``, …), ``compression.type`` or ``linger.ms``
-      [none]. ``enable.idempotence`` and ``acks=all`` cannot be turned off.
+      (5 here; it only holds a batch while it is being produced) [none].
+      ``enable.idempotence`` and ``acks=all`` cannot be turned off.
     """
 
     max_batches_in_flight = 2
