@@ -45,6 +45,7 @@ from tests.relay_runs import (
     relay_once,
     relays,
 )
+from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
 
 pytest.importorskip("nats")
@@ -263,6 +264,88 @@ def test_the_server_killed_and_restarted_between_batches() -> None:
         server.close()
 
 
+def test_a_batch_that_gives_up_on_a_lost_connection_leaves_the_new_one_alone(
+    make_publisher: Any, nats_url: str, stream: str
+) -> None:
+    """Batch A's connection is cut while its acknowledgements are on the way; the next
+    batch connects anew. When A gives up at its deadline it drops its own connection, not
+    the new one another batch is still waiting on."""
+    host, port = nats_url.rpartition("/")[2].split(":")
+    proxy = TcpProxy((host, int(port)))
+    try:
+        publisher = make_publisher(servers=f"nats://127.0.0.1:{proxy.port}", timeout=2)
+        assert publisher.publish_batch(sample_batch(1)) == [None]
+        stored = 1
+
+        def stored_in_stream(count: int) -> Callable[[], bool]:
+            return lambda: len(stream_messages(nats_url, stream)) == count
+
+        proxy.replies.clear()  # the server's answers held: acknowledgements on the way
+        first = publisher.start_batch(sample_batch(3))
+        stored += 3
+        wait_until(stored_in_stream(stored), 10, "the first batch stored")
+        lost = publisher._connection
+        proxy.cut()
+        wait_until(lambda: not lost.is_connected, 10, "the client saw its connection cut")
+        assert publisher.publish_batch(sample_batch(1)) == [None]  # a new connection
+        stored += 1
+        proxy.replies.clear()
+        later = publisher.start_batch(sample_batch(3))
+        stored += 3
+        wait_until(stored_in_stream(stored), 10, "the later batch stored")
+
+        assert {r.reason for r in first.wait() if r is not None} == {Reason.TIMEOUT}
+        proxy.replies.set()
+        assert later.wait() == [None] * 3
+    finally:
+        proxy.close()
+
+
+def padded(events: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """``events`` with ``size`` more bytes of data each."""
+    return [{**e, "data": {**e["data"], "note": "x" * size}} for e in events]
+
+
+def test_a_server_paused_mid_batch_costs_the_batch_its_deadline_and_no_more() -> None:
+    """SIGSTOP: the server reads nothing. A batch bigger than the socket buffers and
+    nats-py's own (2 MB) blocks ``publish()`` in a forced flush, where nats-py swallows the
+    cancellation of the batch's deadline (``Client._flush_pending``), and closing the
+    connection waits for a socket nobody reads: each batch still ends at its deadline,
+    leaves no message waiting and drops the connection; resumed, the next batch goes
+    through."""
+    server = NatsServer()
+    server.start()
+    try:
+        prefix = f"test{uuid.uuid4().hex[:8]}"
+        create_stream(server.url, [f"{prefix}.>"])
+        publisher = NatsJetStreamPublisher(
+            servers=server.url, subject=f"{prefix}.{{type}}", timeout=1
+        )
+        try:
+            assert publisher.publish_batch(sample_batch(1)) == [None]
+            events = padded(sample_batch(2000), 4000)  # ~9 MB
+            server.pause()
+            try:
+                for _ in range(2):
+                    started = time.monotonic()
+                    results = publisher.publish_batch(events)
+                    assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
+                    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+                    assert {r.reason for r in results if r is not None} <= {
+                        Reason.TIMEOUT,
+                        Reason.UNAVAILABLE,
+                    }
+                    assert publisher._waiting == {}
+                    assert publisher._connection is None
+            finally:
+                server.resume()
+            assert publisher.publish_batch(events[:10]) == [None] * 10
+        finally:
+            publisher.close()
+    finally:
+        server.close()
+
+
 @contextlib.contextmanager
 def core_subscriber(url: str, subject: str, answer: bytes | None) -> Iterator[None]:
     """A plain NATS subscriber on ``subject`` (no stream captures it) on a loop of its
@@ -309,7 +392,9 @@ def test_no_acknowledgement_by_the_deadline_is_a_timeout_and_nothing_waits_on(
     assert publisher._waiting == {}
 
 
-@pytest.mark.parametrize("answer", [b"hello", b"[1]", b'{"seq": 1}', b'{"error": "no"}'])
+@pytest.mark.parametrize(
+    "answer", [b"hello", b"[1]", b'{"seq": 1}', b'{"error": "no"}', b"[" * 100_000]
+)
 def test_an_answer_that_is_no_pub_ack_is_a_retryable_error(
     make_publisher: Any, nats_url: str, answer: bytes
 ) -> None:
@@ -319,6 +404,30 @@ def test_an_answer_that_is_no_pub_ack_is_a_retryable_error(
         results = publisher.publish_batch(sample_batch(2))
     assert all(isinstance(r, PublishError) and not r.permanent for r in results)
     assert "not a JetStream acknowledgement" in str(results[0])
+
+
+def test_asking_jetstream_for_the_stream_keeps_the_batchs_deadline() -> None:
+    """No responders for the message, and JetStream's API does not answer the question
+    which stream captures the subject (a plain server with a subscriber on the API that
+    never answers, as a JetStream electing its leader): the batch still ends at its
+    deadline, retryable."""
+    server = NatsServer(jetstream=False)
+    server.start()
+    try:
+        publisher = NatsJetStreamPublisher(
+            servers=server.url, subject=f"nostream{uuid.uuid4().hex[:8]}.{{type}}", timeout=1
+        )
+        try:
+            with core_subscriber(server.url, "$JS.API.>", answer=None):
+                started = time.monotonic()
+                results = publisher.publish_batch(sample_batch(2))
+                assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
+            assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+            assert "did not answer" in str(results[0])
+        finally:
+            publisher.close()
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize(
