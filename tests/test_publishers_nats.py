@@ -34,7 +34,9 @@ from tests.nats_server import (
     create_stream,
     delete_stream,
     machine_nats,
+    run,
     stream_messages,
+    with_jetstream,
 )
 from tests.outbox_rows import bulk_events
 from tests.relay_runs import (
@@ -203,6 +205,37 @@ def test_another_stream_than_the_one_expected_is_a_permanent_error(
 
     assert all(isinstance(r, PublishError) and r.permanent for r in results)
     assert "expected stream" in str(results[0]).lower()
+
+
+def test_a_batch_some_of_whose_messages_the_stream_refuses_answers_each_its_own(
+    nats_url: str, prefix: str
+) -> None:
+    """JetStream refuses some messages of a batch (too large for the stream) and stores
+    the others, already stored ones acknowledged as duplicates: each event gets its own
+    answer, none another's."""
+
+    async def create(connection: Any, jetstream: Any) -> None:
+        await jetstream.add_stream(name=name, subjects=[f"{prefix}.>"], max_msg_size=4000)
+
+    name = f"TEST_{uuid.uuid4().hex[:12]}"
+    run(with_jetstream(nats_url, create))
+    try:
+        events = sample_batch(12)
+        events[3:9:2] = padded(events[3:9:2], 5000)  # 3, 5, 7: too large
+        publisher = NatsJetStreamPublisher(servers=nats_url, subject=f"{prefix}.{{type}}")
+        try:
+            assert publisher.publish_batch(events[:2]) == [None, None]
+            results = publisher.publish_batch(events)
+        finally:
+            publisher.close()
+
+        refused = [i for i, r in enumerate(results) if r is not None]
+        assert refused == [3, 5, 7]
+        assert all(isinstance(results[i], PublishError) and results[i].permanent for i in refused)
+        stored = [m.headers["Nats-Msg-Id"] for m in stream_messages(nats_url, name)]
+        assert stored == [e["id"] for i, e in enumerate(events) if i not in refused]
+    finally:
+        delete_stream(nats_url, name)
 
 
 def test_an_invalid_subject_is_a_permanent_error(make_publisher: Any, prefix: str) -> None:
