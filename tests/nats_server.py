@@ -142,9 +142,14 @@ class NatsServer:
         return "Server is ready" in (self.store / "server.log").read_text()
 
     def pause(self) -> None:
-        """SIGSTOP: connections stay open, the server reads and answers nothing."""
+        """SIGSTOP: connections stay open, the server reads and answers nothing (once
+        this returns: the signal takes effect asynchronously)."""
+        from tests.relay_runs import is_stopped
+
         assert self.proc is not None
         self.proc.send_signal(signal.SIGSTOP)
+        pid = self.proc.pid
+        wait_until(lambda: is_stopped(pid), 10, f"nats-server {pid} stopped")
 
     def resume(self) -> None:
         assert self.proc is not None

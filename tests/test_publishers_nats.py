@@ -297,6 +297,38 @@ def test_the_server_killed_and_restarted_between_batches() -> None:
         server.close()
 
 
+def test_the_server_killed_with_two_batches_waiting_for_acknowledgements() -> None:
+    """Paused, then killed: the two batches in flight never get their acknowledgements.
+    Each fails, retryable, by its deadline, leaves nothing waiting, and the server started
+    again takes the next batch on a new connection."""
+    server = NatsServer()
+    server.start()
+    try:
+        prefix = f"test{uuid.uuid4().hex[:8]}"
+        name = create_stream(server.url, [f"{prefix}.>"])
+        publisher = NatsJetStreamPublisher(
+            servers=server.url, subject=f"{prefix}.{{type}}", timeout=1
+        )
+        try:
+            assert publisher.publish_batch(sample_batch(2)) == [None, None]
+            server.pause()
+            started = time.monotonic()
+            in_flight = [publisher.start_batch(sample_batch(5)) for _ in range(2)]
+            server.kill()
+            for batch in in_flight:
+                results = batch.wait()
+                assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+            assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
+            assert publisher._waiting == {}
+            server.start()
+            assert publisher.publish_batch(sample_batch(3)) == [None] * 3
+        finally:
+            publisher.close()
+        assert len(stream_messages(server.url, name)) == 2 + 3
+    finally:
+        server.close()
+
+
 def test_a_batch_that_gives_up_on_a_lost_connection_leaves_the_new_one_alone(
     make_publisher: Any, nats_url: str, stream: str
 ) -> None:
