@@ -274,59 +274,55 @@ def test_a_server_that_never_answers_costs_one_timeout() -> None:
     assert nats_threads() == []
 
 
-def test_the_server_killed_and_restarted_between_batches() -> None:
+@contextlib.contextmanager
+def own_server(timeout: float) -> Iterator[tuple[NatsServer, NatsJetStreamPublisher, str]]:
+    """A ``nats-server -js`` of the test's own with a stream, and a publisher to it
+    (closed when the block ends, before the server)."""
     server = NatsServer()
     server.start()
     try:
         prefix = f"test{uuid.uuid4().hex[:8]}"
         name = create_stream(server.url, [f"{prefix}.>"])
         publisher = NatsJetStreamPublisher(
-            servers=server.url, subject=f"{prefix}.{{type}}", timeout=2
+            servers=server.url, subject=f"{prefix}.{{type}}", timeout=timeout
         )
         try:
-            assert publisher.publish_batch(sample_batch(2)) == [None, None]
-            server.kill()
-            down = publisher.publish_batch(sample_batch(2))
-            assert all(isinstance(r, PublishError) and not r.permanent for r in down)
-            server.start()
-            assert publisher.publish_batch(sample_batch(2)) == [None, None]
+            yield server, publisher, name
         finally:
             publisher.close()
-        assert len(stream_messages(server.url, name)) == 4
     finally:
         server.close()
+
+
+def test_the_server_killed_and_restarted_between_batches() -> None:
+    with own_server(timeout=2) as (server, publisher, name):
+        assert publisher.publish_batch(sample_batch(2)) == [None, None]
+        server.kill()
+        down = publisher.publish_batch(sample_batch(2))
+        assert all(isinstance(r, PublishError) and not r.permanent for r in down)
+        server.start()
+        assert publisher.publish_batch(sample_batch(2)) == [None, None]
+        assert len(stream_messages(server.url, name)) == 4
 
 
 def test_the_server_killed_with_two_batches_waiting_for_acknowledgements() -> None:
     """Paused, then killed: the two batches in flight never get their acknowledgements.
     Each fails, retryable, by its deadline, leaves nothing waiting, and the server started
     again takes the next batch on a new connection."""
-    server = NatsServer()
-    server.start()
-    try:
-        prefix = f"test{uuid.uuid4().hex[:8]}"
-        name = create_stream(server.url, [f"{prefix}.>"])
-        publisher = NatsJetStreamPublisher(
-            servers=server.url, subject=f"{prefix}.{{type}}", timeout=1
-        )
-        try:
-            assert publisher.publish_batch(sample_batch(2)) == [None, None]
-            server.pause()
-            started = time.monotonic()
-            in_flight = [publisher.start_batch(sample_batch(5)) for _ in range(2)]
-            server.kill()
-            for batch in in_flight:
-                results = batch.wait()
-                assert all(isinstance(r, PublishError) and not r.permanent for r in results)
-            assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
-            assert publisher._waiting == {}
-            server.start()
-            assert publisher.publish_batch(sample_batch(3)) == [None] * 3
-        finally:
-            publisher.close()
+    with own_server(timeout=1) as (server, publisher, name):
+        assert publisher.publish_batch(sample_batch(2)) == [None, None]
+        server.pause()
+        started = time.monotonic()
+        in_flight = [publisher.start_batch(sample_batch(5)) for _ in range(2)]
+        server.kill()
+        for batch in in_flight:
+            results = batch.wait()
+            assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+        assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
+        assert publisher._waiting == {}
+        server.start()
+        assert publisher.publish_batch(sample_batch(3)) == [None] * 3
         assert len(stream_messages(server.url, name)) == 2 + 3
-    finally:
-        server.close()
 
 
 def test_a_batch_that_gives_up_on_a_lost_connection_leaves_the_new_one_alone(
@@ -378,37 +374,25 @@ def test_a_server_paused_mid_batch_costs_the_batch_its_deadline_and_no_more() ->
     connection waits for a socket nobody reads: each batch still ends at its deadline,
     leaves no message waiting and drops the connection; resumed, the next batch goes
     through."""
-    server = NatsServer()
-    server.start()
-    try:
-        prefix = f"test{uuid.uuid4().hex[:8]}"
-        create_stream(server.url, [f"{prefix}.>"])
-        publisher = NatsJetStreamPublisher(
-            servers=server.url, subject=f"{prefix}.{{type}}", timeout=1
-        )
+    with own_server(timeout=1) as (server, publisher, _):
+        assert publisher.publish_batch(sample_batch(1)) == [None]
+        events = padded(sample_batch(2000), 4000)  # ~9 MB
+        server.pause()
         try:
-            assert publisher.publish_batch(sample_batch(1)) == [None]
-            events = padded(sample_batch(2000), 4000)  # ~9 MB
-            server.pause()
-            try:
-                for _ in range(2):
-                    started = time.monotonic()
-                    results = publisher.publish_batch(events)
-                    assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
-                    assert all(isinstance(r, PublishError) and not r.permanent for r in results)
-                    assert {r.reason for r in results if r is not None} <= {
-                        Reason.TIMEOUT,
-                        Reason.UNAVAILABLE,
-                    }
-                    assert publisher._waiting == {}
-                    assert publisher._connection is None
-            finally:
-                server.resume()
-            assert publisher.publish_batch(events[:10]) == [None] * 10
+            for _ in range(2):
+                started = time.monotonic()
+                results = publisher.publish_batch(events)
+                assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
+                assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+                assert {r.reason for r in results if r is not None} <= {
+                    Reason.TIMEOUT,
+                    Reason.UNAVAILABLE,
+                }
+                assert publisher._waiting == {}
+                assert publisher._connection is None
         finally:
-            publisher.close()
-    finally:
-        server.close()
+            server.resume()
+        assert publisher.publish_batch(events[:10]) == [None] * 10
 
 
 @contextlib.contextmanager
