@@ -351,9 +351,11 @@ def test_a_batch_that_gives_up_on_a_lost_connection_leaves_the_new_one_alone(
         assert publisher.publish_batch(sample_batch(1)) == [None]  # a new connection
         stored += 1
         proxy.replies.clear()
+        publisher.timeout = 10  # the later batch's deadline well after the first one's
         later = publisher.start_batch(sample_batch(3))
         stored += 3
         wait_until(stored_in_stream(stored), 10, "the later batch stored")
+        assert not first._future.done()  # type: ignore[attr-defined]
 
         assert {r.reason for r in first.wait() if r is not None} == {Reason.TIMEOUT}
         proxy.replies.set()
