@@ -31,7 +31,8 @@ acknowledgements are not all in by then fails as a timeout (the messages that di
 are de-duplicated by their ``Nats-Msg-Id`` when the relay sends them again). Needs the
 ``nats`` extra (nats-py).
 
-One module, past 400 lines, on purpose: the event loop's thread, the connection, the
+One module past 400 lines, and :class:`NatsJetStreamPublisher` with more methods than a
+class here usually has, on purpose: the event loop's thread, the connection, the
 acknowledgements' subscription and the deadline are one publisher's policy, each piece
 there because of the others (a batch that gives up must drop its tokens and its own
 connection); a reader checking what a lost acknowledgement or a stalled server leads to
