@@ -56,7 +56,8 @@ services:
 # Run again on psycopg2 (psycopg 3 is what Django picks when both are installed): the HTTP
 # API's tests, where the two drivers fail differently on bad input.
 PSYCOPG2_TESTS := tests/test_malformed.py tests/test_idempotency.py tests/test_api_create.py \
-	tests/test_api_get.py tests/test_api_transitions.py tests/test_list.py
+	tests/test_api_get.py tests/test_api_transitions.py tests/test_list.py \
+	tests/test_transition_fast_path.py
 
 test: $(VENV)/.installed-dev
 	@bash scripts/ensure-services.sh $(if $(filter sqlite,$(DB)),,postgres) rabbitmq redis nats

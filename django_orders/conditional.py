@@ -31,6 +31,7 @@ __all__ = [
     "EntityTag",
     "etag",
     "evaluate_if_match",
+    "if_match_version",
     "if_none_match_matches",
     "parse_entity_tags",
 ]
@@ -44,6 +45,8 @@ __all__ = [
 # commas, they are scanned element by element.
 _ELEMENT = re.compile(r'(?P<weak>W/)?"(?P<opaque>[\x21\x23-\x7e\x80-\xff]*)"|(?P<bare>[0-9]+)')
 _OWS = " \t"  # RFC 9110 §5.6.3: OWS = *( SP / HTAB )
+#: The largest version an order can have (``version`` is an SQL ``integer``).
+MAX_VERSION = 2**31 - 1
 
 
 class EntityTag(NamedTuple):
@@ -155,6 +158,25 @@ def version_mismatch(current_version: int, detail: str | None = None) -> Problem
         headers={"ETag": etag(current_version)},
         currentVersion=current_version,
     )
+
+
+def if_match_version(header_value: str | None) -> int | None:
+    """The version ``If-Match`` names when it is one strong entity-tag of a version
+    (``"3"``, or the bare ``3``): the one version :func:`evaluate_if_match` lets through,
+    for a write made conditional on it (``UPDATE … WHERE version = %s``). ``None`` for
+    anything else — missing, ``*``, weak, several tags, malformed, not a version's text
+    (``"03"`` matches no version) —, which :func:`evaluate_if_match` then answers."""
+    if header_value is None:
+        return None
+    tags = parse_entity_tags(header_value)
+    if tags is None or len(tags) != 1 or tags[0].weak:
+        return None
+    opaque = tags[0].opaque
+    # ASCII digits without a leading zero, in the range of a version (an SQL integer).
+    if not (opaque.isascii() and opaque.isdigit()) or opaque[0] == "0" or len(opaque) > 10:
+        return None
+    version = int(opaque)
+    return version if version <= MAX_VERSION else None
 
 
 def if_none_match_matches(header_value: str | None, current_version: int) -> bool:

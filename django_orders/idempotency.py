@@ -30,7 +30,9 @@ How it works, in one database transaction per request:
    (docs/benchmarks.md, Finding 14). When that statement is all the request writes and
    nothing after it can change the answer (``writes_in_one_statement()``), it runs
    without a transaction of its own: it is atomic by itself. The transaction opens only
-   if the key was there.
+   if the key was there. A request without a key whose handler's writes are one
+   statement (the package's transitions with a single strong ``If-Match``) likewise runs
+   without one (docs/benchmarks.md, Finding 16).
 4. A non-2xx answer or an exception rolls the transaction back: no key, no side effect, so
    the client fixes the request and retries with the same key.
 
@@ -194,7 +196,8 @@ class IdempotencyMixin:
     Put it first in the bases: ``class MyView(IdempotencyMixin, TenantScopedMixin,
     APIView)``. Every unsafe request the view handles runs in one database transaction
     that is rolled back unless the answer is 2xx; the handler may use ``select_for_update``
-    and rely on it. Keys are scoped by tenant (``request.tenant_id``, set by
+    and rely on it (unless it says its writes are one statement:
+    :meth:`writes_in_one_statement`). Keys are scoped by tenant (``request.tenant_id``, set by
     :class:`~django_orders.tenancy.TenantScopedMixin`). ``idempotency_key_required`` is
     ``None`` to follow the ``IDEMPOTENCY_KEY_REQUIRED`` setting, or a boolean.
     """
@@ -236,9 +239,10 @@ class IdempotencyMixin:
             and not _RECENT_KEYS.seen((tenant_id, key))
             and self.defers_idempotency_claim(request, using)
         )
-        # One statement needs no transaction of its own (docs/benchmarks.md, Finding 14).
+        # One statement needs no transaction of its own (docs/benchmarks.md, Findings 14
+        # and 16): a deferred claim's, or the handler's own when there is no key to claim.
         one_statement = (
-            deferred
+            (deferred or key is None)
             and self.writes_in_one_statement(request, using)
             and not connections[using].in_atomic_block
         )
@@ -331,11 +335,15 @@ class IdempotencyMixin:
         return False
 
     def writes_in_one_statement(self, request: Request, using: str) -> bool:
-        """Whether, when the claim is deferred, the handler's writes are the claim's one
-        statement and nothing after it can answer otherwise than 2xx: then no transaction
-        is opened for them (one statement is atomic by itself) unless the key turns out
-        to be there. ``False`` here; never inside an open transaction
-        (``ATOMIC_REQUESTS``, row-level security's), whose savepoint is kept."""
+        """Whether the handler's writes for this request are one statement, and nothing
+        after it can answer otherwise than 2xx: then no transaction is opened for them
+        (one statement is atomic by itself). Asked when the claim is deferred — the
+        writes are then the claim's statement, and the transaction opens if the key
+        turns out to be there — and when the request has no key: a handler saying yes
+        then opens any transaction it needs itself (the transitions' conditional
+        statement, whose no-match takes the locked path). ``False`` here; never inside an
+        open transaction (``ATOMIC_REQUESTS``, row-level security's), whose savepoint is
+        kept."""
         return False
 
     def claim_statement(self, response: Any) -> sql.KeyClaim:

@@ -6,7 +6,10 @@ calls and back; they hold no rules of their own.
 
 The transitions work on an order locked with :func:`get_order_for_update`, inside a
 transaction: the lock is what makes "check the version, then write" atomic, so of N
-concurrent confirms with the same ``If-Match`` exactly one succeeds.
+concurrent confirms with the same ``If-Match`` exactly one succeeds. Where nothing of the
+host's runs, :func:`confirm_if_current` and :func:`close_if_current` make the same change
+in one statement conditional on the version and status instead (the database makes the
+check and the write one), and say when they changed nothing.
 
 Host extensions (docs/guide/extending.md): the functions take the values of the host's own
 order fields as keyword arguments, and run the host's rules (the ``ORDER_RULES`` setting)
@@ -249,6 +252,68 @@ def close_order(order: AbstractOrder, *, context: Mapping[str, Any] | None = Non
     )
 
 
+def confirm_if_current(
+    tenant_id: str, order_id: uuid.UUID, version: int, *, total_cents: int
+) -> AbstractOrder | None:
+    """draft → confirmed, setting ``totalCents``, if the tenant's order ``order_id`` is a
+    draft at ``version``: one conditional statement, no lock held beyond it
+    (:func:`django_orders.sql.update_if_current`). The confirmed order, or ``None`` when it
+    is not such a draft (missing, another version, another status): then nothing was
+    written, and :func:`confirm_order` on the locked order says why.
+
+    Only where :func:`can_transition_in_one_statement` says yes (no host rules to ask).
+    """
+    return _transition_if_current(
+        tenant_id,
+        order_id,
+        version,
+        {"total_cents": total_cents},
+        source=Status.DRAFT,
+        status=Status.CONFIRMED,
+        stamp="confirmed_at",
+        event_type=events.ORDER_CONFIRMED,
+        signal=signals.order_confirmed,
+    )
+
+
+def close_if_current(tenant_id: str, order_id: uuid.UUID, version: int) -> AbstractOrder | None:
+    """confirmed → closed if the tenant's order ``order_id`` is confirmed at ``version``;
+    as :func:`confirm_if_current`."""
+    return _transition_if_current(
+        tenant_id,
+        order_id,
+        version,
+        {},
+        source=Status.CONFIRMED,
+        status=Status.CLOSED,
+        stamp="closed_at",
+        event_type=events.ORDER_CLOSED,
+        signal=signals.order_closed,
+    )
+
+
+def can_transition_in_one_statement(using: str) -> bool:
+    """Whether :func:`confirm_if_current` and :func:`close_if_current` give what the
+    locked transitions give, on database ``using``: the orders and the outbox there, on
+    PostgreSQL, no ``ORDER_RULES`` or ``EVENT_ENRICHERS``, the order model's document
+    ``AbstractOrder.to_dict()``'s with its fields (:func:`django_orders.sql
+    .can_fetch_documents`: the statement builds the event's payload from the row), rows
+    written without ``save()`` and no field that saving fills, and no ``pre_init`` /
+    ``post_init`` receiver (the instance the locked path makes is the row before the
+    change; this one, the row after)."""
+    model = get_order_model()
+    return (
+        not orders_settings.ORDER_RULES
+        and not orders_settings.EVENT_ENRICHERS
+        and router.db_for_write(model) == using
+        and router.db_for_write(OutboxEvent) == using
+        and sql.can_fetch_documents(model, connections[using])
+        and sql.can_insert_raw(model, OutboxEvent)
+        and not sql.fills_fields_on_save(model)
+        and not sql.has_init_receivers(OutboxEvent)
+    )
+
+
 def ask_rules(
     action: str,
     order: AbstractOrder,
@@ -317,6 +382,37 @@ def _transition(
         order.updated_at = now
         fields = ("status", "version", "updated_at", stamp, *changes)
         events.save_with_event(db, order, fields, events.build_order_event(order, event_type))
+        _send_on_commit(signal, order, db)
+    return order
+
+
+def _transition_if_current(
+    tenant_id: str,
+    order_id: uuid.UUID,
+    version: int,
+    changes: Mapping[str, Any],
+    *,
+    source: str,
+    status: str,
+    stamp: str,
+    event_type: str,
+    signal: Any,
+) -> AbstractOrder | None:
+    model = get_order_model()
+    db = router.db_for_write(model)
+    now = timezone.now()
+    # What _transition() sets, in its order; the event as build_order_event() makes it,
+    # its payload written by the statement (docs/benchmarks.md, Finding 16).
+    order = sql.update_if_current(
+        db,
+        model,
+        {"tenant_id": tenant_id, "pk": order_id, "version": version, "status": source},
+        {"status": status, "version": version + 1, "updated_at": now, stamp: now, **changes},
+        events.order_event(tenant_id, order_id, version + 1, event_type, now, payload=None),
+        notify=events.NOTIFY_CHANNEL,
+    )
+    if order is not None:
+        # In autocommit the statement is committed: on_commit() sends it now.
         _send_on_commit(signal, order, db)
     return order
 

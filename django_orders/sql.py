@@ -16,6 +16,9 @@ once:
   transition) and the list's keyset page, rows made into instances as a queryset makes
   them; :func:`update_with_insert` — a transition's ``UPDATE``, its event's ``INSERT`` and
   the relays' wake-up in one statement on PostgreSQL (Findings 10-11);
+  :func:`update_if_current` — the same without the locked read, conditional on the
+  version and status the client holds, the event's payload made by PostgreSQL from the
+  changed row (Finding 16);
 - :func:`outbox_statements` — the PostgreSQL relay's claim, write-backs and lease renewals;
 - :func:`idempotency_statements` — the ``Idempotency-Key`` claim, lookup, takeover and
   stored response.
@@ -215,6 +218,22 @@ def save_params(
                 continue
         params.append(field.get_db_prep_save(field.pre_save(obj, adding), connection))
     return params
+
+
+def value_params(
+    connection: BaseDatabaseWrapper, fields: WrittenFields, values: Iterable[Any]
+) -> list[Any]:
+    """``field.get_db_prep_save(value, connection)`` for each field and its value, adapted as
+    :func:`save_params` adapts an instance's: for values that are not an instance's
+    attributes (a conditional ``UPDATE``'s), of fields whose ``pre_save()`` returns the
+    attribute as it is (:func:`fills_fields_on_save` says no)."""
+    ops = connection.ops
+    return [
+        prepared
+        if adapt is not None and (prepared := adapt(value, ops)) is not _AS_FIELD_DOES
+        else field.get_db_prep_save(value, connection)
+        for field, adapt, value in zip(fields, fields.adapters, values, strict=True)
+    ]
 
 
 #: An adapter's answer for a value it does not know: the field adapts it.
@@ -597,15 +616,19 @@ _TIMESTAMPS = frozenset({"created_at", "updated_at", "confirmed_at", "closed_at"
 def _document_columns(c: Columns) -> str:
     """The ``SELECT`` list of :data:`DOCUMENT_COLUMNS`: the id and ``metadata`` as text,
     timestamps as ``rfc3339()`` writes them (UTC, microseconds, ``Z``)."""
-    selected = []
-    for _key, name in DOCUMENT_COLUMNS:
-        if name in _TIMESTAMPS:
-            selected.append(_RFC3339.format(column=c[name]))
-        elif name in ("id", "metadata"):
-            selected.append(f"{c[name]}::text")
-        else:
-            selected.append(c[name])
-    return ", ".join(selected)
+    return ", ".join(
+        f"{c[name]}::text" if name == "metadata" else _document_value(c, name)
+        for _key, name in DOCUMENT_COLUMNS
+    )
+
+
+def _document_value(c: Columns, name: str, prefix: str = "") -> str:
+    """The SQL of the document's member shown by field ``name``: as ``to_dict()`` writes it
+    where that is text (the id, the timestamps), else the column."""
+    column = f"{prefix}{c[name]}"
+    if name in _TIMESTAMPS:
+        return _RFC3339.format(column=column)
+    return f"{column}::text" if name == "id" else column
 
 
 def can_fetch_documents(model: type[Model], connection: BaseDatabaseWrapper) -> bool:
@@ -741,6 +764,103 @@ def update_with_insert(
     if updated != 1:
         raise DatabaseError("The update of the row found no row (it was deleted).")
     mark_saved(new, using)
+
+
+# -- a transition in one statement (PostgreSQL) ------------------------------------------
+
+#: What a conditional transition finds the row by: its tenant, its id and what the client
+#: holds of it — its version (the ``If-Match``) and the status the transition leaves.
+_CURRENT = ("tenant_id", "pk", "version", "status")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Transition:
+    """:func:`update_if_current`'s statement for one model and one set of changed fields,
+    with the fields of its parameters and what reading the changed row needs."""
+
+    sql: str
+    #: The ``SET`` fields, then the ``WHERE`` fields (:data:`_CURRENT`), in parameter order.
+    fields: WrittenFields
+    #: The event's columns but ``payload``, in parameter order (after ``fields``).
+    event_fields: WrittenFields
+    read: _Columns
+
+
+@built_once
+def _transition_statement(
+    connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
+) -> _Transition:
+    """``WITH changed AS (UPDATE <order> SET <names> = %s, … WHERE tenant_id = %s AND
+    <pk> = %s AND version = %s AND status = %s RETURNING <every column>), event AS
+    (INSERT INTO <outbox> (…) SELECT %s, …, <the changed row's document>, … FROM changed)
+    SELECT <every column of changed>, pg_notify(%s, '') FROM changed``."""
+    c = Columns(model, connection)
+    e = Columns(OutboxEvent, connection)
+    read = _select_parts(connection, model)
+    current = tuple(_pk_name(model) if name == "pk" else name for name in _CURRENT)
+    outbox = tuple(OutboxEvent._meta.concrete_fields)
+    # The payload is the document to_dict() gives of the changed row, built by PostgreSQL
+    # from it: what the update left in columns it did not set (the total on close,
+    # metadata, created_at, …) is known only there.
+    payload = ", ".join(
+        f"'{key}', {_document_value(c, name, prefix='changed.')}" for key, name in DOCUMENT_COLUMNS
+    )
+    selected = ", ".join(
+        f"jsonb_build_object({payload})" if field.name == "payload" else "%s" for field in outbox
+    )
+    sql = (
+        f"WITH changed AS (UPDATE {c['table']} "
+        f"SET {', '.join(f'{c[name]} = %s' for name in names)} "
+        f"WHERE {' AND '.join(f'{c[name]} = %s' for name in current)} "
+        f"RETURNING {c.listed(f.name for f in read.fields)}), "
+        f"event AS (INSERT INTO {e['table']} ({e.listed(f.name for f in outbox)}) "
+        f"SELECT {selected} FROM changed) "
+        f"SELECT {c.listed((f.name for f in read.fields), prefix='changed.')}, "
+        "pg_notify(%s, '') FROM changed"
+    )
+    return _Transition(
+        sql,
+        WrittenFields.of(connection, (_field(model, name) for name in (*names, *current))),
+        WrittenFields.of(connection, (field for field in outbox if field.name != "payload")),
+        read,
+    )
+
+
+def update_if_current(
+    using: str,
+    model: type[Model],
+    current: Mapping[str, Any],
+    changes: Mapping[str, Any],
+    event: Model,
+    *,
+    notify: str,
+) -> Any:
+    """Set ``changes`` (field name → value) on the row of ``model`` whose ``tenant_id``,
+    ``pk``, ``version`` and ``status`` are ``current``'s, write ``event`` with the changed
+    row's ``to_dict()`` as its ``payload`` and ``pg_notify(notify, '')``: one statement,
+    one round trip, atomic by itself in autocommit (PostgreSQL; docs/benchmarks.md,
+    Finding 16). The changed row as an instance (``Model.from_db``), or ``None`` when no
+    row was current — then nothing was written.
+
+    A concurrent change of the row makes the ``UPDATE`` wait for it and then test the row
+    as that change left it, so of N statements expecting one version one changes it. Only
+    where :func:`can_fetch_documents` says the document is ``AbstractOrder.to_dict()``'s,
+    :func:`can_insert_raw` says yes for both models and :func:`fills_fields_on_save` no.
+    """
+    connection = connections[using]
+    statement = _transition_statement(connection, model, tuple(changes))
+    values = [*changes.values(), *(current[name] for name in _CURRENT)]
+    params = [
+        *value_params(connection, statement.fields, values),
+        *save_params(connection, event, statement.event_fields, adding=True),
+        notify,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement.sql, params)
+        changed = cursor.fetchone()
+    if changed is None:
+        return None
+    return _instance(connection, using, model, statement.read, changed[:-1])
 
 
 # -- the outbox relay (PostgreSQL) --------------------------------------------------------

@@ -29,10 +29,12 @@ from django_orders import problems, rls, services, sql
 from django_orders.conditional import (
     etag,
     evaluate_if_match,
+    if_match_version,
     if_none_match_is_newer,
     if_none_match_matches,
 )
 from django_orders.conf import orders_settings
+from django_orders.idempotency import HEADER as IDEMPOTENCY_HEADER
 from django_orders.idempotency import IdempotencyMixin
 from django_orders.models import AbstractOrder, get_order_model
 from django_orders.pagination import KeysetPagination
@@ -299,7 +301,12 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
     def writes_in_one_statement(self, request: Request, using: str) -> bool:
         # Nothing after the statement but the response it stored, unless a subclass
         # changes the response on its way out (then stored again, in the transaction).
-        return type(self).finalize_response is OrderCollectionView.finalize_response
+        # Without a key the create's writes are not one statement: they run in the
+        # request's transaction, as a subclass's post() expects.
+        return (
+            IDEMPOTENCY_HEADER in request.headers
+            and type(self).finalize_response is OrderCollectionView.finalize_response
+        )
 
     def _create_claiming(
         self, request: Request, context: dict[str, Any], validated: dict[str, Any]
@@ -418,10 +425,22 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
     layer for the transition (409), which asks the host's rules (their 409 / 422).
     The whole runs in the mixin's transaction, so the lock holds until commit: of N
     concurrent requests with the same ``If-Match`` exactly one succeeds.
+
+    On PostgreSQL, a request without an ``Idempotency-Key``, with one strong ``If-Match``
+    tag and a plainly valid body, to the package's own views with nothing of the host's
+    to run (no rules, enrichers, receivers of the instances' signals, own ``to_dict()``)
+    is first tried as one conditional statement — the ``UPDATE … WHERE version = %s AND
+    status = %s``, its event and ``NOTIFY``; in autocommit unless a transaction is open
+    already — which the database makes atomic: of N concurrent ones, one changes the row
+    (docs/benchmarks.md, Finding 16).
+    If it changes nothing, the steps above give the answer (404, 412, 409).
     """
 
     idempotency_key_required = False
     serializer_class: type[StrictSerializer] | None = None
+    #: The ``If-Match`` version and the validated body of a request made in one
+    #: conditional statement (:meth:`writes_in_one_statement`), else ``None``.
+    _if_current: tuple[int, dict[str, Any]] | None = None
 
     def get_serializer_class(self) -> type[StrictSerializer]:
         assert self.serializer_class is not None, f"{type(self).__name__}.serializer_class"
@@ -433,9 +452,54 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         """Make the transition on the locked ``order`` with the validated body."""
         raise NotImplementedError
 
+    def apply_if_current(self, version: int, data: dict[str, Any]) -> AbstractOrder | None:
+        """Make the transition in one statement if the order is at ``version`` and in the
+        status it leaves; the changed order, or ``None`` (nothing written)."""
+        raise NotImplementedError
+
+    def writes_in_one_statement(self, request: Request, using: str) -> bool:
+        # Asked without an Idempotency-Key (a key keeps its claim and the locked path).
+        # With one strong If-Match tag, a plainly valid body and nothing of the host's to
+        # run or to show, the transition is one conditional statement in autocommit
+        # (docs/benchmarks.md, Finding 16); if it changes nothing, transition() answers
+        # on the locked row, in a transaction of its own.
+        version = if_match_version(request.headers.get("If-Match"))
+        if version is None or not self._transitions_as_the_package_does():
+            return False
+        data = plainly_valid_transition(self.get_serializer_class(), request.data)
+        if data is None or not services.can_transition_in_one_statement(using):
+            return False
+        self._if_current = (version, data)
+        return True
+
+    def _transitions_as_the_package_does(self) -> bool:
+        """Whether this view's handler, transition and response are the package's confirm
+        or close: a subclass overriding one of them runs its code in the request's
+        transaction, on the locked order, as before."""
+        cls = type(self)
+        own = OrderConfirmView if issubclass(cls, OrderConfirmView) else OrderCloseView
+        return issubclass(cls, own) and all(
+            getattr(cls, name) is getattr(own, name)
+            for name in (
+                "patch" if own is OrderConfirmView else "post",
+                "transition",
+                "apply",
+                "apply_if_current",
+                "finalize_response",
+            )
+        )
+
     def transition(self, request: Request, order_id: str) -> Response:
         model = get_order_model()
         using = router.db_for_write(model)
+        if self._if_current is not None:
+            # In autocommit when no transaction is open (the mixin opened none); in the
+            # one that is (ATOMIC_REQUESTS, row-level security's tenant transaction,
+            # whose policies then bind the statement) otherwise.
+            changed = self.apply_if_current(*self._if_current)
+            if changed is not None:
+                return order_response(changed)
+            # Not changed: missing, another version or status. The locked path says which.
         with transaction.atomic(using=using, savepoint=False):
             try:
                 order = services.get_order_for_update(self.tenant_id or "", self.order_pk)
@@ -478,6 +542,9 @@ class OrderConfirmView(OrderTransitionView):
     ) -> AbstractOrder:
         return services.confirm_order(order, context=context, **data)
 
+    def apply_if_current(self, version: int, data: dict[str, Any]) -> AbstractOrder | None:
+        return services.confirm_if_current(self.tenant_id or "", self.order_pk, version, **data)
+
     def patch(self, request: Request, order_id: str) -> Response:
         return self.transition(request, order_id)
 
@@ -491,6 +558,9 @@ class OrderCloseView(OrderTransitionView):
         self, order: AbstractOrder, data: dict[str, Any], context: dict[str, Any]
     ) -> AbstractOrder:
         return services.close_order(order, context=context)
+
+    def apply_if_current(self, version: int, data: dict[str, Any]) -> AbstractOrder | None:
+        return services.close_if_current(self.tenant_id or "", self.order_pk, version)
 
     def post(self, request: Request, order_id: str) -> Response:
         return self.transition(request, order_id)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -100,9 +101,10 @@ def stream_messages(url: str, name: str) -> list[Any]:
 
 class NatsServer:
     """A ``nats-server -js`` of the test's own, on a free port, with its store in a
-    temporary directory kept across :meth:`kill` and :meth:`start`."""
+    temporary directory kept across :meth:`kill` and :meth:`start`; ``jetstream=False``: a
+    plain NATS server (nothing answers JetStream's API)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, jetstream: bool = True) -> None:
         binary = shutil.which("nats-server")
         if binary is None:
             pytest.skip("nats-server is not installed (apt-get install nats-server)")
@@ -110,9 +112,11 @@ class NatsServer:
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.store = Path(tempfile.mkdtemp(prefix="orders-nats-"))
+        self.jetstream = jetstream
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        store = ["-js", "-sd", str(self.store / "jetstream")] if self.jetstream else []
         with open(self.store / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [
@@ -121,9 +125,7 @@ class NatsServer:
                     "127.0.0.1",
                     "-p",
                     str(self.port),
-                    "-js",
-                    "-sd",
-                    str(self.store / "jetstream"),
+                    *store,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -138,6 +140,20 @@ class NatsServer:
             if sock.connect_ex(("127.0.0.1", self.port)) != 0:
                 return False
         return "Server is ready" in (self.store / "server.log").read_text()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open, the server reads and answers nothing (once
+        this returns: the signal takes effect asynchronously)."""
+        from tests.relay_runs import is_stopped
+
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        pid = self.proc.pid
+        wait_until(lambda: is_stopped(pid), 10, f"nats-server {pid} stopped")
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from django.db import connection
 from django.utils import timezone
 
-from django_orders import services
+from django_orders import services, sql
 from django_orders.models import IdempotencyKey, Order, OutboxEvent
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -103,11 +104,12 @@ def test_50_concurrent_creates_with_distinct_keys_make_50_orders(live_url: str) 
     ],
 )
 def test_concurrent_confirms_with_one_if_match_exactly_one_succeeds(
-    live_url: str, count: int
+    live_url: str, count: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     order = services.create_order("shop-1")
     url = f"{live_url}/orders/{order.id}/confirm"
     headers = {**TENANT, "If-Match": '"1"'}
+    conditional = count_conditional_updates(monkeypatch)
 
     responses = run_together(
         count, lambda client: client.patch(url, json={"totalCents": 5}, headers=headers)
@@ -122,6 +124,50 @@ def test_concurrent_confirms_with_one_if_match_exactly_one_succeeds(
     order.refresh_from_db()
     assert order.version == 2
     assert OutboxEvent.objects.filter(type="order.confirmed").count() == 1
+    if connection.vendor == "postgresql":
+        # Every request tried the one conditional statement (docs/benchmarks.md, Finding
+        # 16); the database let one change the row, the others found it changed.
+        assert conditional == Counter({True: 1, False: count - 1}), conditional
+
+
+@pytest.mark.postgres
+def test_concurrent_closes_with_one_if_match_close_once(
+    live_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = services.create_order("shop-1")
+    from django.db import transaction
+
+    with transaction.atomic():
+        services.confirm_order(services.get_order_for_update("shop-1", order.id), total_cents=1)
+    url = f"{live_url}/orders/{order.id}/close"
+    conditional = count_conditional_updates(monkeypatch)
+
+    responses = run_together(
+        10, lambda client: client.post(url, headers={**TENANT, "If-Match": '"2"'})
+    )
+
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {200: 1, 412: 9}, statuses
+    assert conditional == Counter({True: 1, False: 9}), conditional
+    assert OutboxEvent.objects.filter(type="order.closed").count() == 1
+    assert Order.objects.get(pk=order.pk).version == 3
+
+
+def count_conditional_updates(monkeypatch: pytest.MonkeyPatch) -> Counter[bool]:
+    """Whether each conditional transition statement (``sql.update_if_current``) the live
+    server's threads run changes the order, counted."""
+    counts: Counter[bool] = Counter()
+    lock = threading.Lock()
+    update_if_current = sql.update_if_current
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        changed = update_if_current(*args, **kwargs)
+        with lock:
+            counts[changed is not None] += 1
+        return changed
+
+    monkeypatch.setattr(sql, "update_if_current", counted)
+    return counts
 
 
 @pytest.mark.postgres

@@ -9,6 +9,7 @@ from django_orders.conditional import (
     EntityTag,
     etag,
     evaluate_if_match,
+    if_match_version,
     if_none_match_is_newer,
     if_none_match_matches,
     parse_entity_tags,
@@ -173,3 +174,41 @@ class TestIfNoneMatchIsNewer:
     )
     def test_nothing_newer(self, value: str | None) -> None:
         assert if_none_match_is_newer(value, 3) is False
+
+
+class TestIfMatchVersion:
+    """The one version a conditional write may test for (docs/benchmarks.md, Finding 16):
+    exactly what evaluate_if_match() lets through for that version alone."""
+
+    @pytest.mark.parametrize(
+        ("value", "version"),
+        [('"3"', 3), ("3", 3), (' "3"\t', 3), ('"3",', 3), ('"2147483647"', 2**31 - 1)],
+    )
+    def test_one_strong_tag_of_a_version(self, value: str, version: int) -> None:
+        assert if_match_version(value) == version
+        evaluate_if_match(value, version)  # passes
+        with pytest.raises(Problem):
+            evaluate_if_match(value, version + 1)
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            None,
+            "*",
+            "",
+            'W/"3"',
+            '"3", "4"',
+            'W/"3", "3"',
+            '"03"',
+            '"0"',
+            '"-3"',
+            '"3.0"',
+            '"abc"',
+            '"\u00b3"',
+            '"2147483648"',
+            '"' + "9" * 19 + '"',
+            '"3',
+        ],
+    )
+    def test_anything_else_is_left_to_evaluate_if_match(self, value: str | None) -> None:
+        assert if_match_version(value) is None

@@ -34,7 +34,9 @@ from tests.nats_server import (
     create_stream,
     delete_stream,
     machine_nats,
+    run,
     stream_messages,
+    with_jetstream,
 )
 from tests.outbox_rows import bulk_events
 from tests.relay_runs import (
@@ -45,6 +47,7 @@ from tests.relay_runs import (
     relay_once,
     relays,
 )
+from tests.tcp_proxy import TcpProxy
 from tests.waiting import wait_until
 
 pytest.importorskip("nats")
@@ -204,6 +207,37 @@ def test_another_stream_than_the_one_expected_is_a_permanent_error(
     assert "expected stream" in str(results[0]).lower()
 
 
+def test_a_batch_some_of_whose_messages_the_stream_refuses_answers_each_its_own(
+    nats_url: str, prefix: str
+) -> None:
+    """JetStream refuses some messages of a batch (too large for the stream) and stores
+    the others, already stored ones acknowledged as duplicates: each event gets its own
+    answer, none another's."""
+
+    async def create(connection: Any, jetstream: Any) -> None:
+        await jetstream.add_stream(name=name, subjects=[f"{prefix}.>"], max_msg_size=4000)
+
+    name = f"TEST_{uuid.uuid4().hex[:12]}"
+    run(with_jetstream(nats_url, create))
+    try:
+        events = sample_batch(12)
+        events[3:9:2] = padded(events[3:9:2], 5000)  # 3, 5, 7: too large
+        publisher = NatsJetStreamPublisher(servers=nats_url, subject=f"{prefix}.{{type}}")
+        try:
+            assert publisher.publish_batch(events[:2]) == [None, None]
+            results = publisher.publish_batch(events)
+        finally:
+            publisher.close()
+
+        refused = [i for i, r in enumerate(results) if r is not None]
+        assert refused == [3, 5, 7]
+        assert all(isinstance(results[i], PublishError) and results[i].permanent for i in refused)
+        stored = [m.headers["Nats-Msg-Id"] for m in stream_messages(nats_url, name)]
+        assert stored == [e["id"] for i, e in enumerate(events) if i not in refused]
+    finally:
+        delete_stream(nats_url, name)
+
+
 def test_an_invalid_subject_is_a_permanent_error(make_publisher: Any, prefix: str) -> None:
     event = sample_cloudevent(tenant="shop 1")  # a space: not a subject token
     (result,) = make_publisher(subject=f"{prefix}.{{tenantid}}").publish_batch([event])
@@ -240,27 +274,127 @@ def test_a_server_that_never_answers_costs_one_timeout() -> None:
     assert nats_threads() == []
 
 
-def test_the_server_killed_and_restarted_between_batches() -> None:
+@contextlib.contextmanager
+def own_server(timeout: float) -> Iterator[tuple[NatsServer, NatsJetStreamPublisher, str]]:
+    """A ``nats-server -js`` of the test's own with a stream, and a publisher to it
+    (closed when the block ends, before the server)."""
     server = NatsServer()
     server.start()
     try:
         prefix = f"test{uuid.uuid4().hex[:8]}"
         name = create_stream(server.url, [f"{prefix}.>"])
         publisher = NatsJetStreamPublisher(
-            servers=server.url, subject=f"{prefix}.{{type}}", timeout=2
+            servers=server.url, subject=f"{prefix}.{{type}}", timeout=timeout
         )
         try:
-            assert publisher.publish_batch(sample_batch(2)) == [None, None]
-            server.kill()
-            down = publisher.publish_batch(sample_batch(2))
-            assert all(isinstance(r, PublishError) and not r.permanent for r in down)
-            server.start()
-            assert publisher.publish_batch(sample_batch(2)) == [None, None]
+            yield server, publisher, name
         finally:
             publisher.close()
-        assert len(stream_messages(server.url, name)) == 4
     finally:
         server.close()
+
+
+def test_the_server_killed_and_restarted_between_batches() -> None:
+    with own_server(timeout=2) as (server, publisher, name):
+        assert publisher.publish_batch(sample_batch(2)) == [None, None]
+        server.kill()
+        down = publisher.publish_batch(sample_batch(2))
+        assert all(isinstance(r, PublishError) and not r.permanent for r in down)
+        server.start()
+        assert publisher.publish_batch(sample_batch(2)) == [None, None]
+        assert len(stream_messages(server.url, name)) == 4
+
+
+def test_the_server_killed_with_two_batches_waiting_for_acknowledgements() -> None:
+    """Paused, then killed: the two batches in flight never get their acknowledgements.
+    Each fails, retryable, by its deadline, leaves nothing waiting, and the server started
+    again takes the next batch on a new connection."""
+    with own_server(timeout=1) as (server, publisher, name):
+        assert publisher.publish_batch(sample_batch(2)) == [None, None]
+        server.pause()
+        started = time.monotonic()
+        in_flight = [publisher.start_batch(sample_batch(5)) for _ in range(2)]
+        server.kill()
+        for batch in in_flight:
+            results = batch.wait()
+            assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+        assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
+        assert publisher._waiting == {}
+        server.start()
+        assert publisher.publish_batch(sample_batch(3)) == [None] * 3
+        assert len(stream_messages(server.url, name)) == 2 + 3
+
+
+def test_a_batch_that_gives_up_on_a_lost_connection_leaves_the_new_one_alone(
+    make_publisher: Any, nats_url: str, stream: str
+) -> None:
+    """Batch A's connection is cut while its acknowledgements are on the way; the next
+    batch connects anew. When A gives up at its deadline it drops its own connection, not
+    the new one another batch is still waiting on."""
+    host, port = nats_url.rpartition("/")[2].split(":")
+    proxy = TcpProxy((host, int(port)))
+    try:
+        publisher = make_publisher(servers=f"nats://127.0.0.1:{proxy.port}", timeout=2)
+        assert publisher.publish_batch(sample_batch(1)) == [None]
+        stored = 1
+
+        def stored_in_stream(count: int) -> Callable[[], bool]:
+            return lambda: len(stream_messages(nats_url, stream)) == count
+
+        proxy.replies.clear()  # the server's answers held: acknowledgements on the way
+        first = publisher.start_batch(sample_batch(3))
+        stored += 3
+        wait_until(stored_in_stream(stored), 10, "the first batch stored")
+        lost = publisher._connection
+        proxy.cut()
+        wait_until(lambda: not lost.is_connected, 10, "the client saw its connection cut")
+        assert publisher.publish_batch(sample_batch(1)) == [None]  # a new connection
+        stored += 1
+        proxy.replies.clear()
+        publisher.timeout = 10  # the later batch's deadline well after the first one's
+        later = publisher.start_batch(sample_batch(3))
+        stored += 3
+        wait_until(stored_in_stream(stored), 10, "the later batch stored")
+        assert not first._future.done()  # type: ignore[attr-defined]
+
+        assert {r.reason for r in first.wait() if r is not None} == {Reason.TIMEOUT}
+        proxy.replies.set()
+        assert later.wait() == [None] * 3
+    finally:
+        proxy.close()
+
+
+def padded(events: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """``events`` with ``size`` more bytes of data each."""
+    return [{**e, "data": {**e["data"], "note": "x" * size}} for e in events]
+
+
+def test_a_server_paused_mid_batch_costs_the_batch_its_deadline_and_no_more() -> None:
+    """SIGSTOP: the server reads nothing. A batch bigger than the socket buffers and
+    nats-py's own (2 MB) blocks ``publish()`` in a forced flush, where nats-py swallows the
+    cancellation of the batch's deadline (``Client._flush_pending``), and closing the
+    connection waits for a socket nobody reads: each batch still ends at its deadline,
+    leaves no message waiting and drops the connection; resumed, the next batch goes
+    through."""
+    with own_server(timeout=1) as (server, publisher, _):
+        assert publisher.publish_batch(sample_batch(1)) == [None]
+        events = padded(sample_batch(2000), 4000)  # ~9 MB
+        server.pause()
+        try:
+            for _ in range(2):
+                started = time.monotonic()
+                results = publisher.publish_batch(events)
+                assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
+                assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+                assert {r.reason for r in results if r is not None} <= {
+                    Reason.TIMEOUT,
+                    Reason.UNAVAILABLE,
+                }
+                assert publisher._waiting == {}
+                assert publisher._connection is None
+        finally:
+            server.resume()
+        assert publisher.publish_batch(events[:10]) == [None] * 10
 
 
 @contextlib.contextmanager
@@ -309,7 +443,9 @@ def test_no_acknowledgement_by_the_deadline_is_a_timeout_and_nothing_waits_on(
     assert publisher._waiting == {}
 
 
-@pytest.mark.parametrize("answer", [b"hello", b"[1]", b'{"seq": 1}', b'{"error": "no"}'])
+@pytest.mark.parametrize(
+    "answer", [b"hello", b"[1]", b'{"seq": 1}', b'{"error": "no"}', b"[" * 100_000]
+)
 def test_an_answer_that_is_no_pub_ack_is_a_retryable_error(
     make_publisher: Any, nats_url: str, answer: bytes
 ) -> None:
@@ -319,6 +455,30 @@ def test_an_answer_that_is_no_pub_ack_is_a_retryable_error(
         results = publisher.publish_batch(sample_batch(2))
     assert all(isinstance(r, PublishError) and not r.permanent for r in results)
     assert "not a JetStream acknowledgement" in str(results[0])
+
+
+def test_asking_jetstream_for_the_stream_keeps_the_batchs_deadline() -> None:
+    """No responders for the message, and JetStream's API does not answer the question
+    which stream captures the subject (a plain server with a subscriber on the API that
+    never answers, as a JetStream electing its leader): the batch still ends at its
+    deadline, retryable."""
+    server = NatsServer(jetstream=False)
+    server.start()
+    try:
+        publisher = NatsJetStreamPublisher(
+            servers=server.url, subject=f"nostream{uuid.uuid4().hex[:8]}.{{type}}", timeout=1
+        )
+        try:
+            with core_subscriber(server.url, "$JS.API.>", answer=None):
+                started = time.monotonic()
+                results = publisher.publish_batch(sample_batch(2))
+                assert time.monotonic() - started < 1 + 0.5  # LOOP_GRACE is 1
+            assert all(isinstance(r, PublishError) and not r.permanent for r in results)
+            assert "did not answer" in str(results[0])
+        finally:
+            publisher.close()
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize(

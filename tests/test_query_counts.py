@@ -3,8 +3,9 @@
 create 1 on PostgreSQL (claim the key, insert the order and the event and store the
 response in one statement) and 4 elsewhere,
 idempotent replay ≤ 2 (the claim that finds the key, read the stored response), get 1,
-confirm and close 2 on PostgreSQL (lock the order; update it and insert the event in one
-statement) and 3 elsewhere, and none at all for a request refused for its tenant.
+confirm and close 1 on PostgreSQL (the update conditional on the ``If-Match``, its event
+and the ``NOTIFY``; 2 when the order is locked and read first: ``If-Match: *``, a key) and
+3 elsewhere, and none at all for a request refused for its tenant.
 """
 
 from __future__ import annotations
@@ -126,17 +127,70 @@ def test_a_malformed_id_takes_no_statement(api: OrdersClient) -> None:
     assert statements == []
 
 
-def test_confirm_and_close_take_at_most_3_statements_each(api: OrdersClient) -> None:
+def test_confirm_and_close_take_1_statement_on_postgresql_and_3_elsewhere(
+    api: OrdersClient,
+) -> None:
     order = services.create_order("shop-1")
     with counted() as confirm_statements:
         assert api.confirm(str(order.id), {"totalCents": 5}).status_code == 200
     with counted() as close_statements:
         assert api.close_order(str(order.id)).status_code == 200
+    if connection.vendor == "postgresql":
+        # The update conditional on the If-Match, its event and NOTIFY (Finding 16).
+        for statements in (confirm_statements, close_statements):
+            assert len(statements) == 1, statements
+            assert statements[0].startswith("WITH changed AS (UPDATE")
+            assert "jsonb_build_object(" in statements[0]
+    else:
+        assert len(confirm_statements) == 3, confirm_statements
+        assert len(close_statements) == 3, close_statements
+
+
+def test_the_locked_transitions_take_2_statements_on_postgresql_and_3_elsewhere(
+    api: OrdersClient,
+) -> None:
+    # "*" is no version to make the update conditional on: the order is locked and read.
+    order = services.create_order("shop-1")
+    with counted() as confirm_statements:
+        assert api.confirm(str(order.id), {"totalCents": 5}, if_match="*").status_code == 200
+    with counted() as close_statements:
+        assert api.close_order(str(order.id), if_match="*").status_code == 200
     postgres = connection.vendor == "postgresql"
     assert len(confirm_statements) == (2 if postgres else 3), confirm_statements
     assert len(close_statements) == (2 if postgres else 3), close_statements
     if postgres:  # SQLite locks the whole database instead
         assert "FOR UPDATE" in confirm_statements[0].upper()
+        assert "FOR UPDATE" in close_statements[0].upper()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_a_transition_opens_none_on_postgresql() -> None:
+    """The conditional statement is atomic by itself (Finding 16): no BEGIN / COMMIT. One
+    that changes nothing (here: another version) is answered on the locked row, in a
+    transaction; so is a request with a key, as before."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        seen.append((sql.split(None, 1)[0].upper(), connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    api = OrdersClient()
+    order = services.create_order("shop-1")
+    with connection.execute_wrapper(record):
+        assert api.confirm(str(order.id), {"totalCents": 1}).status_code == 200
+        changed = list(seen)
+        seen.clear()
+        assert api.close_order(str(order.id), if_match='"1"').status_code == 412
+        refused = list(seen)
+        seen.clear()
+        assert api.close_order(str(order.id), headers={"Idempotency-Key": "k"}).status_code == 200
+    if connection.vendor == "postgresql":
+        assert changed == [("WITH", False)]
+        assert refused == [("WITH", False), ("SELECT", True)]
+        assert [verb for verb, _ in seen] == ["INSERT", "SELECT", "WITH", "UPDATE"]
+    else:  # the request's transaction, as before
+        statements = [atomic for verb, atomic in changed + refused + seen if verb != "BEGIN"]
+        assert set(statements) == {True}
 
 
 def test_confirm_with_a_key_adds_only_the_claim_and_the_stored_response(

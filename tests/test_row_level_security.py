@@ -219,6 +219,33 @@ def test_another_tenants_order_is_404_by_the_database_too(
     assert [item["tenantId"] for item in api.call("GET", "/orders").json()["items"]] == ["shop-1"]
 
 
+@override_settings(DJANGO_ORDERS=RLS_ON)
+def test_a_transition_is_one_statement_in_the_tenants_transaction(
+    two_tenants: dict[str, Order], policies: None, app_role: str
+) -> None:
+    """The conditional statement (docs/benchmarks.md, Finding 16) runs in the tenant's
+    transaction, so the policies bind it: another tenant's order is not changed even by
+    id, version and status, and is then 404 from the locked read."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        seen.append((sql.split(None, 1)[0].upper(), connection.in_atomic_block))
+        return execute(sql, params, many, context)
+
+    api = OrdersClient(tenant="shop-1")
+    with connection.execute_wrapper(record):
+        assert api.confirm(str(two_tenants["shop-1"].id), {"totalCents": 2}).status_code == 200
+        own = list(seen)
+        seen.clear()
+        assert api.confirm(str(two_tenants["shop-2"].id), {"totalCents": 2}).status_code == 404
+    own = [statement for statement in own if statement[0] != "SET"]  # the app role's, once
+    assert own == [("SELECT", True), ("WITH", True)]  # set_config(tenant), the statement
+    assert seen == [("SELECT", True), ("WITH", True), ("SELECT", True)]
+    with as_superuser():
+        assert Order.objects.get(pk=two_tenants["shop-2"].pk).status == "draft"
+        assert OutboxEvent.objects.filter(type="order.confirmed").count() == 1
+
+
 # -- across tenants: the relay, the purge, the status ----------------------------------------
 
 

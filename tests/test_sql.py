@@ -206,6 +206,20 @@ def transitions_and_a_page() -> None:
         .values_list("type", flat=True)
     )
     assert types == ["order.created", "order.confirmed", "order.closed"]
+    # The transitions in one conditional statement (Finding 16), the event's columns typed
+    # by the server from their targets, the payload built from the changed row.
+    order_id = created.json()["id"]
+    confirmed = api.confirm(order_id, {"totalCents": 6})
+    assert confirmed.status_code == 200, confirmed.content
+    closed_response = api.close_order(order_id)
+    assert closed_response.status_code == 200, closed_response.content
+    assert Order.objects.get(pk=order_id).to_dict() == closed_response.json()
+    payloads = list(
+        OutboxEvent.objects.filter(aggregate_id=order_id)
+        .order_by("aggregate_version")
+        .values_list("payload", flat=True)
+    )
+    assert payloads[1:] == [confirmed.json(), closed_response.json()]
 
 
 def test_a_host_save_override_still_runs_on_a_transition(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ PostgreSQL, by ``NOTIFY`` on :data:`NOTIFY_CHANNEL` in the same round trip
 
 from __future__ import annotations
 
+import datetime
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -154,16 +155,34 @@ def record_event(
 def build_order_event(order: AbstractOrder, event_type: str) -> OutboxEvent:
     """The (unsaved, enriched) ``event_type`` event of ``order`` as it stands now;
     ``event_type`` is one of the package's (``ORDER_CREATED``, …), before the prefix."""
+    return order_event(
+        order.tenant_id, order.id, order.version, event_type, order.updated_at, order.to_dict()
+    )
+
+
+def order_event(
+    tenant_id: str,
+    order_id: Any,
+    version: int,
+    event_type: str,
+    at: datetime.datetime,
+    payload: dict[str, Any] | None,
+) -> OutboxEvent:
+    """The (unsaved, enriched) ``event_type`` event of version ``version`` of the order
+    ``order_id``, changed at ``at``: :func:`build_order_event`'s, for a writer that knows
+    the order's document only once the row is changed — a conditional transition, whose
+    statement writes the payload (``payload=None``; ``django_orders.sql.update_if_current``)
+    and which runs only without ``EVENT_ENRICHERS``."""
     event = OutboxEvent(
-        tenant_id=order.tenant_id,
+        tenant_id=tenant_id,
         aggregate_type=ORDER_AGGREGATE,
-        aggregate_id=str(order.id),
-        aggregate_version=order.version,
+        aggregate_id=str(order_id),
+        aggregate_version=version,
         type=f"{type_prefix()}{event_type}",
-        payload=order.to_dict(),
+        payload=payload,
         extensions={},
-        created_at=order.updated_at,
-        available_at=order.updated_at,
+        created_at=at,
+        available_at=at,
     )
     enrich(event)
     return event

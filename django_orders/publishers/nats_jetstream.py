@@ -30,6 +30,13 @@ acknowledgement of the batch share one deadline, enforced on the loop; a batch w
 acknowledgements are not all in by then fails as a timeout (the messages that did arrive
 are de-duplicated by their ``Nats-Msg-Id`` when the relay sends them again). Needs the
 ``nats`` extra (nats-py).
+
+One module past 400 lines, and :class:`NatsJetStreamPublisher` with more methods than a
+class here usually has, on purpose: the event loop's thread, the connection, the
+acknowledgements' subscription and the deadline are one publisher's policy, each piece
+there because of the others (a batch that gives up must drop its tokens and its own
+connection); a reader checking what a lost acknowledgement or a stalled server leads to
+finds the whole path here.
 """
 
 from __future__ import annotations
@@ -166,6 +173,7 @@ class NatsJetStreamPublisher(Publisher):
         self._waiting: dict[str, tuple[_Acks, int]] = {}
         self._tokens = itertools.count()
         self._replies = ""
+        self._closing: set[asyncio.Future[None]] = set()  # connections _drop() closes
         self._connecting = asyncio.Lock()  # bound to the loop on first use
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -190,7 +198,7 @@ class NatsJetStreamPublisher(Publisher):
     def close(self) -> None:
         if not self._thread.is_alive():
             return
-        future = asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._shut_down(), self._loop)
         try:
             future.result(self.timeout)
         except Exception:
@@ -219,23 +227,28 @@ class NatsJetStreamPublisher(Publisher):
             return [error for _ in events]
         acks = _Acks(len(events))
         try:
-            async with asyncio.timeout(deadline - time.monotonic()):
+            async with asyncio.timeout(deadline - time.monotonic()) as timer:
                 for i, event in enumerate(events):
+                    _check(timer)
                     try:
                         await self._send(connection, event, acks, i)
                     except Exception as exc:  # this message only; the batch goes on
                         acks.outcomes[i] = exc
+                _check(timer)
                 await acks.all_answered()
         except TimeoutError:
-            # The events without an acknowledgement fail as timeouts (below); an
-            # acknowledgement that comes later finds nobody waiting for it.
-            for token in [t for t, (batch, _) in self._waiting.items() if batch is acks]:
-                del self._waiting[token]
+            pass  # the events without an acknowledgement fail as timeouts (below)
+        finally:
+            if acks.sent:  # an acknowledgement that comes later finds nobody waiting for it
+                for token in [t for t, (batch, _) in self._waiting.items() if batch is acks]:
+                    del self._waiting[token]
         no_stream: dict[str, PublishError] = {}  # JetStream asked once per subject
-        results = [await self._result(connection, event, outcome, no_stream)
+        results = [await self._result(connection, event, outcome, no_stream, deadline)
                    for event, outcome in zip(events, acks.outcomes, strict=True)]  # fmt: skip
         if any(r is not None and r.reason in (Reason.TIMEOUT, Reason.UNAVAILABLE) for r in results):
-            await self._disconnect()  # its state is unknown: the next batch reconnects
+            # Its state is unknown: the next batch reconnects. This batch's connection
+            # only: another batch may have connected anew since, and be waiting on it.
+            self._drop(connection)
         return results
 
     async def _send(self, connection: Any, event: dict[str, Any], acks: _Acks, i: int) -> None:
@@ -261,8 +274,8 @@ class NatsJetStreamPublisher(Publisher):
         try:
             await connection.publish(subject, payload, reply=self._replies + token, headers=headers)
         except BaseException:
-            del self._waiting[token]
-            acks.sent -= 1
+            if self._waiting.pop(token, None) is not None:  # not answered, nor given up
+                acks.sent -= 1
             raise
 
     async def _on_reply(self, message: Any) -> None:
@@ -281,7 +294,7 @@ class NatsJetStreamPublisher(Publisher):
                 error = reply.get("error")
                 if error is None and "stream" not in reply:
                     raise ValueError
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):  # nested too deep
                 outcome = self._errors.Error(
                     f"not a JetStream acknowledgement: {message.data[:200]!r}"
                 )
@@ -306,6 +319,7 @@ class NatsJetStreamPublisher(Publisher):
         event: dict[str, Any],
         outcome: Any,
         no_stream: dict[str, PublishError],
+        deadline: float,
     ) -> PublishError | None:
         """The event's result from its outcome: ``None`` (acknowledged), no answer by the
         deadline (a timeout), or what went wrong."""
@@ -318,7 +332,7 @@ class NatsJetStreamPublisher(Publisher):
         if isinstance(outcome, self._js_errors.NoStreamResponseError):
             subject = self._subject(event)
             if subject not in no_stream:
-                no_stream[subject] = await self._no_stream(connection, subject)
+                no_stream[subject] = await self._no_stream(connection, subject, deadline)
             return no_stream[subject]
         return self._publish_error(outcome)
 
@@ -351,12 +365,14 @@ class NatsJetStreamPublisher(Publisher):
             return PublishError(f"NATS unavailable: {text}", reason=Reason.UNAVAILABLE)
         raise exc
 
-    async def _no_stream(self, connection: Any, subject: str) -> PublishError:
+    async def _no_stream(self, connection: Any, subject: str, deadline: float) -> PublishError:
         """Nobody answered a publish: permanent when JetStream says no stream captures
-        the subject; transient when JetStream itself did not answer (not ready yet after a
-        restart, a stream's leader being elected)."""
+        the subject; transient when JetStream itself did not answer by the batch's
+        deadline (not ready yet after a restart, a stream's leader being elected)."""
         try:
-            await connection.jetstream().find_stream_name_by_subject(subject)
+            # nats-py's TimeoutError past the deadline (timeout 0 would mean its default).
+            left = max(deadline - time.monotonic(), 0.001)
+            await connection.jetstream(timeout=left).find_stream_name_by_subject(subject)
         except self._js_errors.NotFoundError:
             return PublishError(
                 f"NATS JetStream has no stream for subject {subject!r}", permanent=True
@@ -421,10 +437,26 @@ class NatsJetStreamPublisher(Publisher):
         self._connection = client
         return client
 
+    def _drop(self, connection: Any) -> None:
+        """Forget ``connection`` and close it in the background: closing waits (up to
+        ``timeout``) for the socket to take what nats-py still holds, which a server
+        that reads nothing never does; the batch's results need not wait for that."""
+        if self._connection is connection:
+            self._connection = None
+        closing = asyncio.ensure_future(self._close(connection))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
     async def _disconnect(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             await self._close(connection)
+
+    async def _shut_down(self) -> None:
+        """:meth:`close`: the connection, and those :meth:`_drop` is still closing."""
+        await self._disconnect()
+        if self._closing:
+            await asyncio.wait(self._closing)  # each bounded by timeout
 
     async def _close(self, client: Any) -> None:
         if client.is_closed:
@@ -433,6 +465,16 @@ class NatsJetStreamPublisher(Publisher):
             await asyncio.wait_for(client.close(), self.timeout)
         except Exception:
             logger.debug("Closing the NATS connection failed", exc_info=True)
+
+
+def _check(timer: asyncio.Timeout) -> None:
+    """Raise ``TimeoutError`` once ``timer`` has expired. Its cancellation alone does not
+    stop the batch: nats-py swallows it in a forced flush (``Client._flush_pending``
+    catches ``CancelledError``), where ``publish()`` waits while the server reads nothing
+    and nats-py holds more than its ``pending_size``, and the batch would go on sending
+    and then wait for acknowledgements with no deadline left."""
+    if timer.expired():
+        raise TimeoutError
 
 
 async def _log_error(error: Exception) -> None:
