@@ -67,6 +67,10 @@ LINGER_MS = 5
 SEND_NOW = 0.001
 #: Seconds without a delivery report after which :meth:`_Batch.wait` sends again.
 SEND_AGAIN = 0.05
+#: A batch of fewer records is sent as soon as it is produced (:meth:`_Batch.send_now`),
+#: as is one produced while nothing else is in flight: the relay is not busy, and no other
+#: batch's wait follows soon (a batch of one would otherwise wait for the next claim).
+SMALL_BATCH = 10
 #: Broker answers that will be the same on a retry: the event is parked as dead.
 PERMANENT_ERRORS = frozenset(
     {
@@ -232,9 +236,10 @@ class KafkaPublisher(Publisher):
                 self._retire()
             producer = self._producer
         batch = _Batch(self, producer, len(events), time.monotonic() + self.timeout)
-        # Nothing else in flight (a relay that is not busy): no other batch's wait is
-        # coming to send this one, so it goes now instead of after the linger.
-        idle = len(producer) == 0
+        # A relay that is not busy — nothing else in flight, or a batch this small (its
+        # claim found fewer events than it asked for) — has no other batch's wait coming
+        # soon to send this one: it goes now instead of after the linger.
+        idle = len(events) < SMALL_BATCH or len(producer) == 0
         for index, event in enumerate(events):
             try:
                 value, headers = self._record(event)
