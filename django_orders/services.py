@@ -406,7 +406,13 @@ def _transition_if_current(
     order = sql.update_if_current(
         db,
         model,
-        {"tenant_id": tenant_id, "pk": order_id, "version": version, "status": source},
+        {
+            "tenant_id": tenant_id,
+            "pk": order_id,
+            "version": version,
+            "status": source,
+            "updated_at": now,
+        },
         {"status": status, "version": version + 1, "updated_at": now, stamp: now, **changes},
         events.order_event(tenant_id, order_id, version + 1, event_type, now, payload=None),
         notify=events.NOTIFY_CHANNEL,
