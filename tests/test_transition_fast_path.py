@@ -397,3 +397,28 @@ def test_the_largest_version_in_if_match_is_a_412_not_a_500(action: str) -> None
         response = api.close_order(str(order.id), if_match=tag)
     assert_problem(response, 412, "version_mismatch")
     assert Order.objects.get(pk=order.pk).version == order.version
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["confirm", "close"])
+def test_the_answer_is_made_before_a_receiver_gets_the_instance(action: str) -> None:
+    """The locked path makes its answer before its commit sends the signal; a receiver
+    changing the instance it is sent (its own bookkeeping) changes neither answer (found
+    in review: the statement's signal was sent before its answer was made)."""
+    order = make({"a": "b"}, status="draft" if action == "confirm" else "confirmed")
+    signal = signals.order_confirmed if action == "confirm" else signals.order_closed
+
+    def receiver(order: Order, **kwargs: object) -> None:
+        order.metadata["seen"] = "yes"
+        order.status = "seen"
+
+    signal.connect(receiver, sender=Order, weak=False, dispatch_uid="fast-path-mutating")
+    try:
+        with CaptureQueriesContext(connection) as context:
+            response = transition(action, order)
+    finally:
+        signal.disconnect(sender=Order, dispatch_uid="fast-path-mutating")
+    assert "jsonb_build_object(" in context.captured_queries[0]["sql"]
+    assert response.status_code == 200
+    assert response.json() == Order.objects.get(pk=order.pk).to_dict()
+    assert response.json()["metadata"] == {"a": "b"}
