@@ -253,13 +253,21 @@ def close_order(order: AbstractOrder, *, context: Mapping[str, Any] | None = Non
 
 
 def confirm_if_current(
-    tenant_id: str, order_id: uuid.UUID, version: int, *, total_cents: int
+    tenant_id: str,
+    order_id: uuid.UUID,
+    version: int,
+    *,
+    total_cents: int,
+    then: Callable[[AbstractOrder], object] | None = None,
 ) -> AbstractOrder | None:
     """draft → confirmed, setting ``totalCents``, if the tenant's order ``order_id`` is a
     draft at ``version``: one conditional statement, no lock held beyond it
     (:func:`django_orders.sql.update_if_current`). The confirmed order, or ``None`` when it
     is not such a draft (missing, another version, another status): then nothing was
-    written, and :func:`confirm_order` on the locked order says why.
+    written, and :func:`confirm_order` on the locked order says why. ``then(order)`` is
+    called with the confirmed order before the signal is sent (in autocommit, at once):
+    what it makes of the order — the view's answer — is what the locked path's answer,
+    made before its commit, would be, whatever a receiver does to the instance.
 
     Only where :func:`can_transition_in_one_statement` says yes (no host rules to ask).
     """
@@ -273,10 +281,17 @@ def confirm_if_current(
         stamp="confirmed_at",
         event_type=events.ORDER_CONFIRMED,
         signal=signals.order_confirmed,
+        then=then,
     )
 
 
-def close_if_current(tenant_id: str, order_id: uuid.UUID, version: int) -> AbstractOrder | None:
+def close_if_current(
+    tenant_id: str,
+    order_id: uuid.UUID,
+    version: int,
+    *,
+    then: Callable[[AbstractOrder], object] | None = None,
+) -> AbstractOrder | None:
     """confirmed → closed if the tenant's order ``order_id`` is confirmed at ``version``;
     as :func:`confirm_if_current`."""
     return _transition_if_current(
@@ -289,6 +304,7 @@ def close_if_current(tenant_id: str, order_id: uuid.UUID, version: int) -> Abstr
         stamp="closed_at",
         event_type=events.ORDER_CLOSED,
         signal=signals.order_closed,
+        then=then,
     )
 
 
@@ -397,6 +413,7 @@ def _transition_if_current(
     stamp: str,
     event_type: str,
     signal: Any,
+    then: Callable[[AbstractOrder], object] | None,
 ) -> AbstractOrder | None:
     model = get_order_model()
     db = router.db_for_write(model)
@@ -406,12 +423,20 @@ def _transition_if_current(
     order = sql.update_if_current(
         db,
         model,
-        {"tenant_id": tenant_id, "pk": order_id, "version": version, "status": source},
+        {
+            "tenant_id": tenant_id,
+            "pk": order_id,
+            "version": version,
+            "status": source,
+            "updated_at": now,
+        },
         {"status": status, "version": version + 1, "updated_at": now, stamp: now, **changes},
         events.order_event(tenant_id, order_id, version + 1, event_type, now, payload=None),
         notify=events.NOTIFY_CHANNEL,
     )
     if order is not None:
+        if then is not None:
+            then(order)
         # In autocommit the statement is committed: on_commit() sends it now.
         _send_on_commit(signal, order, db)
     return order
