@@ -213,6 +213,100 @@ def get_order_for_update(tenant_id: str, order_id: uuid.UUID | str) -> AbstractO
     return order
 
 
+@dataclass(frozen=True)
+class _Move:
+    """One transition, as both of its paths make it: the action the host's rules are
+    told, the status it leaves and the one it enters, the timestamp it sets, its event
+    and its signal."""
+
+    action: str
+    source: str
+    target: str
+    stamp: str
+    event_type: str
+    signal: Any
+
+    def locked(
+        self,
+        order: AbstractOrder,
+        changes: Mapping[str, Any],
+        context: Mapping[str, Any] | None,
+    ) -> AbstractOrder:
+        """The transition on ``order``, locked by the caller, in a transaction."""
+        db = router.db_for_write(type(order))
+        # No savepoint: inside a caller's transaction an error must roll back the whole unit.
+        with transaction.atomic(using=db, savepoint=False):
+            ask_rules(self.action, order, changes, context)
+            now = timezone.now()
+            for name, value in changes.items():
+                setattr(order, name, value)
+            order.status = self.target
+            setattr(order, self.stamp, now)
+            order.version += 1
+            order.updated_at = now
+            fields = ("status", "version", "updated_at", self.stamp, *changes)
+            event = events.build_order_event(order, self.event_type)
+            events.save_with_event(db, order, fields, event)
+            _send_on_commit(self.signal, order, db)
+        return order
+
+    def if_current(
+        self,
+        tenant_id: str,
+        order_id: uuid.UUID,
+        version: int,
+        changes: Mapping[str, Any],
+        then: Callable[[AbstractOrder], object] | None,
+    ) -> AbstractOrder | None:
+        """The transition in one conditional statement, or ``None`` if it changed nothing."""
+        model = get_order_model()
+        db = router.db_for_write(model)
+        now = timezone.now()
+        # What locked() sets, in its order; the event as build_order_event() makes it,
+        # its payload written by the statement (docs/benchmarks.md, Finding 16).
+        order = sql.update_if_current(
+            db,
+            model,
+            {
+                "tenant_id": tenant_id,
+                "pk": order_id,
+                "version": version,
+                "status": self.source,
+                "updated_at": now,
+            },
+            {
+                "status": self.target,
+                "version": version + 1,
+                "updated_at": now,
+                self.stamp: now,
+                **changes,
+            },
+            events.order_event(
+                tenant_id, order_id, version + 1, self.event_type, now, payload=None
+            ),
+            notify=events.NOTIFY_CHANNEL,
+        )
+        if order is not None:
+            if then is not None:
+                then(order)
+            # In autocommit the statement is committed: on_commit() sends it now.
+            _send_on_commit(self.signal, order, db)
+        return order
+
+
+_CONFIRM = _Move(
+    "confirm",
+    Status.DRAFT,
+    Status.CONFIRMED,
+    "confirmed_at",
+    events.ORDER_CONFIRMED,
+    signals.order_confirmed,
+)
+_CLOSE = _Move(
+    "close", Status.CONFIRMED, Status.CLOSED, "closed_at", events.ORDER_CLOSED, signals.order_closed
+)
+
+
 def confirm_order(
     order: AbstractOrder,
     *,
@@ -224,36 +318,18 @@ def confirm_order(
 
     ``order`` must be locked.
     """
-    if order.status != Status.DRAFT:
-        raise InvalidTransition(order, Status.CONFIRMED)
+    if order.status != _CONFIRM.source:
+        raise InvalidTransition(order, _CONFIRM.target)
     if fields:
         check_host_fields(type(order), fields)
-    return _transition(
-        order,
-        "confirm",
-        {"total_cents": total_cents, **fields},
-        context,
-        status=Status.CONFIRMED,
-        stamp="confirmed_at",
-        event_type=events.ORDER_CONFIRMED,
-        signal=signals.order_confirmed,
-    )
+    return _CONFIRM.locked(order, {"total_cents": total_cents, **fields}, context)
 
 
 def close_order(order: AbstractOrder, *, context: Mapping[str, Any] | None = None) -> AbstractOrder:
     """confirmed → closed. ``order`` must be locked."""
-    if order.status != Status.CONFIRMED:
-        raise InvalidTransition(order, Status.CLOSED)
-    return _transition(
-        order,
-        "close",
-        {},
-        context,
-        status=Status.CLOSED,
-        stamp="closed_at",
-        event_type=events.ORDER_CLOSED,
-        signal=signals.order_closed,
-    )
+    if order.status != _CLOSE.source:
+        raise InvalidTransition(order, _CLOSE.target)
+    return _CLOSE.locked(order, {}, context)
 
 
 def confirm_if_current(
@@ -275,18 +351,7 @@ def confirm_if_current(
 
     Only where :func:`can_transition_in_one_statement` says yes (no host rules to ask).
     """
-    return _transition_if_current(
-        tenant_id,
-        order_id,
-        version,
-        {"total_cents": total_cents},
-        source=Status.DRAFT,
-        status=Status.CONFIRMED,
-        stamp="confirmed_at",
-        event_type=events.ORDER_CONFIRMED,
-        signal=signals.order_confirmed,
-        then=then,
-    )
+    return _CONFIRM.if_current(tenant_id, order_id, version, {"total_cents": total_cents}, then)
 
 
 def close_if_current(
@@ -298,18 +363,7 @@ def close_if_current(
 ) -> AbstractOrder | None:
     """confirmed → closed if the tenant's order ``order_id`` is confirmed at ``version``;
     as :func:`confirm_if_current`."""
-    return _transition_if_current(
-        tenant_id,
-        order_id,
-        version,
-        {},
-        source=Status.CONFIRMED,
-        status=Status.CLOSED,
-        stamp="closed_at",
-        event_type=events.ORDER_CLOSED,
-        signal=signals.order_closed,
-        then=then,
-    )
+    return _CLOSE.if_current(tenant_id, order_id, version, {}, then)
 
 
 def can_transition_in_one_statement(using: str) -> bool:
@@ -376,74 +430,6 @@ def check_host_fields(model: type[AbstractOrder], fields: Mapping[str, Any]) -> 
             raise TypeError(f"{model.__name__} has no field {name!r}.") from None
         if not getattr(field, "concrete", False) or field.many_to_many:
             raise TypeError(f"{model.__name__}.{name} is not a column of the order.")
-
-
-def _transition(
-    order: AbstractOrder,
-    action: str,
-    changes: Mapping[str, Any],
-    context: Mapping[str, Any] | None,
-    *,
-    status: str,
-    stamp: str,
-    event_type: str,
-    signal: Any,
-) -> AbstractOrder:
-    db = router.db_for_write(type(order))
-    # No savepoint: inside a caller's transaction an error must roll back the whole unit.
-    with transaction.atomic(using=db, savepoint=False):
-        ask_rules(action, order, changes, context)
-        now = timezone.now()
-        for name, value in changes.items():
-            setattr(order, name, value)
-        order.status = status
-        setattr(order, stamp, now)
-        order.version += 1
-        order.updated_at = now
-        fields = ("status", "version", "updated_at", stamp, *changes)
-        events.save_with_event(db, order, fields, events.build_order_event(order, event_type))
-        _send_on_commit(signal, order, db)
-    return order
-
-
-def _transition_if_current(
-    tenant_id: str,
-    order_id: uuid.UUID,
-    version: int,
-    changes: Mapping[str, Any],
-    *,
-    source: str,
-    status: str,
-    stamp: str,
-    event_type: str,
-    signal: Any,
-    then: Callable[[AbstractOrder], object] | None,
-) -> AbstractOrder | None:
-    model = get_order_model()
-    db = router.db_for_write(model)
-    now = timezone.now()
-    # What _transition() sets, in its order; the event as build_order_event() makes it,
-    # its payload written by the statement (docs/benchmarks.md, Finding 16).
-    order = sql.update_if_current(
-        db,
-        model,
-        {
-            "tenant_id": tenant_id,
-            "pk": order_id,
-            "version": version,
-            "status": source,
-            "updated_at": now,
-        },
-        {"status": status, "version": version + 1, "updated_at": now, stamp: now, **changes},
-        events.order_event(tenant_id, order_id, version + 1, event_type, now, payload=None),
-        notify=events.NOTIFY_CHANNEL,
-    )
-    if order is not None:
-        if then is not None:
-            then(order)
-        # In autocommit the statement is committed: on_commit() sends it now.
-        _send_on_commit(signal, order, db)
-    return order
 
 
 def _send_on_commit(signal: Any, order: AbstractOrder, using: str) -> None:
