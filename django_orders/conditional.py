@@ -163,9 +163,10 @@ def version_mismatch(current_version: int, detail: str | None = None) -> Problem
 def if_match_version(header_value: str | None) -> int | None:
     """The version ``If-Match`` names when it is one strong entity-tag of a version
     (``"3"``, or the bare ``3``): the one version :func:`evaluate_if_match` lets through,
-    for a write made conditional on it (``UPDATE … WHERE version = %s``). ``None`` for
-    anything else — missing, ``*``, weak, several tags, malformed, not a version's text
-    (``"03"`` matches no version) —, which :func:`evaluate_if_match` then answers."""
+    for a write made conditional on it (``UPDATE … SET version = <it + 1> WHERE version =
+    <it>``), so one below :data:`MAX_VERSION`. ``None`` for anything else — missing,
+    ``*``, weak, several tags, malformed, not a version's text (``"03"`` matches no
+    version) —, which :func:`evaluate_if_match` then answers."""
     if header_value is None:
         return None
     tags = parse_entity_tags(header_value)
@@ -176,7 +177,9 @@ def if_match_version(header_value: str | None) -> int | None:
     if not (opaque.isascii() and opaque.isdigit()) or opaque[0] == "0" or len(opaque) > 10:
         return None
     version = int(opaque)
-    return version if version <= MAX_VERSION else None
+    # The largest version has no next one to write: the statement would fail on any
+    # order (found in review); the locked path answers (412, or its own error).
+    return version if version < MAX_VERSION else None
 
 
 def if_none_match_matches(header_value: str | None, current_version: int) -> bool:

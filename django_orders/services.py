@@ -15,6 +15,10 @@ Host extensions (docs/guide/extending.md): the functions take the values of the 
 order fields as keyword arguments, and run the host's rules (the ``ORDER_RULES`` setting)
 inside their transaction, once the change is known to be valid and before anything is
 written; a rule refuses by raising :class:`RuleViolation`, and then nothing is written.
+
+One module, past 400 lines, on purpose: each rule of an order's life has both its ways
+here — the locked path and the one-statement path, with the conditions that choose
+between them — so a reader checking what a confirm may do sees every way it can happen.
 """
 
 from __future__ import annotations
@@ -209,6 +213,100 @@ def get_order_for_update(tenant_id: str, order_id: uuid.UUID | str) -> AbstractO
     return order
 
 
+@dataclass(frozen=True)
+class _Move:
+    """One transition, as both of its paths make it: the action the host's rules are
+    told, the status it leaves and the one it enters, the timestamp it sets, its event
+    and its signal."""
+
+    action: str
+    source: str
+    target: str
+    stamp: str
+    event_type: str
+    signal: Any
+
+    def locked(
+        self,
+        order: AbstractOrder,
+        changes: Mapping[str, Any],
+        context: Mapping[str, Any] | None,
+    ) -> AbstractOrder:
+        """The transition on ``order``, locked by the caller, in a transaction."""
+        db = router.db_for_write(type(order))
+        # No savepoint: inside a caller's transaction an error must roll back the whole unit.
+        with transaction.atomic(using=db, savepoint=False):
+            ask_rules(self.action, order, changes, context)
+            now = timezone.now()
+            for name, value in changes.items():
+                setattr(order, name, value)
+            order.status = self.target
+            setattr(order, self.stamp, now)
+            order.version += 1
+            order.updated_at = now
+            fields = ("status", "version", "updated_at", self.stamp, *changes)
+            event = events.build_order_event(order, self.event_type)
+            events.save_with_event(db, order, fields, event)
+            _send_on_commit(self.signal, order, db)
+        return order
+
+    def if_current(
+        self,
+        tenant_id: str,
+        order_id: uuid.UUID,
+        version: int,
+        changes: Mapping[str, Any],
+        then: Callable[[AbstractOrder], object] | None,
+    ) -> AbstractOrder | None:
+        """The transition in one conditional statement, or ``None`` if it changed nothing."""
+        model = get_order_model()
+        db = router.db_for_write(model)
+        now = timezone.now()
+        # What locked() sets, in its order; the event as build_order_event() makes it,
+        # its payload written by the statement (docs/benchmarks.md, Finding 16).
+        order = sql.update_if_current(
+            db,
+            model,
+            {
+                "tenant_id": tenant_id,
+                "pk": order_id,
+                "version": version,
+                "status": self.source,
+                "updated_at": now,
+            },
+            {
+                "status": self.target,
+                "version": version + 1,
+                "updated_at": now,
+                self.stamp: now,
+                **changes,
+            },
+            events.order_event(
+                tenant_id, order_id, version + 1, self.event_type, now, payload=None
+            ),
+            notify=events.NOTIFY_CHANNEL,
+        )
+        if order is not None:
+            if then is not None:
+                then(order)
+            # In autocommit the statement is committed: on_commit() sends it now.
+            _send_on_commit(self.signal, order, db)
+        return order
+
+
+_CONFIRM = _Move(
+    "confirm",
+    Status.DRAFT,
+    Status.CONFIRMED,
+    "confirmed_at",
+    events.ORDER_CONFIRMED,
+    signals.order_confirmed,
+)
+_CLOSE = _Move(
+    "close", Status.CONFIRMED, Status.CLOSED, "closed_at", events.ORDER_CLOSED, signals.order_closed
+)
+
+
 def confirm_order(
     order: AbstractOrder,
     *,
@@ -220,76 +318,52 @@ def confirm_order(
 
     ``order`` must be locked.
     """
-    if order.status != Status.DRAFT:
-        raise InvalidTransition(order, Status.CONFIRMED)
+    if order.status != _CONFIRM.source:
+        raise InvalidTransition(order, _CONFIRM.target)
     if fields:
         check_host_fields(type(order), fields)
-    return _transition(
-        order,
-        "confirm",
-        {"total_cents": total_cents, **fields},
-        context,
-        status=Status.CONFIRMED,
-        stamp="confirmed_at",
-        event_type=events.ORDER_CONFIRMED,
-        signal=signals.order_confirmed,
-    )
+    return _CONFIRM.locked(order, {"total_cents": total_cents, **fields}, context)
 
 
 def close_order(order: AbstractOrder, *, context: Mapping[str, Any] | None = None) -> AbstractOrder:
     """confirmed → closed. ``order`` must be locked."""
-    if order.status != Status.CONFIRMED:
-        raise InvalidTransition(order, Status.CLOSED)
-    return _transition(
-        order,
-        "close",
-        {},
-        context,
-        status=Status.CLOSED,
-        stamp="closed_at",
-        event_type=events.ORDER_CLOSED,
-        signal=signals.order_closed,
-    )
+    if order.status != _CLOSE.source:
+        raise InvalidTransition(order, _CLOSE.target)
+    return _CLOSE.locked(order, {}, context)
 
 
 def confirm_if_current(
-    tenant_id: str, order_id: uuid.UUID, version: int, *, total_cents: int
+    tenant_id: str,
+    order_id: uuid.UUID,
+    version: int,
+    *,
+    total_cents: int,
+    then: Callable[[AbstractOrder], object] | None = None,
 ) -> AbstractOrder | None:
     """draft → confirmed, setting ``totalCents``, if the tenant's order ``order_id`` is a
     draft at ``version``: one conditional statement, no lock held beyond it
     (:func:`django_orders.sql.update_if_current`). The confirmed order, or ``None`` when it
     is not such a draft (missing, another version, another status): then nothing was
-    written, and :func:`confirm_order` on the locked order says why.
+    written, and :func:`confirm_order` on the locked order says why. ``then(order)`` is
+    called with the confirmed order before the signal is sent (in autocommit, at once):
+    what it makes of the order — the view's answer — is what the locked path's answer,
+    made before its commit, would be, whatever a receiver does to the instance.
 
     Only where :func:`can_transition_in_one_statement` says yes (no host rules to ask).
     """
-    return _transition_if_current(
-        tenant_id,
-        order_id,
-        version,
-        {"total_cents": total_cents},
-        source=Status.DRAFT,
-        status=Status.CONFIRMED,
-        stamp="confirmed_at",
-        event_type=events.ORDER_CONFIRMED,
-        signal=signals.order_confirmed,
-    )
+    return _CONFIRM.if_current(tenant_id, order_id, version, {"total_cents": total_cents}, then)
 
 
-def close_if_current(tenant_id: str, order_id: uuid.UUID, version: int) -> AbstractOrder | None:
+def close_if_current(
+    tenant_id: str,
+    order_id: uuid.UUID,
+    version: int,
+    *,
+    then: Callable[[AbstractOrder], object] | None = None,
+) -> AbstractOrder | None:
     """confirmed → closed if the tenant's order ``order_id`` is confirmed at ``version``;
     as :func:`confirm_if_current`."""
-    return _transition_if_current(
-        tenant_id,
-        order_id,
-        version,
-        {},
-        source=Status.CONFIRMED,
-        status=Status.CLOSED,
-        stamp="closed_at",
-        event_type=events.ORDER_CLOSED,
-        signal=signals.order_closed,
-    )
+    return _CLOSE.if_current(tenant_id, order_id, version, {}, then)
 
 
 def can_transition_in_one_statement(using: str) -> bool:
@@ -356,65 +430,6 @@ def check_host_fields(model: type[AbstractOrder], fields: Mapping[str, Any]) -> 
             raise TypeError(f"{model.__name__} has no field {name!r}.") from None
         if not getattr(field, "concrete", False) or field.many_to_many:
             raise TypeError(f"{model.__name__}.{name} is not a column of the order.")
-
-
-def _transition(
-    order: AbstractOrder,
-    action: str,
-    changes: Mapping[str, Any],
-    context: Mapping[str, Any] | None,
-    *,
-    status: str,
-    stamp: str,
-    event_type: str,
-    signal: Any,
-) -> AbstractOrder:
-    db = router.db_for_write(type(order))
-    # No savepoint: inside a caller's transaction an error must roll back the whole unit.
-    with transaction.atomic(using=db, savepoint=False):
-        ask_rules(action, order, changes, context)
-        now = timezone.now()
-        for name, value in changes.items():
-            setattr(order, name, value)
-        order.status = status
-        setattr(order, stamp, now)
-        order.version += 1
-        order.updated_at = now
-        fields = ("status", "version", "updated_at", stamp, *changes)
-        events.save_with_event(db, order, fields, events.build_order_event(order, event_type))
-        _send_on_commit(signal, order, db)
-    return order
-
-
-def _transition_if_current(
-    tenant_id: str,
-    order_id: uuid.UUID,
-    version: int,
-    changes: Mapping[str, Any],
-    *,
-    source: str,
-    status: str,
-    stamp: str,
-    event_type: str,
-    signal: Any,
-) -> AbstractOrder | None:
-    model = get_order_model()
-    db = router.db_for_write(model)
-    now = timezone.now()
-    # What _transition() sets, in its order; the event as build_order_event() makes it,
-    # its payload written by the statement (docs/benchmarks.md, Finding 16).
-    order = sql.update_if_current(
-        db,
-        model,
-        {"tenant_id": tenant_id, "pk": order_id, "version": version, "status": source},
-        {"status": status, "version": version + 1, "updated_at": now, stamp: now, **changes},
-        events.order_event(tenant_id, order_id, version + 1, event_type, now, payload=None),
-        notify=events.NOTIFY_CHANNEL,
-    )
-    if order is not None:
-        # In autocommit the statement is committed: on_commit() sends it now.
-        _send_on_commit(signal, order, db)
-    return order
 
 
 def _send_on_commit(signal: Any, order: AbstractOrder, using: str) -> None:

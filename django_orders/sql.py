@@ -769,8 +769,12 @@ def update_with_insert(
 # -- a transition in one statement (PostgreSQL) ------------------------------------------
 
 #: What a conditional transition finds the row by: its tenant, its id and what the client
-#: holds of it — its version (the ``If-Match``) and the status the transition leaves.
-_CURRENT = ("tenant_id", "pk", "version", "status")
+#: holds of it — its version (the ``If-Match``) and the status the transition leaves —,
+#: and its last change not later than the instant the transition writes: a change
+#: committed after that instant was taken, before the statement ran (a client that
+#: guessed the next version), leaves the row to the locked path, which takes its instant
+#: with the row locked, so a later version never carries an earlier time (found in review).
+_CURRENT = ("tenant_id", "pk", "version", "status", "updated_at")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -791,7 +795,8 @@ def _transition_statement(
     connection: BaseDatabaseWrapper, model: type[Model], names: tuple[str, ...]
 ) -> _Transition:
     """``WITH changed AS (UPDATE <order> SET <names> = %s, … WHERE tenant_id = %s AND
-    <pk> = %s AND version = %s AND status = %s RETURNING <every column>), event AS
+    <pk> = %s AND version = %s AND status = %s AND updated_at <= %s RETURNING <every
+    column>), event AS
     (INSERT INTO <outbox> (…) SELECT %s, …, <the changed row's document>, … FROM changed)
     SELECT <every column of changed>, pg_notify(%s, '') FROM changed``."""
     c = Columns(model, connection)
@@ -811,7 +816,8 @@ def _transition_statement(
     sql = (
         f"WITH changed AS (UPDATE {c['table']} "
         f"SET {', '.join(f'{c[name]} = %s' for name in names)} "
-        f"WHERE {' AND '.join(f'{c[name]} = %s' for name in current)} "
+        f"WHERE {' AND '.join(f'{c[name]} = %s' for name in current[:-1])} "
+        f"AND {c[current[-1]]} <= %s "
         f"RETURNING {c.listed(f.name for f in read.fields)}), "
         f"event AS (INSERT INTO {e['table']} ({e.listed(f.name for f in outbox)}) "
         f"SELECT {selected} FROM changed) "
@@ -836,7 +842,8 @@ def update_if_current(
     notify: str,
 ) -> Any:
     """Set ``changes`` (field name → value) on the row of ``model`` whose ``tenant_id``,
-    ``pk``, ``version`` and ``status`` are ``current``'s, write ``event`` with the changed
+    ``pk``, ``version`` and ``status`` are ``current``'s and whose ``updated_at`` is not
+    later than ``current``'s (the instant ``changes`` write), write ``event`` with the changed
     row's ``to_dict()`` as its ``payload`` and ``pg_notify(notify, '')``: one statement,
     one round trip, atomic by itself in autocommit (PostgreSQL; docs/benchmarks.md,
     Finding 16). The changed row as an instance (``Model.from_db``), or ``None`` when no

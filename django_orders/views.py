@@ -452,9 +452,12 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         """Make the transition on the locked ``order`` with the validated body."""
         raise NotImplementedError
 
-    def apply_if_current(self, version: int, data: dict[str, Any]) -> AbstractOrder | None:
+    def apply_if_current(
+        self, version: int, data: dict[str, Any], then: Callable[[AbstractOrder], object]
+    ) -> AbstractOrder | None:
         """Make the transition in one statement if the order is at ``version`` and in the
-        status it leaves; the changed order, or ``None`` (nothing written)."""
+        status it leaves, calling ``then(order)`` before the signal is sent; the changed
+        order, or ``None`` (nothing written)."""
         raise NotImplementedError
 
     def writes_in_one_statement(self, request: Request, using: str) -> bool:
@@ -496,9 +499,14 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
             # In autocommit when no transaction is open (the mixin opened none); in the
             # one that is (ATOMIC_REQUESTS, row-level security's tenant transaction,
             # whose policies then bind the statement) otherwise.
-            changed = self.apply_if_current(*self._if_current)
+            # The answer is made before the signal's receivers get the instance, as the
+            # locked path's is before its commit (found in review).
+            answer: list[Response] = []
+            changed = self.apply_if_current(
+                *self._if_current, then=lambda order: answer.append(order_response(order))
+            )
             if changed is not None:
-                return order_response(changed)
+                return answer[0]
             # Not changed: missing, another version or status. The locked path says which.
         with transaction.atomic(using=using, savepoint=False):
             try:
@@ -542,8 +550,12 @@ class OrderConfirmView(OrderTransitionView):
     ) -> AbstractOrder:
         return services.confirm_order(order, context=context, **data)
 
-    def apply_if_current(self, version: int, data: dict[str, Any]) -> AbstractOrder | None:
-        return services.confirm_if_current(self.tenant_id or "", self.order_pk, version, **data)
+    def apply_if_current(
+        self, version: int, data: dict[str, Any], then: Callable[[AbstractOrder], object]
+    ) -> AbstractOrder | None:
+        return services.confirm_if_current(
+            self.tenant_id or "", self.order_pk, version, then=then, **data
+        )
 
     def patch(self, request: Request, order_id: str) -> Response:
         return self.transition(request, order_id)
@@ -559,8 +571,10 @@ class OrderCloseView(OrderTransitionView):
     ) -> AbstractOrder:
         return services.close_order(order, context=context)
 
-    def apply_if_current(self, version: int, data: dict[str, Any]) -> AbstractOrder | None:
-        return services.close_if_current(self.tenant_id or "", self.order_pk, version)
+    def apply_if_current(
+        self, version: int, data: dict[str, Any], then: Callable[[AbstractOrder], object]
+    ) -> AbstractOrder | None:
+        return services.close_if_current(self.tenant_id or "", self.order_pk, version, then=then)
 
     def post(self, request: Request, order_id: str) -> Response:
         return self.transition(request, order_id)

@@ -182,7 +182,7 @@ class TestIfMatchVersion:
 
     @pytest.mark.parametrize(
         ("value", "version"),
-        [('"3"', 3), ("3", 3), (' "3"\t', 3), ('"3",', 3), ('"2147483647"', 2**31 - 1)],
+        [('"3"', 3), ("3", 3), (' "3"\t', 3), ('"3",', 3), ('"2147483646"', 2**31 - 2)],
     )
     def test_one_strong_tag_of_a_version(self, value: str, version: int) -> None:
         assert if_match_version(value) == version
@@ -201,6 +201,8 @@ class TestIfMatchVersion:
             'W/"3", "3"',
             '"03"',
             '"0"',
+            # The largest version has no next one: the locked path answers.
+            '"2147483647"',
             '"-3"',
             '"3.0"',
             '"abc"',

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import select
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -129,7 +130,7 @@ def test_the_statement_is_built_from_the_models_and_sends_the_notification() -> 
         connection, Order, ("status", "version", "updated_at", "confirmed_at", "total_cents")
     )
     # Parameters by field, in the statement's order: the SET, then tenant, id, version,
-    # status; then every column of the event but its payload.
+    # status, updated_at; then every column of the event but its payload.
     assert [f.name for f in statement.fields] == [
         "status",
         "version",
@@ -140,6 +141,7 @@ def test_the_statement_is_built_from_the_models_and_sends_the_notification() -> 
         "id",
         "version",
         "status",
+        "updated_at",
     ]
     assert "payload" not in [f.name for f in statement.event_fields]
     assert len(statement.event_fields) == len(OutboxEvent._meta.concrete_fields) - 1
@@ -311,24 +313,111 @@ def test_a_subclass_overriding_the_transition_keeps_the_locked_path(override: st
     assert view.writes_in_one_statement(request, "default") is (override is None)
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("action", ["confirm", "close"])
-def test_the_signal_is_sent_once_the_change_is_committed(action: str) -> None:
-    order = make({}, status="draft" if action == "confirm" else "confirmed")
+def transition_heard(action: str, order: Order, receiver: Callable[..., None]) -> Any:
+    """``action`` made on ``order`` in one statement, ``receiver`` connected to its signal."""
     signal = signals.order_confirmed if action == "confirm" else signals.order_closed
-    sent: list[tuple[dict[str, Any], bool, dict[str, Any]]] = []
-
-    def receiver(order: Order, **kwargs: object) -> None:
-        stored = Order.objects.get(pk=order.pk).to_dict()
-        sent.append((order.to_dict(), connection.in_atomic_block, stored))
-
     signal.connect(receiver, sender=Order, weak=False, dispatch_uid="fast-path")
     try:
         with CaptureQueriesContext(connection) as context:
             response = transition(action, order)
     finally:
         signal.disconnect(sender=Order, dispatch_uid="fast-path")
-    assert response.status_code == 200
     assert "jsonb_build_object(" in context.captured_queries[0]["sql"]
+    return response
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["confirm", "close"])
+def test_the_signal_is_sent_once_the_change_is_committed(action: str) -> None:
+    order = make({}, status="draft" if action == "confirm" else "confirmed")
+    sent: list[tuple[dict[str, Any], bool, dict[str, Any]]] = []
+
+    def receiver(order: Order, **kwargs: object) -> None:
+        stored = Order.objects.get(pk=order.pk).to_dict()
+        sent.append((order.to_dict(), connection.in_atomic_block, stored))
+
+    response = transition_heard(action, order, receiver)
+    assert response.status_code == 200
     # Sent once, outside any transaction, with the order as committed and answered.
     assert sent == [(response.json(), False, response.json())]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_committed_after_the_instant_was_taken_is_not_overtaken_in_time() -> None:
+    """The statement's instant is taken before it runs; a change committed in between (a
+    confirm, by a client that guessed the next version) must not leave the later version
+    with the earlier time — closedAt before confirmedAt, the close event's ``time``
+    before the confirm's. The locked path takes its instant with the row locked."""
+    order = make({})
+    paused, resume = threading.Event(), threading.Event()
+    answers: list[Any] = []
+
+    def pause_before_the_statement(execute: Any, sql_text: str, *args: Any) -> Any:
+        if "jsonb_build_object(" in sql_text and not paused.is_set():
+            paused.set()
+            assert resume.wait(30)
+        return execute(sql_text, *args)
+
+    def close_holding_version_2() -> None:
+        try:
+            with connection.execute_wrapper(pause_before_the_statement):
+                answers.append(OrdersClient().close_order(str(order.id), if_match='"2"'))
+        finally:
+            connection.close()
+
+    closer = threading.Thread(target=close_holding_version_2)
+    closer.start()
+    try:
+        assert paused.wait(30)
+        # The close has taken its instant; a confirm is made and committed after it.
+        confirmed = transition("confirm", order)
+        assert confirmed.status_code == 200
+    finally:
+        resume.set()
+        closer.join(30)
+
+    assert [answer.status_code for answer in answers] == [200]
+    closed = Order.objects.get(pk=order.pk)
+    assert closed.version == 3
+    assert closed.closed_at >= closed.confirmed_at
+    assert closed.updated_at >= dt.datetime.fromisoformat(confirmed.json()["updatedAt"])
+    times = list(
+        OutboxEvent.objects.filter(aggregate_id=str(order.id))
+        .order_by("aggregate_version")
+        .values_list("created_at", flat=True)
+    )
+    assert times == sorted(times), times
+
+
+@pytest.mark.parametrize("action", ["confirm", "close"])
+def test_the_largest_version_in_if_match_is_a_412_not_a_500(action: str) -> None:
+    """A version has a next one only below 2**31 - 1: the tag of the largest one, sent by
+    a client to an order at any other version, is a 412 (found in review: the statement
+    setting version 2**31 failed with "integer out of range" whatever the row)."""
+    order = make({}, status="draft" if action == "confirm" else "confirmed")
+    api = OrdersClient()
+    tag = f'"{2**31 - 1}"'
+    if action == "confirm":
+        response = api.confirm(str(order.id), {"totalCents": 1}, if_match=tag)
+    else:
+        response = api.close_order(str(order.id), if_match=tag)
+    assert_problem(response, 412, "version_mismatch")
+    assert Order.objects.get(pk=order.pk).version == order.version
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["confirm", "close"])
+def test_the_answer_is_made_before_a_receiver_gets_the_instance(action: str) -> None:
+    """The locked path makes its answer before its commit sends the signal; a receiver
+    changing the instance it is sent (its own bookkeeping) changes neither answer (found
+    in review: the statement's signal was sent before its answer was made)."""
+    order = make({"a": "b"}, status="draft" if action == "confirm" else "confirmed")
+
+    def receiver(order: Order, **kwargs: object) -> None:
+        order.metadata["seen"] = "yes"
+        order.status = "seen"
+
+    response = transition_heard(action, order, receiver)
+    assert response.status_code == 200
+    assert response.json() == Order.objects.get(pk=order.pk).to_dict()
+    assert response.json()["metadata"] == {"a": "b"}
