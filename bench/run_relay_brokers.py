@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.resources
 import json
 import shutil
@@ -44,6 +45,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -318,59 +320,63 @@ def publisher_alone(publisher: Any, events: list[dict[str, Any]], batch: int) ->
 # -- parts ----------------------------------------------------------------------------------
 
 
+def alternating_rounds(
+    name: str,
+    rounds: int,
+    steps: dict[str, Callable[[], dict[str, Any]]],
+    ratios: dict[str, tuple[str, str]],
+    results: list[dict[str, Any]],
+) -> None:
+    """Each round runs every step, in reversed order every other round, and takes each
+    ratio within the round: ``ratios[key] = (step, reference step)``, events/s over
+    events/s."""
+    for rnd in range(rounds):
+        order = list(steps) if rnd % 2 == 0 else list(reversed(steps))
+        row: dict[str, Any] = {what: steps[what]() for what in order}
+        for key, (step, reference) in ratios.items():
+            row[key] = row[step]["rate"] / row[reference]["rate"]
+        results.append(row)
+        rates = "  ".join(f"{what} {row[what]['rate']:7.0f}/s" for what in steps)
+        shown = "  ".join(f"{key} {row[key]:.2f}" for key in ratios)
+        print(f"  {name} round {rnd + 1}: {rates}  {shown}")
+
+
 def kafka_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dict) -> None:
     from django_orders.publishers.kafka import KafkaPublisher
 
     broker = Tansu()
     info["tansu"] = broker.version
+
+    def relay(config: str | None = None, warm_up: bool = False) -> dict[str, Any]:
+        options: dict[str, Any] = {"bootstrap_servers": broker.bootstrap,
+                                   "topic": broker.new_topic(args.partitions)}  # fmt: skip
+        if config is not None:
+            options["config"] = json.loads(config)
+        return relay_throughput(args, KAFKA, options, relays=args.relays, warm_up=warm_up)
+
+    def bare(batch: int | None = None, warm: bool = False) -> dict[str, Any]:
+        topic = broker.new_topic(args.partitions)
+        return bare_kafka(broker.bootstrap, topic, sample_events(args.events), batch, warm=warm)
+
+    def alone() -> dict[str, Any]:
+        topic = broker.new_topic(args.partitions)
+        publisher = KafkaPublisher(bootstrap_servers=broker.bootstrap, topic=topic)
+        return publisher_alone(publisher, sample_events(args.events), args.batch_size)
+
+    steps: dict[str, Callable[[], dict[str, Any]]] = {"relay": relay}
+    for n, config in enumerate(args.kafka_config, 1):
+        steps[f"relay_config{n}"] = functools.partial(relay, config)
+    steps |= {
+        "bare": bare,
+        "batched": functools.partial(bare, args.batch_size),
+        "alone": alone,
+        "relay_warm": functools.partial(relay, warm_up=True),
+        "bare_warm": functools.partial(bare, warm=True),
+    }
+    ratios = {"ratio": ("relay", "bare"), "ratio_batched": ("relay", "batched"),
+              "ratio_warm": ("relay_warm", "bare_warm")}  # fmt: skip
     try:
-        for rnd in range(args.rounds):
-            row: dict[str, Any] = {}
-            order = ["relay", "bare", "batched", "alone", "relay_warm", "bare_warm"]
-            if rnd % 2:
-                order.reverse()
-            for what in order:
-                topic = broker.new_topic(args.partitions)
-                if what == "relay_warm":
-                    options = {"bootstrap_servers": broker.bootstrap, "topic": topic}
-                    row[what] = relay_throughput(args, KAFKA, options, relays=args.relays,
-                                                 warm_up=True)  # fmt: skip
-                elif what == "bare_warm":
-                    row[what] = bare_kafka(
-                        broker.bootstrap, topic, sample_events(args.events), warm=True
-                    )
-                elif what == "relay":
-                    options = {"bootstrap_servers": broker.bootstrap, "topic": topic}
-                    row["relay"] = relay_throughput(args, KAFKA, options, relays=args.relays)
-                    for n, config in enumerate(args.kafka_config, 1):
-                        options["topic"] = broker.new_topic(args.partitions)
-                        options["config"] = json.loads(config)
-                        row[f"relay_config{n}"] = relay_throughput(
-                            args, KAFKA, options, relays=args.relays
-                        )
-                        print(f"    relay with {config}: {row[f'relay_config{n}']['rate']:.0f}/s")
-                elif what == "bare":
-                    row["bare"] = bare_kafka(broker.bootstrap, topic, sample_events(args.events))
-                elif what == "batched":
-                    row["batched"] = bare_kafka(
-                        broker.bootstrap, topic, sample_events(args.events), args.batch_size
-                    )
-                else:
-                    publisher = KafkaPublisher(bootstrap_servers=broker.bootstrap, topic=topic)
-                    row["alone"] = publisher_alone(
-                        publisher, sample_events(args.events), args.batch_size
-                    )
-            row["ratio"] = row["relay"]["rate"] / row["bare"]["rate"]
-            row["ratio_batched"] = row["relay"]["rate"] / row["batched"]["rate"]
-            row["ratio_warm"] = row["relay_warm"]["rate"] / row["bare_warm"]["rate"]
-            rounds.append(row)
-            print(
-                f"  kafka round {rnd + 1}: bare {row['bare']['rate']:7.0f}/s  "
-                f"batched {row['batched']['rate']:7.0f}/s  "
-                f"alone {row['alone']['rate']:7.0f}/s  relay {row['relay']['rate']:7.0f}/s  "
-                f"ratio {row['ratio']:.2f}; started first: bare {row['bare_warm']['rate']:7.0f}/s "
-                f" relay {row['relay_warm']['rate']:7.0f}/s  ratio {row['ratio_warm']:.2f}"
-            )
+        alternating_rounds("kafka", args.rounds, steps, ratios, rounds)
     finally:
         broker.stop()
 
@@ -381,39 +387,39 @@ def nats_part(args: argparse.Namespace, rounds: list[dict[str, Any]], info: dict
     server = NatsServer()
     info["nats_server"] = server.version
     subject = "bench.orders.{type}"
+
+    def on_a_fresh_stream(measure: Callable[[], dict[str, Any]]) -> Callable[[], dict]:
+        def step() -> dict[str, Any]:
+            server.reset_stream()
+            figures = measure()
+            figures["stored"] = server.stored()
+            return figures
+
+        return step
+
+    def relay() -> dict[str, Any]:
+        options = {"servers": server.url, "subject": subject}
+        return relay_throughput(args, NATS, options, relays=args.relays)
+
+    def bare(publish_async: bool = False) -> dict[str, Any]:
+        events = sample_events(args.events)
+        return bare_nats(server.url, events, args.batch_size, publish_async=publish_async)
+
+    def alone() -> dict[str, Any]:
+        publisher = NatsJetStreamPublisher(servers=server.url, subject=subject)
+        return publisher_alone(publisher, sample_events(args.events), args.batch_size)
+
+    steps = {"relay": relay, "bare": bare, "bare_async": functools.partial(bare, True),
+             "alone": alone}  # fmt: skip
+    ratios = {"ratio": ("relay", "bare"), "ratio_async": ("relay", "bare_async")}
     try:
-        for rnd in range(args.rounds):
-            row: dict[str, Any] = {}
-            order = ["relay", "bare", "bare_async", "alone"]
-            if rnd % 2:
-                order.reverse()
-            for what in order:
-                server.reset_stream()
-                if what == "relay":
-                    options = {"servers": server.url, "subject": subject}
-                    row["relay"] = relay_throughput(args, NATS, options, relays=args.relays)
-                elif what.startswith("bare"):
-                    row[what] = bare_nats(
-                        server.url,
-                        sample_events(args.events),
-                        args.batch_size,
-                        publish_async=what == "bare_async",
-                    )
-                else:
-                    publisher = NatsJetStreamPublisher(servers=server.url, subject=subject)
-                    row["alone"] = publisher_alone(
-                        publisher, sample_events(args.events), args.batch_size
-                    )
-                row[what]["stored"] = server.stored()
-            row["ratio"] = row["relay"]["rate"] / row["bare"]["rate"]
-            row["ratio_async"] = row["relay"]["rate"] / row["bare_async"]["rate"]
-            rounds.append(row)
-            print(
-                f"  nats round {rnd + 1}: bare {row['bare']['rate']:7.0f}/s  "
-                f"bare publish_async {row['bare_async']['rate']:7.0f}/s  "
-                f"alone {row['alone']['rate']:7.0f}/s  relay {row['relay']['rate']:7.0f}/s  "
-                f"ratio {row['ratio']:.2f} / {row['ratio_async']:.2f}"
-            )
+        alternating_rounds(
+            "nats",
+            args.rounds,
+            {what: on_a_fresh_stream(measure) for what, measure in steps.items()},
+            ratios,
+            rounds,
+        )
     finally:
         server.stop()
 
