@@ -11,11 +11,13 @@ client, then ``--requests`` more, and reports the process CPU (``time.process_ti
 every thread, user + system) of those per request, for the plain DRF create
 (``/ref/create``, always: the reference) and what ``--only`` picks — the idempotent create
 (``/orders``, a new key each time; the default), ``confirm`` (``If-Match: "1"`` on fresh
-drafts) and ``close`` (``If-Match: "2"`` on fresh confirmed orders), whose orders the child
-makes before it starts counting. Sides and paths alternate within every round; medians
-over rounds. No network, no gunicorn, no ``wrk``: what is left is the Python the request
-runs plus the driver's side of its round trips, which a loaded machine disturbs less than
-a server's rate.
+drafts), ``close`` (``If-Match: "2"`` on fresh confirmed orders), ``get`` (one of 100
+orders) and ``list_page1`` (the first page of 20 of those 100: a third each draft, confirmed
+and closed), whose orders the child makes before it starts counting; with both of the last
+two, the list page against the GET as well. Sides and paths alternate within every round;
+medians over rounds. No network, no gunicorn, no ``wrk``: what is left is the Python the
+request runs plus the driver's side of its round trips, which a loaded machine disturbs less
+than a server's rate.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCENARIOS = ("ref_create", "create", "confirm", "close")
+SCENARIOS = ("ref_create", "create", "confirm", "close", "get", "list_page1")
 
 CHILD = """
 import json, os, sys, time, uuid
@@ -51,6 +53,17 @@ if name in ("confirm", "close"):  # made before anything is counted
                 locked = services.get_order_for_update(tenant, order.id)
                 services.confirm_order(locked, total_cents=5)
         orders.append(str(order.id))
+if name in ("get", "list_page1"):  # 100 orders, a third each draft, confirmed, closed
+    for n in range(100):
+        order = services.create_order(tenant)
+        if n % 3:
+            with transaction.atomic():
+                order = services.get_order_for_update(tenant, order.id)
+                services.confirm_order(order, total_cents=1000 + n)
+        if n % 3 == 2:
+            with transaction.atomic():
+                services.close_order(services.get_order_for_update(tenant, order.id))
+        orders.append(str(order.id))
 def one(i):
     if name == "confirm":
         response = client.patch(f"/orders/{orders[i]}/confirm", '{"totalCents": 1000}',
@@ -59,6 +72,11 @@ def one(i):
     elif name == "close":
         response = client.generic("POST", f"/orders/{orders[i]}/close", HTTP_X_TENANT_ID=tenant,
                                   HTTP_IF_MATCH='"2"', SERVER_NAME="localhost")
+    elif name == "get":
+        response = client.get(f"/orders/{orders[i % len(orders)]}", HTTP_X_TENANT_ID=tenant,
+                              SERVER_NAME="localhost")
+    elif name == "list_page1":
+        response = client.get("/orders?limit=20", HTTP_X_TENANT_ID=tenant, SERVER_NAME="localhost")
     else:
         path = "/ref/create" if name == "ref_create" else "/orders"
         response = client.post(path, body, content_type="application/json",
@@ -122,6 +140,13 @@ def main() -> None:
             print(
                 f"| {side} | {name} | {statistics.median(cpu):.3f} | "
                 f"**{statistics.median(ratios):.2f} ×** ({', '.join(f'{x:.2f}' for x in ratios)}) |"
+            )
+        if "get" in names and "list_page1" in names:
+            pairs = zip(results[(side, "list_page1")], results[(side, "get")], strict=True)
+            ratios = [page / one for page, one in pairs]
+            print(
+                f"{side}: a list page of 20 / a GET of one, by CPU: "
+                f"**{statistics.median(ratios):.2f} ×** ({', '.join(f'{x:.2f}' for x in ratios)})"
             )
     if len(sides) == 2:
         (a, _), (b, _) = sides
