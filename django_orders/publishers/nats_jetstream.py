@@ -203,6 +203,11 @@ class NatsJetStreamPublisher(Publisher):
             future.result(self.timeout)
         except Exception:
             logger.debug("Closing the NATS connection failed", exc_info=True)
+        future = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop)
+        try:
+            future.result(LOOP_GRACE)
+        except Exception:
+            logger.debug("Tasks of the NATS client outlived its close", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(self.timeout)
         if not self._thread.is_alive():
@@ -465,6 +470,19 @@ class NatsJetStreamPublisher(Publisher):
             await asyncio.wait_for(client.close(), self.timeout)
         except Exception:
             logger.debug("Closing the NATS connection failed", exc_info=True)
+
+
+async def _cancel_the_rest() -> None:
+    """Cancel what is still pending on the loop: the tasks nats-py leaves behind when a
+    connection's ``close()`` was cut off at its bound (a server that reads nothing keeps
+    it flushing), e.g. a subscription's reader. The loop then closes with nothing
+    pending — no "Task was destroyed but it is pending!" at exit."""
+    current = asyncio.current_task()
+    rest = [task for task in asyncio.all_tasks() if task is not current]
+    for task in rest:
+        task.cancel()
+    if rest:
+        await asyncio.wait(rest, timeout=LOOP_GRACE / 2)
 
 
 def _check(timer: asyncio.Timeout) -> None:
