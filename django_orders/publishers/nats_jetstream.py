@@ -42,6 +42,7 @@ finds the whole path here.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import itertools
 import json
@@ -174,6 +175,11 @@ class NatsJetStreamPublisher(Publisher):
         self._tokens = itertools.count()
         self._replies = ""
         self._closing: set[asyncio.Future[None]] = set()  # connections _drop() closes
+        # The last connections closed, kept referenced a while: asyncio holds tasks weakly,
+        # and a closed nats-py client's cancelled subscription reader, unreferenced before
+        # the loop has run its cancellation, is destroyed pending — by the garbage
+        # collector, on whichever thread it runs (an error under asyncio's debug mode).
+        self._retired: collections.deque[Any] = collections.deque(maxlen=8)
         self._connecting = asyncio.Lock()  # bound to the loop on first use
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -464,6 +470,7 @@ class NatsJetStreamPublisher(Publisher):
             await asyncio.wait(self._closing)  # each bounded by timeout
 
     async def _close(self, client: Any) -> None:
+        self._retired.append(client)
         if client.is_closed:
             return
         try:
