@@ -241,6 +241,9 @@ class IdempotencyMixin:
         )
         # One statement needs no transaction of its own (docs/benchmarks.md, Findings 14
         # and 16): a deferred claim's, or the handler's own when there is no key to claim.
+        # Asked before looking for an open transaction, on purpose: a view may prepare its
+        # one statement there and run it inside that transaction (the transitions under
+        # ATOMIC_REQUESTS or row-level security, tests/test_row_level_security.py).
         one_statement = (
             (deferred or key is None)
             and self.writes_in_one_statement(request, using)
