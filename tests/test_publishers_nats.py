@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -500,6 +501,45 @@ def test_bad_options_are_configuration_errors(options: dict[str, Any], match: st
     with pytest.raises(ImproperlyConfigured, match=match):
         NatsJetStreamPublisher(**options)
     assert nats_threads() == []
+
+
+def sockets_to(port: int) -> int:
+    """How many of this process's TCP sockets are connected to 127.0.0.1:``port``
+    (Linux: ``/proc``)."""
+    ours = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:["):
+                ours.add(target[len("socket:[") : -1])
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                remote_port = int(fields[2].rpartition(":")[2], 16)
+                if remote_port == port and fields[9] in ours:
+                    count += 1
+    return count
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="counts sockets in /proc")
+def test_closing_while_the_server_reads_nothing_lets_go_of_the_socket() -> None:
+    """A paused server never takes what the client still has to write: closed gracefully,
+    the socket would stay open (and its transport, collected later, warn "unclosed
+    transport"). The publisher's close() lets go of it at once."""
+    with own_server(timeout=1) as (server, publisher, _):
+        assert publisher.publish_batch(sample_batch(1)) == [None]
+        assert sockets_to(server.port) == 1
+        server.pause()
+        try:
+            results = publisher.publish_batch(padded(sample_batch(2000), 4000))  # ~9 MB
+            assert all(isinstance(r, PublishError) for r in results)
+            publisher.close()
+            assert sockets_to(server.port) == 0
+        finally:
+            server.resume()
 
 
 def test_without_nats_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -471,12 +471,30 @@ class NatsJetStreamPublisher(Publisher):
 
     async def _close(self, client: Any) -> None:
         self._retired.append(client)
-        if client.is_closed:
-            return
-        try:
-            await asyncio.wait_for(client.close(), self.timeout)
-        except Exception:
-            logger.debug("Closing the NATS connection failed", exc_info=True)
+        if not client.is_closed:
+            try:
+                await asyncio.wait_for(client.close(), self.timeout)
+            except Exception:
+                logger.debug("Closing the NATS connection failed", exc_info=True)
+        if _abort_socket(client):
+            await asyncio.sleep(0)  # the transport lets go of its socket on the next turn
+
+
+def _abort_socket(client: Any) -> bool:
+    """Let go of ``client``'s socket now, whatever its peer has not taken yet. nats-py
+    closes it gracefully: asyncio keeps a closing socket until its write buffer drains,
+    which a server that reads nothing (paused, or gone without a reset) never lets
+    happen, or until a loop turn that a stopping loop may not run — and the transport,
+    collected later, warns "unclosed transport". ``abort()`` on a socket already let go
+    does nothing. True when there was a transport to abort."""
+    transport = getattr(client, "_transport", None)
+    aborted = False
+    for name in ("_io_writer", "_bare_io_writer"):  # the TLS one, and the one under it
+        writer = getattr(transport, name, None)
+        if writer is not None:
+            writer.transport.abort()
+            aborted = True
+    return aborted
 
 
 async def _cancel_the_rest() -> None:
@@ -490,6 +508,7 @@ async def _cancel_the_rest() -> None:
         task.cancel()
     if rest:
         await asyncio.wait(rest, timeout=LOOP_GRACE / 2)
+    await asyncio.sleep(0)  # what they scheduled as they ended (a socket let go) runs
 
 
 def _check(timer: asyncio.Timeout) -> None:
