@@ -209,7 +209,7 @@ class NatsJetStreamPublisher(Publisher):
             future.result(self.timeout)
         except Exception:
             logger.debug("Closing the NATS connection failed", exc_info=True)
-        future = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._let_go(), self._loop)
         try:
             future.result(LOOP_GRACE)
         except Exception:
@@ -471,30 +471,37 @@ class NatsJetStreamPublisher(Publisher):
 
     async def _close(self, client: Any) -> None:
         self._retired.append(client)
-        if not client.is_closed:
-            try:
+        try:
+            if not client.is_closed:
                 await asyncio.wait_for(client.close(), self.timeout)
-            except Exception:
-                logger.debug("Closing the NATS connection failed", exc_info=True)
-        if _abort_socket(client):
-            await asyncio.sleep(0)  # the transport lets go of its socket on the next turn
+        except Exception:
+            logger.debug("Closing the NATS connection failed", exc_info=True)
+        finally:  # cancelled too: close() cuts off what outlives its bound
+            _abort_socket(client)  # the socket is let go on the loop's next turn
+
+    async def _let_go(self) -> None:
+        """:meth:`close`'s last step on the loop: cancel what is left, abort every socket
+        a closed connection may still hold, and give the loop the turn in which they
+        are let go."""
+        await _cancel_the_rest()
+        for client in [*self._retired, self._connection]:
+            if client is not None:
+                _abort_socket(client)
+        await asyncio.sleep(0)
 
 
-def _abort_socket(client: Any) -> bool:
+def _abort_socket(client: Any) -> None:
     """Let go of ``client``'s socket now, whatever its peer has not taken yet. nats-py
     closes it gracefully: asyncio keeps a closing socket until its write buffer drains,
     which a server that reads nothing (paused, or gone without a reset) never lets
     happen, or until a loop turn that a stopping loop may not run — and the transport,
     collected later, warns "unclosed transport". ``abort()`` on a socket already let go
-    does nothing. True when there was a transport to abort."""
+    does nothing."""
     transport = getattr(client, "_transport", None)
-    aborted = False
     for name in ("_io_writer", "_bare_io_writer"):  # the TLS one, and the one under it
         writer = getattr(transport, name, None)
         if writer is not None:
             writer.transport.abort()
-            aborted = True
-    return aborted
 
 
 async def _cancel_the_rest() -> None:
@@ -508,7 +515,6 @@ async def _cancel_the_rest() -> None:
         task.cancel()
     if rest:
         await asyncio.wait(rest, timeout=LOOP_GRACE / 2)
-    await asyncio.sleep(0)  # what they scheduled as they ended (a socket let go) runs
 
 
 def _check(timer: asyncio.Timeout) -> None:
