@@ -285,15 +285,14 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
 
     def defers_idempotency_claim(self, request: Request, using: str) -> bool:
         # The package's own create of a plainly valid body, without host rules, event
-        # enrichers or instance-signal receivers: nothing of the host's runs before the
-        # writes, and nothing there depends on more than the body, which the fingerprint
-        # holds, so a replay or a refusal found afterwards answers as it did before.
+        # enrichers or instance-signal receivers (can_claim_with_writes()): nothing of the
+        # host's runs before the writes, and nothing there depends on more than the body,
+        # which the fingerprint holds, so a replay or a refusal found afterwards answers
+        # as it did before.
         return (
             type(self).post is OrderCollectionView.post
             and type(self).created_response is OrderCollectionView.created_response
             and self.get_create_serializer_class() is OrderCreateSerializer
-            and not orders_settings.ORDER_RULES
-            and not orders_settings.EVENT_ENRICHERS
             and services.can_claim_with_writes(using)
             and plainly_valid_create(request.data) is not None
         )
