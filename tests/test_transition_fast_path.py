@@ -355,6 +355,26 @@ def test_a_subclass_overriding_the_transition_keeps_the_locked_path(override: st
     assert view.writes_in_one_statement(request, "default") is (override is None)
 
 
+def test_the_tag_is_parsed_and_the_body_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """writes_in_one_statement() finds the statement's inputs when the mixin asks it, and
+    transition() makes the statement with them, parsing and validating nothing again."""
+    calls: list[str] = []
+    for name in ("if_match_version", "plainly_valid_transition"):
+        original = getattr(views, name)
+
+        def counted(*args: Any, name: str = name, original: Any = original) -> Any:
+            calls.append(name)
+            return original(*args)
+
+        monkeypatch.setattr(views, name, counted)
+    order = make({})
+    with CaptureQueriesContext(connection) as context:
+        response = OrdersClient().confirm(str(order.id), {"totalCents": 1}, if_match='"1"')
+    assert response.status_code == 200, response.content
+    assert any("jsonb_build_object(" in query["sql"] for query in context.captured_queries)
+    assert calls == ["if_match_version", "plainly_valid_transition"]
+
+
 def transition_heard(action: str, order: Order, receiver: Callable[..., None]) -> Any:
     """``action`` made on ``order`` in one statement, ``receiver`` connected to its signal."""
     signal = signals.order_confirmed if action == "confirm" else signals.order_closed
