@@ -181,14 +181,31 @@ def create_order(
 
 def can_claim_with_writes(using: str) -> bool:
     """Whether :func:`create_order` can write the order and its event in the statement of
-    a claim on database ``using``: PostgreSQL, the orders and the outbox there, their
-    rows written without ``save()`` (:func:`django_orders.sql.can_insert_raw`), no field
-    that saving fills (``auto_now_add``, a host field's ``pre_save()``: the response is
+    a claim on database ``using``: where nothing of the host's runs — no ``ORDER_RULES``
+    or ``EVENT_ENRICHERS`` (they would run before a key already there is known, and its
+    replay must not run them), PostgreSQL with the orders and the outbox there, their rows
+    written without ``save()`` (:func:`django_orders.sql.can_insert_raw`), no field that
+    saving fills (``auto_now_add``, a host field's ``pre_save()``: the response is
     rendered before the statement), and no ``pre_init`` / ``post_init`` receiver of the
     host's to run when they are made."""
+    return connections[using].vendor == "postgresql" and _runs_nothing_of_the_hosts(using)
+
+
+def _runs_nothing_of_the_hosts(using: str) -> bool:
+    """Whether the package's own writes of an order and its event, in one statement on
+    database ``using``, run nothing of the host's that the ORM's way would: no
+    ``ORDER_RULES`` or ``EVENT_ENRICHERS``; the orders and the outbox on ``using``; their
+    rows written without ``save()`` (no ``save()`` of the host's, no ``pre_save`` /
+    ``post_save`` receiver, no database default: :func:`django_orders.sql.can_insert_raw`);
+    no field that saving fills (:func:`django_orders.sql.fills_fields_on_save`); and no
+    ``pre_init`` / ``post_init`` receiver of either model, which would see other instances
+    than the locked path makes (tests/test_transition_fast_path.py). What both fast paths
+    need; each adds its own: the create, PostgreSQL (its claim's statement); a transition,
+    the document (:func:`django_orders.sql.can_fetch_documents`, PostgreSQL's too)."""
     model = get_order_model()
     return (
-        connections[using].vendor == "postgresql"
+        not orders_settings.ORDER_RULES
+        and not orders_settings.EVENT_ENRICHERS
         and router.db_for_write(model) == using
         and router.db_for_write(OutboxEvent) == using
         and sql.can_insert_raw(model, OutboxEvent)
@@ -368,23 +385,17 @@ def close_if_current(
 
 def can_transition_in_one_statement(using: str) -> bool:
     """Whether :func:`confirm_if_current` and :func:`close_if_current` give what the
-    locked transitions give, on database ``using``: the orders and the outbox there, on
-    PostgreSQL, no ``ORDER_RULES`` or ``EVENT_ENRICHERS``, the order model's document
-    ``AbstractOrder.to_dict()``'s with its fields (:func:`django_orders.sql
-    .can_fetch_documents`: the statement builds the event's payload from the row), rows
-    written without ``save()`` and no field that saving fills, and no ``pre_init`` /
-    ``post_init`` receiver (the instance the locked path makes is the row before the
-    change; this one, the row after)."""
-    model = get_order_model()
-    return (
-        not orders_settings.ORDER_RULES
-        and not orders_settings.EVENT_ENRICHERS
-        and router.db_for_write(model) == using
-        and router.db_for_write(OutboxEvent) == using
-        and sql.can_fetch_documents(model, connections[using])
-        and sql.can_insert_raw(model, OutboxEvent)
-        and not sql.fills_fields_on_save(model)
-        and not sql.has_init_receivers(OutboxEvent)
+    locked transitions give, on database ``using``: where nothing of the host's runs, as
+    for :func:`can_claim_with_writes` — no ``ORDER_RULES`` or ``EVENT_ENRICHERS``, the
+    orders and the outbox on ``using``, rows written without ``save()``, no field that
+    saving fills, no ``pre_init`` / ``post_init`` receiver of the order or the event model
+    (the order's instance the locked path makes is the row before the change, this one
+    the row after; its event is made with the payload this one's statement writes) —
+    and where the order model's document is ``AbstractOrder.to_dict()``'s with its fields,
+    on PostgreSQL (:func:`django_orders.sql.can_fetch_documents`: the statement builds the
+    event's payload from the row)."""
+    return _runs_nothing_of_the_hosts(using) and sql.can_fetch_documents(
+        get_order_model(), connections[using]
     )
 
 

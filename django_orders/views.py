@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, router, transaction
 from django.urls import NoReverseMatch, get_resolver, get_script_prefix, get_urlconf, reverse
@@ -285,15 +285,14 @@ class OrderCollectionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
 
     def defers_idempotency_claim(self, request: Request, using: str) -> bool:
         # The package's own create of a plainly valid body, without host rules, event
-        # enrichers or instance-signal receivers: nothing of the host's runs before the
-        # writes, and nothing there depends on more than the body, which the fingerprint
-        # holds, so a replay or a refusal found afterwards answers as it did before.
+        # enrichers or instance-signal receivers (can_claim_with_writes()): nothing of the
+        # host's runs before the writes, and nothing there depends on more than the body,
+        # which the fingerprint holds, so a replay or a refusal found afterwards answers
+        # as it did before.
         return (
             type(self).post is OrderCollectionView.post
             and type(self).created_response is OrderCollectionView.created_response
             and self.get_create_serializer_class() is OrderCreateSerializer
-            and not orders_settings.ORDER_RULES
-            and not orders_settings.EVENT_ENRICHERS
             and services.can_claim_with_writes(using)
             and plainly_valid_create(request.data) is not None
         )
@@ -416,6 +415,15 @@ class OrderDetailView(OrdersAPIView):
             return None
 
 
+class _IfCurrent(NamedTuple):
+    """What a transition in one conditional statement is made with."""
+
+    #: The version the ``If-Match`` tag names.
+    version: int
+    #: The validated body.
+    data: dict[str, Any]
+
+
 class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView):
     """Base of confirm and close, in the order of checks of docs/api/confirm-order.md.
 
@@ -438,9 +446,9 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
 
     idempotency_key_required = False
     serializer_class: type[StrictSerializer] | None = None
-    #: The ``If-Match`` version and the validated body of a request made in one
-    #: conditional statement (:meth:`writes_in_one_statement`), else ``None``.
-    _if_current: tuple[int, dict[str, Any]] | None = None
+    #: The inputs of this request's one conditional statement, once
+    #: :meth:`_if_current_inputs` found them; ``None`` until then, or if there are none.
+    _if_current: _IfCurrent | None = None
 
     def get_serializer_class(self) -> type[StrictSerializer]:
         assert self.serializer_class is not None, f"{type(self).__name__}.serializer_class"
@@ -461,19 +469,31 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         raise NotImplementedError
 
     def writes_in_one_statement(self, request: Request, using: str) -> bool:
-        # Asked without an Idempotency-Key (a key keeps its claim and the locked path).
-        # With one strong If-Match tag, a plainly valid body and nothing of the host's to
-        # run or to show, the transition is one conditional statement in autocommit
-        # (docs/benchmarks.md, Finding 16); if it changes nothing, transition() answers
-        # on the locked row, in a transaction of its own.
-        version = if_match_version(request.headers.get("If-Match"))
-        if version is None or not self._transitions_as_the_package_does():
-            return False
-        data = plainly_valid_transition(self.get_serializer_class(), request.data)
-        if data is None or not services.can_transition_in_one_statement(using):
-            return False
-        self._if_current = (version, data)
-        return True
+        # Asked without an Idempotency-Key (a key keeps its claim and the locked path),
+        # before the mixin looks for an open transaction: transition() then makes the
+        # one statement in autocommit, or in the transaction that is open.
+        return self._if_current_inputs(request, using) is not None
+
+    def _if_current_inputs(self, request: Request, using: str) -> _IfCurrent | None:
+        """The ``If-Match`` version and the validated body of this request's transition
+        in one conditional statement, or ``None``: the locked path.
+
+        With one strong ``If-Match`` tag, a plainly valid body and nothing of the host's
+        to run or to show, the transition is one conditional statement
+        (docs/benchmarks.md, Finding 16); if it changes nothing, transition() answers on
+        the locked row, in a transaction of its own. Found once, when the mixin asks
+        :meth:`writes_in_one_statement`, and kept in ``_if_current`` for transition():
+        the tag is parsed and the body validated once.
+        """
+        if self._if_current is None:
+            version = if_match_version(request.headers.get("If-Match"))
+            if version is None or not self._transitions_as_the_package_does():
+                return None
+            data = plainly_valid_transition(self.get_serializer_class(), request.data)
+            if data is None or not services.can_transition_in_one_statement(using):
+                return None
+            self._if_current = _IfCurrent(version, data)
+        return self._if_current
 
     def _transitions_as_the_package_does(self) -> bool:
         """Whether this view's handler, transition and response are the package's confirm
@@ -495,7 +515,10 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
     def transition(self, request: Request, order_id: str) -> Response:
         model = get_order_model()
         using = router.db_for_write(model)
-        if self._if_current is not None:
+        # Found when the mixin asked writes_in_one_statement(), which it does not for a
+        # request with an Idempotency-Key: that one takes the locked path.
+        if_current = self._if_current
+        if if_current is not None:
             # In autocommit when no transaction is open (the mixin opened none); in the
             # one that is (ATOMIC_REQUESTS, row-level security's tenant transaction,
             # whose policies then bind the statement) otherwise.
@@ -503,7 +526,9 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
             # locked path's is before its commit (found in review).
             answer: list[Response] = []
             changed = self.apply_if_current(
-                *self._if_current, then=lambda order: answer.append(order_response(order))
+                if_current.version,
+                if_current.data,
+                then=lambda order: answer.append(order_response(order)),
             )
             if changed is not None:
                 return answer[0]

@@ -72,6 +72,7 @@ def test_create_takes_1_statement_on_postgresql_and_4_elsewhere(api: OrdersClien
     [
         {"CREATE_SERIALIZER": "tests.test_query_counts.HostCreateSerializer"},
         {"EVENT_ENRICHERS": ["tests.test_outbox_recording.correlate"]},
+        {"ORDER_RULES": [lambda change: None]},
         {},  # with a post_init receiver on the order model
     ],
 )
@@ -79,7 +80,7 @@ def test_where_host_code_runs_before_the_writes_the_key_is_claimed_first(
     api: OrdersClient, host: dict[str, object]
 ) -> None:
     # What a replay must not run (docs/guide/idempotency.md): the host's serializer, its
-    # enrichers, its receivers of the instances' signals.
+    # enrichers, its rules, its receivers of the instances' signals.
     def receiver(**kwargs: object) -> None:
         pass
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
-from django.db.models.signals import post_init, pre_save
+from django.db.models.signals import post_init, pre_init, pre_save
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -287,6 +287,48 @@ def test_anything_of_the_hosts_keeps_the_locked_path(
     assert any("FOR UPDATE" in s for s in statements), statements
 
 
+@pytest.mark.parametrize("signal", [pre_init, post_init], ids=["pre_init", "post_init"])
+@pytest.mark.parametrize("sender", [Order, OutboxEvent], ids=["order", "event"])
+def test_a_receiver_of_the_instances_signals_sees_what_the_locked_path_makes(
+    signal: Any, sender: Any
+) -> None:
+    """The locked path makes the order's instance from the row before the change and the
+    event's with its payload; the statement would make the order's from the row after and
+    the event's without one (the statement writes it). A host's ``pre_init`` /
+    ``post_init`` receiver of either model tells them apart, so it keeps the locked path
+    (and the create claims its key first)."""
+    order = make({})
+    seen: list[Any] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        instance = kwargs.get("instance")
+        if isinstance(instance, Order):
+            seen.append((instance.status, instance.version))
+        elif isinstance(instance, OutboxEvent):
+            seen.append(instance.payload)
+        else:
+            seen.append(sender)
+
+    signal.connect(receiver, sender=sender, weak=False, dispatch_uid="init-receiver")
+    try:
+        assert not services.can_transition_in_one_statement("default")
+        assert not services.can_claim_with_writes("default")
+        with CaptureQueriesContext(connection) as context:
+            response = transition("confirm", order)
+    finally:
+        signal.disconnect(sender=sender, dispatch_uid="init-receiver")
+    assert response.status_code == 200, response.content
+    statements = [query["sql"] for query in context.captured_queries]
+    assert not any("jsonb_build_object(" in s for s in statements), statements
+    assert any("FOR UPDATE" in s for s in statements), statements
+    if signal is pre_init:
+        assert seen == [sender]
+    elif sender is Order:
+        assert seen == [("draft", 1)]  # the row before: its instance is then changed
+    else:
+        assert seen == [response.json()]  # the event made with its payload
+
+
 @pytest.mark.parametrize("override", [None, "apply", "finalize_response", "handler"])
 def test_a_subclass_overriding_the_transition_keeps_the_locked_path(override: str | None) -> None:
     attributes: dict[str, Any] = {}
@@ -311,6 +353,26 @@ def test_a_subclass_overriding_the_transition_keeps_the_locked_path(override: st
     view = view_class()
     request = view.initialize_request(raw)
     assert view.writes_in_one_statement(request, "default") is (override is None)
+
+
+def test_the_tag_is_parsed_and_the_body_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """writes_in_one_statement() finds the statement's inputs when the mixin asks it, and
+    transition() makes the statement with them, parsing and validating nothing again."""
+    calls: list[str] = []
+    for name in ("if_match_version", "plainly_valid_transition"):
+        original = getattr(views, name)
+
+        def counted(*args: Any, name: str = name, original: Any = original) -> Any:
+            calls.append(name)
+            return original(*args)
+
+        monkeypatch.setattr(views, name, counted)
+    order = make({})
+    with CaptureQueriesContext(connection) as context:
+        response = OrdersClient().confirm(str(order.id), {"totalCents": 1}, if_match='"1"')
+    assert response.status_code == 200, response.content
+    assert any("jsonb_build_object(" in query["sql"] for query in context.captured_queries)
+    assert calls == ["if_match_version", "plainly_valid_transition"]
 
 
 def transition_heard(action: str, order: Order, receiver: Callable[..., None]) -> Any:
