@@ -21,10 +21,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,10 +227,22 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 
 class GunicornServer:
-    """gunicorn serving the bench project, in its own process group: ``start()``, then
-    ``stop()``. Its worker model comes from :func:`api_arg_parser`'s options;
+    """The bench project served by gunicorn: ``start()``, then ``stop()``. ``--workers``
+    worker processes of ``--threads`` threads each (:func:`api_arg_parser`), and each of
+    them a gunicorn of its own (``--workers 1``) on a port of its own, in its own process
+    group: ``urls`` has one address per worker process, ``url`` the first (for requests
+    that any worker may answer). :func:`run_wrk` gives every address the same number of
+    wrk's connections.
+
+    Why not one gunicorn with N workers: its workers accept from one shared socket, and
+    the one awake when wrk connects takes what comes, so wrk's 8 persistent connections
+    landed 4/4, 5/3, 7/1 or all 8 on one worker by chance, and one worker serving all of
+    them halves the rate and raises the CPU per request (one process, one interpreter
+    lock). ``--reuse-port`` (gunicorn 27 gives each worker its own socket) leaves the
+    spread to the kernel's hash of the connections' ports: 4/4 in 3 runs of 12.
     ``gunicorn``, ``env`` and ``cwd`` serve another checkout (by default this one, with
-    :func:`django_env` as it is when the server starts)."""
+    :func:`django_env` as it is when the server starts); ``port`` is the first worker's
+    (the others take free ports)."""
 
     def __init__(
         self,
@@ -242,56 +255,103 @@ class GunicornServer:
         cwd: Path = REPO_DIR,
     ) -> None:
         self.args = args
-        self.port = args.port if port is None else port
-        self.url = f"http://127.0.0.1:{self.port}"
+        first = args.port if port is None else port
+        self.ports = [first] + [free_port() for _ in range(args.workers - 1)]
+        self.urls = [f"http://127.0.0.1:{p}" for p in self.ports]
+        self.url = self.urls[0]
         self.log_path = RESULTS_DIR / f"{log_name}.log"
         self.gunicorn, self.env, self.cwd = gunicorn, env, cwd
-        self.proc: subprocess.Popen | None = None
+        self.procs: list[subprocess.Popen] = []
 
     @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+    def pids(self) -> list[int]:
+        """The gunicorn masters' pids (each the parent of one worker process)."""
+        return [proc.pid for proc in self.procs]
 
     def start(self) -> None:
         a = self.args
-        cmd = [
-            str(self.gunicorn),
-            "benchproject.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--worker-class",
-            a.worker_class,
-            "--workers",
-            str(a.workers),
-            "--keep-alive",
-            "30",
-            "--backlog",
-            "2048",
-            "--log-level",
-            "warning",
-        ]
-        if a.worker_class == "gthread":
-            cmd += ["--threads", str(a.threads)]
         RESULTS_DIR.mkdir(exist_ok=True)
         self.log = open(self.log_path, "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            cmd,
-            env=self.env or django_env(),
-            cwd=self.cwd,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_http(self.url + "/ref/noop")
+        for port in self.ports:
+            cmd = [
+                str(self.gunicorn),
+                "benchproject.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--worker-class",
+                a.worker_class,
+                "--workers",
+                "1",
+                "--keep-alive",
+                "30",
+                "--backlog",
+                "2048",
+                "--log-level",
+                "warning",
+            ]
+            if a.worker_class == "gthread":
+                cmd += ["--threads", str(a.threads)]
+            self.procs.append(
+                subprocess.Popen(
+                    cmd,
+                    env=self.env or django_env(),
+                    cwd=self.cwd,
+                    stdout=self.log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        for url in self.urls:
+            wait_http(url + "/ref/noop")
+
+    def worker_connections(self) -> list[int]:
+        """Established TCP connections each worker process holds on its port now (from
+        /proc), in the order of ``urls``: what :func:`measure_wrk` records mid-run to show
+        that wrk's connections were split evenly."""
+        counts = []
+        for port, master in zip(self.ports, self.pids, strict=True):
+            inodes = _established_inodes(port)
+            held = 0
+            for pid, ppid, _, _ in _proc_stats():
+                if ppid == master:
+                    held += len(_socket_inodes(pid) & inodes)
+            counts.append(held)
+        return counts
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+        for proc in self.procs:
+            stop_process(proc)
+        if self.procs:
             self.log.close()
 
 
+def _established_inodes(port: int) -> set[str]:
+    """Socket inodes of the established TCP connections whose local port is ``port``."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                    inodes.add(fields[9])
+    return inodes
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets a process has open."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    return inodes
+
+
 def run_wrk(
-    url: str,
+    url: str | Sequence[str],
     script: str,
     *,
     duration: float,
@@ -301,9 +361,22 @@ def run_wrk(
     cpu: str | None = None,
 ) -> dict[str, Any]:
     """Run wrk with one of the Lua scripts; return its BENCH_JSON line as a dict, plus
-    the CPU seconds wrk itself used (the load generator must not eat the server's CPU)."""
+    the CPU seconds wrk itself used (the load generator must not eat the server's CPU).
+
+    ``url`` may be several addresses (a :class:`GunicornServer`'s ``urls``): then wrk runs
+    one thread per address, each thread's connections (wrk gives every thread
+    ``connections / threads``) on its own address (``BENCH_HOSTS``, which
+    ``lua/common.lua``'s ``setup()`` reads), so every address gets the same number of
+    connections; ``threads`` is then the number of addresses."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    urls = [url] if isinstance(url, str) else list(url)
+    hosts = {}
+    if len(urls) > 1:
+        if connections % len(urls):
+            raise ValueError(f"{connections} connections do not split evenly over {urls}")
+        threads = len(urls)
+        hosts["BENCH_HOSTS"] = " ".join(u.split("://", 1)[1].rstrip("/") for u in urls)
     seconds = max(1, round(duration))
     cmd = [
         "wrk",
@@ -314,12 +387,13 @@ def run_wrk(
         "10s",
         "-s",
         str(LUA_DIR / script),
-        url,
+        urls[0],
     ]
     if cpu:
         cmd = ["taskset", "-c", cpu, *cmd]
     full_env = dict(os.environ)
     full_env["BENCH_THREADS"] = str(threads)
+    full_env.update(hosts)
     full_env.update(env or {})
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=duration + 60)
@@ -368,14 +442,15 @@ def _proc_stats() -> list[tuple[int, int, str, float]]:
     return rows
 
 
-def cpu_snapshot(server_pid: int | None) -> dict[str, float]:
-    """CPU seconds used so far by the server's process tree and by PostgreSQL processes
-    (all of them: other users of the same PostgreSQL show up here too)."""
+def cpu_snapshot(server_pids: list[int]) -> dict[str, float]:
+    """CPU seconds used so far by the server's process trees (each gunicorn master and its
+    worker) and by PostgreSQL processes (all of them: other users of the same PostgreSQL
+    show up here too)."""
     rows = _proc_stats()
     children: dict[int, list[int]] = {}
     for pid, ppid, _, _ in rows:
         children.setdefault(ppid, []).append(pid)
-    tree, todo = set(), [server_pid] if server_pid else []
+    tree, todo = set(), list(server_pids)
     while todo:
         pid = todo.pop()
         tree.add(pid)
@@ -397,17 +472,26 @@ def measure_wrk(
     """:func:`run_wrk` against ``server`` with :func:`api_arg_parser`'s options (and
     ``duration`` instead of ``--duration``; ``env`` may be a function that makes it),
     plus the CPU time the server's processes and PostgreSQL used per request
-    (``server_cpu_ms_per_req``, ``postgres_cpu_ms_per_req``)."""
-    before = cpu_snapshot(server.pid)
+    (``server_cpu_ms_per_req``, ``postgres_cpu_ms_per_req``), and the connections each
+    worker process held halfway through (``connections_per_worker``, one count per
+    address of ``server.urls``)."""
+    seconds = args.duration if duration is None else duration
+    held: list[list[int]] = []
+    probe = threading.Timer(seconds / 2, lambda: held.append(server.worker_connections()))
+    before = cpu_snapshot(server.pids)
+    probe.start()
     res = run_wrk(
-        server.url,
+        server.urls,
         script,
-        duration=args.duration if duration is None else duration,
+        duration=seconds,
         connections=args.connections,
         env=env() if callable(env) else env,
         cpu=args.wrk_cpu,
     )
-    after = cpu_snapshot(server.pid)
+    after = cpu_snapshot(server.pids)
+    probe.cancel()
+    probe.join()
+    res["connections_per_worker"] = held[0] if held else None
     for part in ("server", "postgres"):
         used = after[part] - before[part]
         res[f"{part}_cpu_ms_per_req"] = used * 1000 / max(res["requests"], 1)

@@ -8,15 +8,19 @@
 A *side* is a checkout (its ``django_orders`` and its ``bench/benchproject`` are what its
 gunicorn serves) and the Python whose environment runs it. Each side gets a database of
 its own (``BENCH_DATABASE_URL`` + ``_<side>``: the sides' migrations may differ), seeded
-with this checkout's ``bench/seed.py``, and a gunicorn of its own, started once, as
-``bench/run_api.py`` starts it (``gthread``, 2 workers × 4 threads, persistent
-connections). Then every round runs each scenario on every side back to back (wrk, 1
-thread, 8 connections; sides in reversed order every other round, scenarios too), so
-the load of a shared machine falls on all sides alike. Ratios are taken within a round
-and the median over rounds is reported: requests/s, and the CPU per request of the
-side's gunicorn processes (user + system, ``/proc``) beside it — far less sensitive to
-the machine's load than the rate. PostgreSQL's CPU per request counts every backend on
-the server (other users of it too).
+with this checkout's ``bench/seed.py``, and a server of its own, started once, as
+``bench/run_api.py`` starts it (``gthread``, 2 worker processes × 4 threads, persistent
+connections; each worker process a gunicorn of its own on its own port, so that wrk's
+connections split over them evenly: ``harness.GunicornServer``). Then every round runs
+each scenario on every side back to back (wrk, 8 connections, 4 on each worker process;
+sides in reversed order every other round, scenarios too), so the load of a shared
+machine falls on all sides alike. Ratios are taken within a round and the median over
+rounds is reported: requests/s, and the CPU per request of the side's gunicorn
+processes (user + system, ``/proc``, summed over the worker processes and their
+masters) beside it — far less sensitive to the machine's load than the rate.
+PostgreSQL's CPU per request counts every backend on the server (other users of it
+too). Each measurement records the connections each worker process held halfway
+through (``connections_per_worker``); an uneven split is printed as UNEVEN.
 
 Scenarios: ``ref_create`` (the plain DRF create of ``bench/benchproject/refviews.py``),
 ``create`` (a new ``Idempotency-Key`` per request), ``confirm`` (``If-Match: "1"`` on
@@ -233,10 +237,14 @@ def main() -> None:
                     res = measure(side, name, args, args.duration)
                     row.setdefault(name, {})[side.name] = res
                     flag = f"  ERRORS {res['errors']}" if res["errors"] else ""
+                    held = res["connections_per_worker"] or []
+                    if len(set(held)) != 1 or sum(held) != args.connections:
+                        flag += "  UNEVEN"
                     print(
                         f"round {rnd + 1} {name:11s} {side.name:8s} {res['rps']:8.1f} req/s  "
                         f"gunicorn {res['server_cpu_ms_per_req']:.3f} ms/req  "
                         f"PostgreSQL {res['postgres_cpu_ms_per_req']:.3f} ms/req  "
+                        f"connections {'/'.join(map(str, held))}  "
                         f"load {os.getloadavg()[0]:.1f}{flag}",
                         flush=True,
                     )

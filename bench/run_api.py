@@ -4,9 +4,10 @@
     .venv/bin/python bench/run_api.py                    # the full run (~12 minutes)
     .venv/bin/python bench/run_api.py --duration 3 --rounds 1 --depth-duration 2   # smoke
 
-Every round measures, back to back on one gunicorn server: a no-database DRF view, the
-reference plain DRF create, the package's create, replay, get, confirm, list page 1 and
-list at depth 100,000 (wrk, 1 thread, 8 connections), then pgbench running the create's
+Every round measures, back to back on one server (a gunicorn per worker process, see
+harness.GunicornServer): a no-database DRF view, the reference plain DRF create, the
+package's create, replay, get, confirm, list page 1 and list at depth 100,000 (wrk, 8
+connections split evenly over the worker processes), then pgbench running the create's
 SQL, then the depth curve of three paginators. Ratios are taken within a round and the
 median over rounds is reported. Results: bench/results/api-<stamp>.json (+ -latest.json,
 -latest.md); the plot: docs/img/list-depth.png.
@@ -337,11 +338,15 @@ def main() -> None:
     seed.seed_api(list_orders=args.list_orders, confirm_drafts=chunk * runs_needing_drafts)
     confirm_ids = IdChunks(list(reversed(seed.tenant_ids(seed.CONFIRM_TENANT))), chunk)
     info = machine()
-    info["server"] = f"gunicorn {args.worker_class} workers={args.workers}" + (
-        f" threads={args.threads}" if args.worker_class == "gthread" else ""
+    info["server"] = (
+        f"gunicorn {args.worker_class} workers={args.workers}"
+        + (f" threads={args.threads}" if args.worker_class == "gthread" else "")
+        + " (one gunicorn per worker, each on its own port)"
     )
-    info["load"] = f"wrk -t1 -c{args.connections}" + (
-        f" pinned to CPU {args.wrk_cpu}" if args.wrk_cpu else ""
+    info["load"] = (
+        f"wrk -t{args.workers} -c{args.connections}"
+        f" ({args.connections // args.workers} per worker)"
+        + (f" pinned to CPU {args.wrk_cpu}" if args.wrk_cpu else "")
     )
     server = GunicornServer(args)
     server.start()
@@ -358,7 +363,7 @@ def main() -> None:
         print("warm-up")
         for _name, script, env in scenarios:
             run_wrk(
-                server.url,
+                server.urls,
                 script,
                 duration=2,
                 connections=args.connections,
@@ -391,7 +396,7 @@ def main() -> None:
             if not args.skip_depth:
                 for paginator, depth, path in depth_scenarios(cursors, args.list_orders):
                     res = run_wrk(
-                        server.url,
+                        server.urls,
                         "get_path.lua",
                         duration=args.depth_duration,
                         connections=args.connections,

@@ -46,10 +46,24 @@ function M.create_headers()
 end
 
 -- Threads get an index in setup() so they can split work (ids, key space) between them.
+-- With BENCH_HOSTS ("127.0.0.1:8001 127.0.0.1:8002", set by harness.run_wrk: one address
+-- per gunicorn worker process) thread i connects to the i-th address, modulo their count:
+-- wrk gives every thread the same number of connections, so every address gets its share.
 local thread_count = 0
+local hosts = nil
 function M.setup(thread)
-  thread:set("thread_index", thread_count)
+  local index = thread_count
+  thread:set("thread_index", index)
   thread_count = thread_count + 1
+  local spec = M.env("BENCH_HOSTS", nil)
+  if spec == nil then return end
+  if hosts == nil then
+    hosts = {}
+    for host, port in spec:gmatch("([^%s]+):(%d+)") do
+      hosts[#hosts + 1] = wrk.lookup(host, port)[1]
+    end
+  end
+  thread.addr = hosts[index % #hosts + 1]
 end
 
 function M.done(summary, latency, requests)
