@@ -102,9 +102,17 @@ def stream_messages(url: str, name: str) -> list[Any]:
 class NatsServer:
     """A ``nats-server -js`` of the test's own, on a free port, with its store in a
     temporary directory kept across :meth:`kill` and :meth:`start`; ``jetstream=False``: a
-    plain NATS server (nothing answers JetStream's API)."""
+    plain NATS server (nothing answers JetStream's API); ``websocket=True``: it also takes
+    WebSocket clients, without TLS, at ``ws_url``; ``tls``: (certificate, key) files with
+    which it offers TLS, plain clients still welcome (``allow_non_tls``)."""
 
-    def __init__(self, *, jetstream: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        jetstream: bool = True,
+        websocket: bool = False,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         binary = shutil.which("nats-server")
         if binary is None:
             pytest.skip("nats-server is not installed (apt-get install nats-server)")
@@ -113,10 +121,23 @@ class NatsServer:
         self.url = f"nats://127.0.0.1:{self.port}"
         self.store = Path(tempfile.mkdtemp(prefix="orders-nats-"))
         self.jetstream = jetstream
+        self.ws_port = free_port() if websocket else None
+        self.ws_url = f"ws://127.0.0.1:{self.ws_port}"
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         store = ["-js", "-sd", str(self.store / "jetstream")] if self.jetstream else []
+        config = []  # what no command-line flag sets
+        if self.ws_port is not None:
+            config.append(f'websocket {{ listen: "127.0.0.1:{self.ws_port}", no_tls: true }}')
+        if self.tls is not None:
+            cert, key = self.tls
+            config.append(f'tls {{ cert_file: "{cert}", key_file: "{key}" }}')
+            config.append("allow_non_tls: true")
+        if config:
+            (self.store / "server.conf").write_text("\n".join(config) + "\n")
+            store += ["-c", str(self.store / "server.conf")]
         with open(self.store / "server.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [

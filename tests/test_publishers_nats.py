@@ -11,7 +11,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -540,6 +543,100 @@ def test_closing_while_the_server_reads_nothing_lets_go_of_the_socket() -> None:
             assert sockets_to(server.port) == 0
         finally:
             server.resume()
+
+
+def tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a certificate for 127.0.0.1 it signed, with its key (``openssl``)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    cert, key, request = (
+        directory / "server.pem",
+        directory / "server.key",
+        directory / "server.csr",
+    )
+    extensions = directory / "server.ext"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\nauthorityKeyIdentifier=keyid\n"
+    )
+    for command in (
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-CA"
+        " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+        f" -keyout {ca_key} -out {ca}",
+        f"req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout {key} -out {request}",
+        f"x509 -req -in {request} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 1"
+        f" -extfile {extensions} -out {cert}",
+    ):
+        subprocess.run([openssl, *command.split()], check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="counts sockets in /proc")
+def test_closing_a_tls_connection_while_the_server_reads_nothing_lets_go_of_it(
+    tmp_path: Path,
+) -> None:
+    """The same over TLS: nats-py's TLS stream over the plain one it upgraded; aborting
+    the TLS transport, then the plain one (already let go: nothing more), frees the
+    socket."""
+    ca, cert, key = tls_files(tmp_path)
+    server = NatsServer(tls=(cert, key))
+    server.start()
+    try:
+        prefix = f"test{uuid.uuid4().hex[:8]}"
+        create_stream(server.url, [f"{prefix}.>"])  # plain: allow_non_tls
+        publisher = NatsJetStreamPublisher(
+            servers=f"tls://127.0.0.1:{server.port}",
+            subject=f"{prefix}.{{type}}",
+            timeout=1,
+            connect_options={"tls": ssl.create_default_context(cafile=str(ca))},
+        )
+        try:
+            assert publisher.publish_batch(sample_batch(1)) == [None]
+            assert sockets_to(server.port) == 1
+            server.pause()
+            results = publisher.publish_batch(padded(sample_batch(2000), 4000))  # ~9 MB
+            assert all(isinstance(r, PublishError) for r in results)
+            publisher.close()
+            assert sockets_to(server.port) == 0
+        finally:
+            server.resume()
+            publisher.close()
+    finally:
+        server.close()
+
+
+# nats-py hands aiohttp its connect timeout as a float, which aiohttp 3.10+ deprecates.
+@pytest.mark.filterwarnings("ignore:parameter 'timeout':DeprecationWarning")
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="counts sockets in /proc")
+def test_closing_a_websocket_connection_while_the_server_reads_nothing_lets_go_of_it() -> None:
+    """The same over nats-py's WebSocket transport (``ws://``, with aiohttp installed),
+    which drops its socket from view once its own close is done: that socket, closing
+    gracefully on a server that reads nothing, would stay open."""
+    pytest.importorskip("aiohttp")
+    server = NatsServer(websocket=True)
+    server.start()
+    try:
+        prefix = f"test{uuid.uuid4().hex[:8]}"
+        create_stream(server.url, [f"{prefix}.>"])
+        publisher = NatsJetStreamPublisher(
+            servers=server.ws_url, subject=f"{prefix}.{{type}}", timeout=1
+        )
+        try:
+            assert publisher.publish_batch(sample_batch(1)) == [None]
+            assert server.ws_port is not None
+            assert sockets_to(server.ws_port) == 1
+            server.pause()
+            results = publisher.publish_batch(padded(sample_batch(2000), 4000))  # ~9 MB
+            assert all(isinstance(r, PublishError) for r in results)
+            publisher.close()
+            assert sockets_to(server.ws_port) == 0
+        finally:
+            server.resume()
+            publisher.close()
+    finally:
+        server.close()
 
 
 def test_without_nats_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,11 @@ local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local common = dofile(dir .. "common.lua")
 
 local headers = common.create_headers()
-local next_key = common.cycle(common.env("BENCH_KEYS_FILE", "keys.txt"))
+-- The threads share the keys out (BENCH_THREADS): each walking all of them from its own
+-- index, two threads would ask for the same key at about the same time, on both workers.
+local next_key = common.cycle(
+  common.env("BENCH_KEYS_FILE", "keys.txt"), tonumber(common.env("BENCH_THREADS", "1"))
+)
 
 setup = common.setup
 done = common.done

@@ -471,13 +471,17 @@ class NatsJetStreamPublisher(Publisher):
 
     async def _close(self, client: Any) -> None:
         self._retired.append(client)
+        # Found before close(): nats-py's WebSocket transport forgets its socket once its
+        # own close is done, and that socket may still be closing.
+        sockets = _sockets(client)
         try:
             if not client.is_closed:
                 await asyncio.wait_for(client.close(), self.timeout)
         except Exception:
             logger.debug("Closing the NATS connection failed", exc_info=True)
         finally:  # cancelled too: close() cuts off what outlives its bound
-            _abort_socket(client)  # the socket is let go on the loop's next turn
+            for socket in sockets:
+                socket.abort()  # let go on the loop's next turn
 
     async def _let_go(self) -> None:
         """:meth:`close`'s last step on the loop: cancel what is left, abort every socket
@@ -486,22 +490,25 @@ class NatsJetStreamPublisher(Publisher):
         await _cancel_the_rest()
         for client in [*self._retired, self._connection]:
             if client is not None:
-                _abort_socket(client)
+                for socket in _sockets(client):
+                    socket.abort()
         await asyncio.sleep(0)
 
 
-def _abort_socket(client: Any) -> None:
-    """Let go of ``client``'s socket now, whatever its peer has not taken yet. nats-py
-    closes it gracefully: asyncio keeps a closing socket until its write buffer drains,
-    which a server that reads nothing (paused, or gone without a reset) never lets
-    happen, or until a loop turn that a stopping loop may not run — and the transport,
-    collected later, warns "unclosed transport". ``abort()`` on a socket already let go
-    does nothing."""
+def _sockets(client: Any) -> list[asyncio.WriteTransport]:
+    """The asyncio transports of ``client``'s socket, to let go of with ``abort()``
+    whatever its peer has not taken yet. nats-py closes them gracefully: asyncio keeps a
+    closing socket until its write buffer drains, which a server that reads nothing
+    (paused, or gone without a reset) never lets happen, or until a loop turn that a
+    stopping loop may not run — and the transport, collected later, warns "unclosed
+    transport". ``abort()`` on a socket already let go does nothing."""
     transport = getattr(client, "_transport", None)
-    for name in ("_io_writer", "_bare_io_writer"):  # the TLS one, and the one under it
-        writer = getattr(transport, name, None)
-        if writer is not None:
-            writer.transport.abort()
+    writers = [
+        getattr(transport, "_io_writer", None),  # TCP: the TLS one (or the only one),
+        getattr(transport, "_bare_io_writer", None),  # and the one under it
+        getattr(getattr(transport, "_ws", None), "_writer", None),  # WebSocket: aiohttp's
+    ]
+    return [writer.transport for writer in writers if writer is not None]
 
 
 async def _cancel_the_rest() -> None:
