@@ -508,7 +508,8 @@ def _sockets(client: Any) -> list[asyncio.WriteTransport]:
         getattr(transport, "_bare_io_writer", None),  # and the one under it
         getattr(getattr(transport, "_ws", None), "_writer", None),  # WebSocket: aiohttp's
     ]
-    return [writer.transport for writer in writers if writer is not None]
+    found = (getattr(writer, "transport", None) for writer in writers if writer is not None)
+    return [transport for transport in found if transport is not None]
 
 
 async def _cancel_the_rest() -> None:
