@@ -279,16 +279,22 @@ def test_a_server_that_never_answers_costs_one_timeout() -> None:
 
 
 @contextlib.contextmanager
-def own_server(timeout: float) -> Iterator[tuple[NatsServer, NatsJetStreamPublisher, str]]:
-    """A ``nats-server -js`` of the test's own with a stream, and a publisher to it
+def own_server(
+    timeout: float, server: NatsServer | None = None, servers: str | None = None, **options: Any
+) -> Iterator[tuple[NatsServer, NatsJetStreamPublisher, str]]:
+    """A ``nats-server -js`` of the test's own (``server``, else a plain one) with a
+    stream, and a publisher to it at ``servers`` (else its plain URL) with ``options``
     (closed when the block ends, before the server)."""
-    server = NatsServer()
+    server = server or NatsServer()
     server.start()
     try:
         prefix = f"test{uuid.uuid4().hex[:8]}"
         name = create_stream(server.url, [f"{prefix}.>"])
         publisher = NatsJetStreamPublisher(
-            servers=server.url, subject=f"{prefix}.{{type}}", timeout=timeout
+            servers=servers or server.url,
+            subject=f"{prefix}.{{type}}",
+            timeout=timeout,
+            **options,
         )
         try:
             yield server, publisher, name
@@ -527,22 +533,30 @@ def sockets_to(port: int) -> int:
     return count
 
 
+def assert_closing_on_a_paused_server_lets_go(
+    server: NatsServer, publisher: NatsJetStreamPublisher, port: int
+) -> None:
+    """``publisher``'s connection to ``port`` of ``server``, paused with more in flight
+    than the socket buffers and nats-py hold: ``close()`` leaves no socket open."""
+    assert publisher.publish_batch(sample_batch(1)) == [None]
+    assert sockets_to(port) == 1
+    server.pause()
+    try:
+        results = publisher.publish_batch(padded(sample_batch(2000), 4000))  # ~9 MB
+        assert all(isinstance(r, PublishError) for r in results)
+        publisher.close()
+        assert sockets_to(port) == 0
+    finally:
+        server.resume()
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="counts sockets in /proc")
 def test_closing_while_the_server_reads_nothing_lets_go_of_the_socket() -> None:
     """A paused server never takes what the client still has to write: closed gracefully,
     the socket would stay open (and its transport, collected later, warn "unclosed
     transport"). The publisher's close() lets go of it at once."""
     with own_server(timeout=1) as (server, publisher, _):
-        assert publisher.publish_batch(sample_batch(1)) == [None]
-        assert sockets_to(server.port) == 1
-        server.pause()
-        try:
-            results = publisher.publish_batch(padded(sample_batch(2000), 4000))  # ~9 MB
-            assert all(isinstance(r, PublishError) for r in results)
-            publisher.close()
-            assert sockets_to(server.port) == 0
-        finally:
-            server.resume()
+        assert_closing_on_a_paused_server_lets_go(server, publisher, server.port)
 
 
 def tls_files(directory: Path) -> tuple[Path, Path, Path]:
@@ -581,30 +595,11 @@ def test_closing_a_tls_connection_while_the_server_reads_nothing_lets_go_of_it(
     the TLS transport, then the plain one (already let go: nothing more), frees the
     socket."""
     ca, cert, key = tls_files(tmp_path)
-    server = NatsServer(tls=(cert, key))
-    server.start()
-    try:
-        prefix = f"test{uuid.uuid4().hex[:8]}"
-        create_stream(server.url, [f"{prefix}.>"])  # plain: allow_non_tls
-        publisher = NatsJetStreamPublisher(
-            servers=f"tls://127.0.0.1:{server.port}",
-            subject=f"{prefix}.{{type}}",
-            timeout=1,
-            connect_options={"tls": ssl.create_default_context(cafile=str(ca))},
-        )
-        try:
-            assert publisher.publish_batch(sample_batch(1)) == [None]
-            assert sockets_to(server.port) == 1
-            server.pause()
-            results = publisher.publish_batch(padded(sample_batch(2000), 4000))  # ~9 MB
-            assert all(isinstance(r, PublishError) for r in results)
-            publisher.close()
-            assert sockets_to(server.port) == 0
-        finally:
-            server.resume()
-            publisher.close()
-    finally:
-        server.close()
+    server = NatsServer(tls=(cert, key))  # the stream made plainly: allow_non_tls
+    tls = {"tls": ssl.create_default_context(cafile=str(ca))}
+    url = f"tls://127.0.0.1:{server.port}"
+    with own_server(1, server, url, connect_options=tls) as (server, publisher, _):
+        assert_closing_on_a_paused_server_lets_go(server, publisher, server.port)
 
 
 # nats-py hands aiohttp its connect timeout as a float, which aiohttp 3.10+ deprecates.
@@ -616,27 +611,9 @@ def test_closing_a_websocket_connection_while_the_server_reads_nothing_lets_go_o
     gracefully on a server that reads nothing, would stay open."""
     pytest.importorskip("aiohttp")
     server = NatsServer(websocket=True)
-    server.start()
-    try:
-        prefix = f"test{uuid.uuid4().hex[:8]}"
-        create_stream(server.url, [f"{prefix}.>"])
-        publisher = NatsJetStreamPublisher(
-            servers=server.ws_url, subject=f"{prefix}.{{type}}", timeout=1
-        )
-        try:
-            assert publisher.publish_batch(sample_batch(1)) == [None]
-            assert server.ws_port is not None
-            assert sockets_to(server.ws_port) == 1
-            server.pause()
-            results = publisher.publish_batch(padded(sample_batch(2000), 4000))  # ~9 MB
-            assert all(isinstance(r, PublishError) for r in results)
-            publisher.close()
-            assert sockets_to(server.ws_port) == 0
-        finally:
-            server.resume()
-            publisher.close()
-    finally:
-        server.close()
+    assert server.ws_port is not None
+    with own_server(1, server, server.ws_url) as (server, publisher, _):
+        assert_closing_on_a_paused_server_lets_go(server, publisher, server.ws_port)
 
 
 def test_without_nats_py_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
