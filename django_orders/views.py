@@ -496,9 +496,10 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
         return self._if_current
 
     def _transitions_as_the_package_does(self) -> bool:
-        """Whether this view's handler, transition and response are the package's confirm
-        or close: a subclass overriding one of them runs its code in the request's
-        transaction, on the locked order, as before."""
+        """Whether this view's handler, transition, response and answer to the mixin
+        (``writes_in_one_statement``) are the package's confirm or close: a subclass
+        overriding one of them runs its code in the request's transaction, on the locked
+        order, as before."""
         cls = type(self)
         own = OrderConfirmView if issubclass(cls, OrderConfirmView) else OrderCloseView
         return issubclass(cls, own) and all(
@@ -509,6 +510,7 @@ class OrderTransitionView(HostSerializersMixin, IdempotencyMixin, OrdersAPIView)
                 "apply",
                 "apply_if_current",
                 "finalize_response",
+                "writes_in_one_statement",
             )
         )
 

@@ -355,6 +355,30 @@ def test_a_subclass_overriding_the_transition_keeps_the_locked_path(override: st
     assert view.writes_in_one_statement(request, "default") is (override is None)
 
 
+def test_a_subclass_saying_no_to_one_statement_gets_the_locked_path() -> None:
+    """writes_in_one_statement() is the mixin's hook: a subclass answering no (after asking
+    the package's answer) gets the locked transition, not the statement made anyway."""
+
+    class HostConfirm(views.OrderConfirmView):
+        def writes_in_one_statement(self, request: Any, using: str) -> bool:
+            super().writes_in_one_statement(request, using)
+            return False
+
+    order = make({})
+    raw = APIRequestFactory().patch(
+        f"/orders/{order.id}/confirm",
+        {"totalCents": 3},
+        format="json",
+        headers={"If-Match": '"1"', "X-Tenant-Id": "shop-1"},
+    )
+    with CaptureQueriesContext(connection) as context:
+        response = HostConfirm.as_view()(raw, order_id=str(order.id))
+    assert response.status_code == 200, response.content
+    statements = [query["sql"] for query in context.captured_queries]
+    assert not any("jsonb_build_object(" in s for s in statements), statements
+    assert any("FOR UPDATE" in s for s in statements), statements
+
+
 def test_the_tag_is_parsed_and_the_body_validated_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """writes_in_one_statement() finds the statement's inputs when the mixin asks it, and
     transition() makes the statement with them, parsing and validating nothing again."""
