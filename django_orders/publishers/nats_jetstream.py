@@ -127,7 +127,8 @@ class NatsJetStreamPublisher(Publisher):
     Options:
 
     - ``servers``: a NATS URL or a list of them (``nats://user:password@host:4222``,
-      ``tls://`` for TLS) [``"nats://localhost:4222"``].
+      ``tls://`` for TLS, ``ws://`` for a WebSocket port: nats-py needs ``aiohttp``)
+      [``"nats://localhost:4222"``].
     - ``subject``: the subject template, with ``{type}``, ``{tenantid}`` and ``{subject}``
       [``"orders.{type}"``]. A stream must capture the subjects (the publisher never
       creates one).
