@@ -210,7 +210,7 @@ class NatsJetStreamPublisher(Publisher):
             future.result(self.timeout)
         except Exception:
             logger.debug("Closing the NATS connection failed", exc_info=True)
-        future = asyncio.run_coroutine_threadsafe(self._let_go(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop)
         try:
             future.result(LOOP_GRACE)
         except Exception:
@@ -484,17 +484,6 @@ class NatsJetStreamPublisher(Publisher):
             for socket in sockets:
                 socket.abort()  # let go on the loop's next turn
 
-    async def _let_go(self) -> None:
-        """:meth:`close`'s last step on the loop: cancel what is left, abort every socket
-        a closed connection may still hold, and give the loop the turn in which they
-        are let go."""
-        await _cancel_the_rest()
-        for client in [*self._retired, self._connection]:
-            if client is not None:
-                for socket in _sockets(client):
-                    socket.abort()
-        await asyncio.sleep(0)
-
 
 def _sockets(client: Any) -> list[asyncio.WriteTransport]:
     """The asyncio transports of ``client``'s socket, to let go of with ``abort()``
@@ -524,6 +513,9 @@ async def _cancel_the_rest() -> None:
         task.cancel()
     if rest:
         await asyncio.wait(rest, timeout=LOOP_GRACE / 2)
+    # A cancelled _close() aborted its sockets as it ended (its finally): the loop lets
+    # go of them on its next turn, before close() stops it.
+    await asyncio.sleep(0)
 
 
 def _check(timer: asyncio.Timeout) -> None:
