@@ -329,6 +329,17 @@ def test_a_receiver_of_the_instances_signals_sees_what_the_locked_path_makes(
         assert seen == [response.json()]  # the event made with its payload
 
 
+def confirm_request(order: Order) -> Any:
+    """A confirm of the draft ``order`` for a view called directly: one strong tag, a
+    plainly valid body."""
+    return APIRequestFactory().patch(
+        f"/orders/{order.id}/confirm",
+        {"totalCents": 3},
+        format="json",
+        headers={"If-Match": '"1"', "X-Tenant-Id": "shop-1"},
+    )
+
+
 @pytest.mark.parametrize("override", [None, "apply", "finalize_response", "handler"])
 def test_a_subclass_overriding_the_transition_keeps_the_locked_path(override: str | None) -> None:
     attributes: dict[str, Any] = {}
@@ -344,12 +355,7 @@ def test_a_subclass_overriding_the_transition_keeps_the_locked_path(override: st
         attributes["patch"] = lambda self, request, order_id: self.transition(request, order_id)
     view_class = type("HostConfirm", (views.OrderConfirmView,), attributes)
     order = make({})
-    raw = APIRequestFactory().patch(
-        f"/orders/{order.id}/confirm",
-        {"totalCents": 3},
-        format="json",
-        headers={"If-Match": '"1"', "X-Tenant-Id": "shop-1"},
-    )
+    raw = confirm_request(order)
     view = view_class()
     request = view.initialize_request(raw)
     assert view.writes_in_one_statement(request, "default") is (override is None)
@@ -365,12 +371,7 @@ def test_a_subclass_saying_no_to_one_statement_gets_the_locked_path() -> None:
             return False
 
     order = make({})
-    raw = APIRequestFactory().patch(
-        f"/orders/{order.id}/confirm",
-        {"totalCents": 3},
-        format="json",
-        headers={"If-Match": '"1"', "X-Tenant-Id": "shop-1"},
-    )
+    raw = confirm_request(order)
     with CaptureQueriesContext(connection) as context:
         response = HostConfirm.as_view()(raw, order_id=str(order.id))
     assert response.status_code == 200, response.content
